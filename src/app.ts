@@ -1,0 +1,24 @@
+import express, { type Express } from 'express';
+import type { Deps } from './deps.js';
+import { AppError } from './lib/errors.js';
+import { errorHandler } from './http/middleware/error-handler.js';
+import { requestContext } from './http/middleware/request-context.js';
+import { observeRequests } from './http/metrics.js';
+import { buildRouter } from './http/router.js';
+import { allRoutes } from './http/routes/index.js';
+
+/** The express application; it never listens, so tests can run it in-process on any port. */
+export function createApp(deps: Deps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(requestContext(deps.log));
+  app.use(observeRequests(deps.metrics));
+  app.use(express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  app.use(buildRouter(allRoutes, deps));
+  app.use((req) => {
+    throw new AppError('not_found', `no route for ${req.method} ${req.path}`, { reason: 'route_not_found' });
+  });
+  app.use(errorHandler);
+  return app;
+}

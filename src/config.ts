@@ -1,0 +1,52 @@
+import { z } from 'zod';
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const durationMs = (fallback: number, description: string) =>
+  z.coerce.number().int().min(1).default(fallback).describe(description);
+
+export const ConfigSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8003).describe('HTTP port'),
+  HOST: z.string().default('0.0.0.0').describe('interface to listen on'),
+  DATABASE_URL: optionalString
+    .pipe(z.url({ protocol: /^postgres(ql)?$/ }).optional())
+    .describe('PostgreSQL connection string; unset starts an embedded PostgreSQL under DATA_DIR'),
+  DATA_DIR: z.string().default('./.data').describe('where the embedded database lives'),
+  LLM_BASE_URL: optionalString
+    .pipe(z.url({ protocol: /^https?$/ }).optional())
+    .describe('OpenAI/LiteLLM-compatible base URL; unset starts the built-in simulated upstream'),
+  LLM_API_KEY: optionalString.describe('key sent to the upstream'),
+  MASTER_KEY: optionalString
+    .pipe(z.string().min(16).optional())
+    .describe('admin bearer credential; unset generates one on first start and prints it once'),
+  JWT_SECRET: optionalString
+    .pipe(z.string().min(32).optional())
+    .describe('secret that signs admin JWTs; unset generates and persists one on first start'),
+  JWT_TTL_SECONDS: z.coerce.number().int().min(60).default(3600).describe('lifetime of admin JWTs'),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe('pino log level'),
+  BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i).default('1mb').describe('largest accepted JSON body'),
+  DB_POOL_MAX: z.coerce.number().int().min(1).max(500).default(20).describe('PostgreSQL pool size'),
+  IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(24).default(24).describe('how long Idempotency-Key answers are kept'),
+  SHUTDOWN_GRACE_MS: durationMs(10_000, 'how long SIGTERM waits for open requests to finish'),
+});
+
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once; every problem is reported on one line naming its variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  return Object.freeze(parsed.data);
+}

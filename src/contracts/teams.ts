@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { Metadata, Slug, Timestamp } from './common.js';
+import { BudgetMode, BudgetSettings, CreditBalance } from './credits.js';
+import { CreatedApiKey } from './api-keys.js';
+
+export const CreateTeamRequest = z
+  .strictObject({
+    organization_id: Slug,
+    team_id: Slug,
+    team_alias: z.string().trim().min(1).max(200).optional(),
+    model_groups: z
+      .array(Slug)
+      .max(50)
+      .refine((groups) => new Set(groups).size === groups.length, 'model_groups must not repeat')
+      .optional()
+      .meta({ description: 'allowed model groups; the first is the default' }),
+    credits_allocated: z.number().int().min(0).max(1_000_000_000).optional().meta({ description: 'initial whole credits' }),
+    budget_mode: BudgetMode.optional(),
+    credits_per_job: z.number().int().min(1).max(1_000_000).optional(),
+    tokens_per_credit: z.number().int().min(1).max(1_000_000_000).optional(),
+    credits_per_dollar: z.union([z.number(), z.string()]).optional(),
+    metadata: Metadata.optional(),
+  })
+  .meta({ id: 'CreateTeamRequest' });
+export type CreateTeamRequest = z.infer<typeof CreateTeamRequest>;
+
+export const Team = z
+  .object({
+    team_id: z.string(),
+    organization_id: z.string(),
+    team_alias: z.string().nullable(),
+    status: z.enum(['active', 'suspended']),
+    model_groups: z.array(z.string()),
+    ...BudgetSettings.shape,
+    credits: CreditBalance.pick({ balance: true, held: true, credits_remaining: true }),
+    metadata: Metadata,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .meta({ id: 'Team' });
+export type Team = z.infer<typeof Team>;
+
+export const CreateTeamResponse = Team.extend({
+  virtual_key: z.string().meta({ description: 'the secret key, shown only in this response' }),
+  key: CreatedApiKey.omit({ virtual_key: true }),
+}).meta({ id: 'CreateTeamResponse' });
+export type CreateTeamResponse = z.infer<typeof CreateTeamResponse>;
+
+export const TeamParams = z.strictObject({ team_id: Slug });

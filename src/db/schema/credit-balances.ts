@@ -1,0 +1,24 @@
+import { sql } from 'drizzle-orm';
+import { bigint, check, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { teams } from './teams.js';
+
+/**
+ * One row per team: the running totals of its ledger, in micro-credits (1 credit = 1,000,000).
+ * Only the ledger repository writes it, in the same transaction as the ledger entry that explains the change;
+ * the CHECKs turn any bug that would overspend into a failed transaction instead of a loss.
+ */
+export const creditBalances = pgTable(
+  'credit_balances',
+  {
+    teamId: text('team_id')
+      .primaryKey()
+      .references(() => teams.id),
+    balanceMicro: bigint('balance_micro', { mode: 'number' }).notNull().default(0),
+    heldMicro: bigint('held_micro', { mode: 'number' }).notNull().default(0),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    check('credit_balances_held_non_negative', sql`${t.heldMicro} >= 0`),
+    check('credit_balances_available_non_negative', sql`${t.balanceMicro} - ${t.heldMicro} >= 0`),
+  ],
+);

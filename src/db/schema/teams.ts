@@ -1,0 +1,32 @@
+import { sql } from 'drizzle-orm';
+import { check, index, integer, jsonb, numeric, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { organizations } from './organizations.js';
+
+export const teamStatus = pgEnum('team_status', ['active', 'suspended']);
+export const budgetMode = pgEnum('budget_mode', ['job_based', 'consumption_tokens', 'consumption_usd']);
+
+export const teams = pgTable(
+  'teams',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    alias: text('team_alias'),
+    status: teamStatus('status').notNull().default('active'),
+    budgetMode: budgetMode('budget_mode').notNull().default('job_based'),
+    creditsPerJob: integer('credits_per_job').notNull().default(1),
+    tokensPerCredit: integer('tokens_per_credit'),
+    // Credits per US dollar may be fractional; kept exact as NUMERIC, never a float.
+    creditsPerDollar: numeric('credits_per_dollar', { precision: 18, scale: 6 }),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('teams_organization_idx').on(t.organizationId),
+    check('teams_credits_per_job_positive', sql`${t.creditsPerJob} > 0`),
+    check('teams_tokens_per_credit_positive', sql`${t.tokensPerCredit} IS NULL OR ${t.tokensPerCredit} > 0`),
+    check('teams_credits_per_dollar_positive', sql`${t.creditsPerDollar} IS NULL OR ${t.creditsPerDollar} > 0`),
+  ],
+);

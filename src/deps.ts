@@ -1,0 +1,66 @@
+import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
+import { startEmbeddedPostgres } from './db/embedded-postgres.js';
+import type { AdminAuth } from './domain/admin/admin-auth.js';
+import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
+import type { Config } from './config.js';
+import { createMetrics, type HttpMetrics } from './http/metrics.js';
+import type { Logger } from './lib/logger.js';
+import { startSimulatedUpstream } from './upstream/simulated-server.js';
+
+export interface Deps {
+  config: Config;
+  log: Logger;
+  db: Database;
+  adminAuth: AdminAuth;
+  metrics: HttpMetrics;
+  upstream: { baseURL: string; apiKey: string };
+  /** Set on the one start that generated the master key. */
+  generatedMasterKey?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root. Real parts everywhere: an embedded PostgreSQL when no DATABASE_URL is given and the
+ * built-in simulated upstream (a real HTTP server) when no LLM_BASE_URL is given.
+ */
+export async function createDeps(config: Config, log: Logger): Promise<Deps> {
+  const closers: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const closer of closers.reverse()) await closer().catch((error) => log.error({ err: error }, 'shutdown step failed'));
+  };
+  try {
+    let databaseUrl = config.DATABASE_URL;
+    if (!databaseUrl) {
+      const embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, persistent: true });
+      closers.push(embedded.stop);
+      databaseUrl = embedded.url;
+      log.info({ data_dir: config.DATA_DIR }, 'using embedded PostgreSQL (set DATABASE_URL to use your own)');
+    }
+    const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX });
+    closers.push(database.close);
+    await migrateDatabase(database.pool);
+
+    let upstream = { baseURL: config.LLM_BASE_URL ?? '', apiKey: config.LLM_API_KEY ?? 'unused' };
+    if (!config.LLM_BASE_URL) {
+      const simulated = await startSimulatedUpstream({ chunkDelayMs: 20, firstTokenDelayMs: 150 });
+      closers.push(simulated.close);
+      upstream = { baseURL: simulated.baseURL, apiKey: 'unused' };
+      log.info({ base_url: simulated.baseURL }, 'using the built-in simulated upstream (set LLM_BASE_URL for a real one)');
+    }
+
+    const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET });
+    return {
+      config,
+      log,
+      db: database.db,
+      adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
+      metrics: createMetrics(),
+      upstream,
+      ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

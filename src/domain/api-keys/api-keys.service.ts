@@ -1,0 +1,105 @@
+import { and, asc, eq, isNull, lt, or, sql } from 'drizzle-orm';
+import type { ApiKey, CreateApiKeyRequest, CreatedApiKey } from '../../contracts/index.js';
+import { withTransaction, type DbOrTx } from '../../db/client.js';
+import { apiKeys, teams } from '../../db/schema/index.js';
+import { notFound } from '../../lib/errors.js';
+import { newId } from '../../lib/ids.js';
+import { actorLabel, type Actor, type ServiceContext } from '../context.js';
+import { requireTeam } from '../tenancy/teams.repository.js';
+import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
+
+type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+export async function createApiKey(ctx: ServiceContext, teamId: string, input: CreateApiKeyRequest): Promise<CreatedApiKey> {
+  return withTransaction(ctx.db, async (tx) => {
+    await requireTeam(tx, teamId);
+    return issueApiKey(tx, teamId, actorLabel(ctx.actor), input);
+  });
+}
+
+/** Creates a key; the secret is returned here once and only its hash is stored. */
+export async function issueApiKey(db: DbOrTx, teamId: string, createdBy: string, input: CreateApiKeyRequest): Promise<CreatedApiKey> {
+  const secret = generateTeamKey();
+  const [row] = await db
+    .insert(apiKeys)
+    .values({
+      id: newId('key'),
+      teamId,
+      name: input.name ?? null,
+      keyHash: hashSecret(secret),
+      keyPrefix: displayPrefix(secret),
+      createdBy,
+      expiresAt: input.expires_at ? new Date(input.expires_at) : null,
+    })
+    .returning();
+  return { ...presentApiKey(row!), virtual_key: secret };
+}
+
+export async function listApiKeys(ctx: ServiceContext, teamId: string): Promise<{ data: ApiKey[] }> {
+  await requireTeam(ctx.db, teamId);
+  const rows = await ctx.db.select().from(apiKeys).where(eq(apiKeys.teamId, teamId)).orderBy(asc(apiKeys.id));
+  return { data: rows.map((row) => presentApiKey(row)) };
+}
+
+/** Revoking twice is harmless and answers the same; the revocation time is the first one. */
+export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<ApiKey> {
+  await ctx.db
+    .update(apiKeys)
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)));
+  const [row] = await ctx.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
+  if (!row) throw notFound('key', 'key_id');
+  return presentApiKey(row);
+}
+
+/**
+ * The team actor for a presented secret, or null when it is unknown, revoked, expired or its team is suspended.
+ * Looked up by hash, so the secret itself is never compared or stored.
+ */
+export async function verifyTeamKey(db: DbOrTx, secret: string): Promise<Actor | null> {
+  const [row] = await db
+    .select({ keyId: apiKeys.id, teamId: teams.id, organizationId: teams.organizationId, lastUsedAt: apiKeys.lastUsedAt })
+    .from(apiKeys)
+    .innerJoin(teams, eq(teams.id, apiKeys.teamId))
+    .where(
+      and(
+        eq(apiKeys.keyHash, hashSecret(secret)),
+        isNull(apiKeys.revokedAt),
+        or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`),
+        eq(teams.status, 'active'),
+      ),
+    );
+  if (!row) return null;
+  await touchApiKey(db, row.keyId, row.lastUsedAt);
+  return { kind: 'team', teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId };
+}
+
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+/** last_used_at is kept to the minute, so a busy key does not write on every request. */
+async function touchApiKey(db: DbOrTx, keyId: string, lastUsedAt: Date | null): Promise<void> {
+  if (lastUsedAt && Date.now() - lastUsedAt.getTime() < LAST_USED_RESOLUTION_MS) return;
+  await db
+    .update(apiKeys)
+    .set({ lastUsedAt: sql`now()` })
+    .where(
+      and(
+        eq(apiKeys.id, keyId),
+        or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, sql`now() - make_interval(secs => ${LAST_USED_RESOLUTION_MS / 1000})`)),
+      ),
+    );
+}
+
+export function presentApiKey(row: ApiKeyRow): ApiKey {
+  return {
+    key_id: row.id,
+    team_id: row.teamId,
+    name: row.name,
+    key_prefix: row.keyPrefix,
+    status: keyStatus(row),
+    created_at: row.createdAt.toISOString(),
+    expires_at: row.expiresAt?.toISOString() ?? null,
+    revoked_at: row.revokedAt?.toISOString() ?? null,
+    last_used_at: row.lastUsedAt?.toISOString() ?? null,
+  };
+}

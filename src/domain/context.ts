@@ -1,0 +1,28 @@
+import type { DbOrTx } from '../db/client.js';
+import { notFound } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+
+/** Who is calling: an administrator (master key or admin user) or a team through one of its virtual keys. */
+export type Actor =
+  | { kind: 'admin'; adminUserId: string | null }
+  | { kind: 'team'; teamId: string; organizationId: string; keyId: string }
+  | { kind: 'anonymous' };
+
+export interface ServiceContext {
+  db: DbOrTx;
+  actor: Actor;
+  requestId: string;
+  log: Logger;
+}
+
+/** How an actor is written into ledger entries and audit columns. */
+export function actorLabel(actor: Actor): string {
+  if (actor.kind === 'team') return `key:${actor.keyId}`;
+  if (actor.kind === 'anonymous') return 'anonymous';
+  return actor.adminUserId ? `admin:${actor.adminUserId}` : 'admin:master_key';
+}
+
+/** A team key sees only its own team; anything else answers "not found" so other teams' ids do not leak. */
+export function assertTeamAccess(actor: Actor, teamId: string): void {
+  if (actor.kind === 'team' && actor.teamId !== teamId) throw notFound('team', 'team_id');
+}

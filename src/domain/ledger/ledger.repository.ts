@@ -1,0 +1,94 @@
+import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import type { DbOrTx } from '../../db/client.js';
+import { creditBalances, creditLedger } from '../../db/schema/index.js';
+import { newId } from '../../lib/ids.js';
+
+export type LedgerEntry = typeof creditLedger.$inferSelect;
+export type LedgerEntryType = LedgerEntry['entryType'];
+
+export interface LedgerChange {
+  teamId: string;
+  entryType: LedgerEntryType;
+  /** Change of the balance, in micro-credits. */
+  amountMicro: number;
+  /** Change of the held amount, in micro-credits. */
+  heldDeltaMicro?: number;
+  jobId?: string | null;
+  reason?: string | null;
+  actor: string;
+}
+
+/**
+ * Moves credits in one statement: the balance row is updated only if the result keeps both the held amount and
+ * the available balance non-negative, and the ledger entry is written from the row it produced. Concurrent
+ * callers serialise on the balance row lock and each re-checks the condition against the committed balance, so
+ * no update is lost and none overspends. Returns undefined when the condition fails (or the team has no balance).
+ */
+export async function applyLedgerChange(db: DbOrTx, change: LedgerChange): Promise<LedgerEntry | undefined> {
+  const held = change.heldDeltaMicro ?? 0;
+  const result = await db.execute<Record<string, unknown>>(sql`
+    WITH moved AS (
+      UPDATE ${creditBalances}
+         SET balance_micro = balance_micro + ${change.amountMicro},
+             held_micro = held_micro + ${held},
+             updated_at = now()
+       WHERE team_id = ${change.teamId}
+         AND held_micro + ${held} >= 0
+         AND (balance_micro + ${change.amountMicro}) - (held_micro + ${held}) >= 0
+       RETURNING balance_micro, held_micro
+    )
+    INSERT INTO ${creditLedger}
+      (id, team_id, entry_type, amount_micro, held_delta_micro, balance_after_micro, held_after_micro, job_id, reason, actor)
+    SELECT ${newId('led')}, ${change.teamId}, ${change.entryType}, ${change.amountMicro}, ${held},
+           moved.balance_micro, moved.held_micro, ${change.jobId ?? null}, ${change.reason ?? null}, ${change.actor}
+      FROM moved
+    RETURNING *`);
+  const row = result.rows[0];
+  return row ? ledgerEntryFromRow(row) : undefined;
+}
+
+function ledgerEntryFromRow(row: Record<string, unknown>): LedgerEntry {
+  return {
+    id: row.id as string,
+    teamId: row.team_id as string,
+    entryType: row.entry_type as LedgerEntryType,
+    amountMicro: Number(row.amount_micro),
+    heldDeltaMicro: Number(row.held_delta_micro),
+    balanceAfterMicro: Number(row.balance_after_micro),
+    heldAfterMicro: Number(row.held_after_micro),
+    jobId: row.job_id as string | null,
+    reason: row.reason as string | null,
+    actor: row.actor as string,
+    createdAt: new Date(row.created_at as string | Date),
+  };
+}
+
+export async function openBalance(db: DbOrTx, teamId: string): Promise<void> {
+  await db.insert(creditBalances).values({ teamId }).onConflictDoNothing();
+}
+
+export async function findBalance(db: DbOrTx, teamId: string) {
+  const [row] = await db.select().from(creditBalances).where(eq(creditBalances.teamId, teamId));
+  return row;
+}
+
+/** Lifetime totals by kind of entry, for reports; the balance itself never depends on them. */
+export async function sumLedgerByType(db: DbOrTx, teamId: string): Promise<Map<LedgerEntryType, number>> {
+  const rows = await db
+    .select({ type: creditLedger.entryType, total: sql<string>`sum(${creditLedger.amountMicro})` })
+    .from(creditLedger)
+    .where(eq(creditLedger.teamId, teamId))
+    .groupBy(creditLedger.entryType);
+  return new Map(rows.map((row) => [row.type, Number(row.total)]));
+}
+
+/** Newest first; the cursor is the id of the last entry of the previous page (ids sort by creation). */
+export async function listLedgerEntries(db: DbOrTx, teamId: string, limit: number, cursor?: string) {
+  const rows = await db
+    .select()
+    .from(creditLedger)
+    .where(and(eq(creditLedger.teamId, teamId), cursor ? lt(creditLedger.id, cursor) : undefined))
+    .orderBy(desc(creditLedger.id))
+    .limit(limit + 1);
+  return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
+}

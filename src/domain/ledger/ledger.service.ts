@@ -1,0 +1,87 @@
+import type { AddCreditsRequest, AddCreditsResponse, CreditBalance, CreditTransaction } from '../../contracts/index.js';
+import { withTransaction } from '../../db/client.js';
+import { teams } from '../../db/schema/index.js';
+import { AppError } from '../../lib/errors.js';
+import { actorLabel, type ServiceContext } from '../context.js';
+import { requireTeam } from '../tenancy/teams.repository.js';
+import { creditsToMicro, microToCredits } from './ledger.models.js';
+import {
+  applyLedgerChange,
+  findBalance,
+  listLedgerEntries,
+  sumLedgerByType,
+  type LedgerEntry,
+} from './ledger.repository.js';
+
+export async function addCredits(ctx: ServiceContext, teamId: string, input: AddCreditsRequest): Promise<AddCreditsResponse> {
+  return withTransaction(ctx.db, async (tx) => {
+    await requireTeam(tx, teamId);
+    const entry = await applyLedgerChange(tx, {
+      teamId,
+      entryType: 'grant',
+      amountMicro: creditsToMicro(input.credits),
+      reason: input.reason,
+      actor: actorLabel(ctx.actor),
+    });
+    if (!entry) throw new AppError('internal', `team ${teamId} has no credit balance`);
+    return { transaction: presentTransaction(entry), balance: await getCreditBalance({ ...ctx, db: tx }, teamId) };
+  });
+}
+
+export async function getCreditBalance(ctx: ServiceContext, teamId: string): Promise<CreditBalance> {
+  const team = await requireTeam(ctx.db, teamId);
+  const [balance, totals] = await Promise.all([findBalance(ctx.db, teamId), sumLedgerByType(ctx.db, teamId)]);
+  const balanceMicro = balance?.balanceMicro ?? 0;
+  const heldMicro = balance?.heldMicro ?? 0;
+  const granted = (totals.get('grant') ?? 0) + Math.max(0, totals.get('adjustment') ?? 0);
+  const used = -((totals.get('charge') ?? 0) + (totals.get('refund') ?? 0));
+  return {
+    team_id: teamId,
+    balance: microToCredits(balanceMicro),
+    held: microToCredits(heldMicro),
+    credits_remaining: microToCredits(balanceMicro - heldMicro),
+    credits_allocated: microToCredits(granted),
+    credits_used: microToCredits(used),
+    ...presentBudget(team),
+    updated_at: (balance?.updatedAt ?? team.updatedAt).toISOString(),
+  };
+}
+
+export async function listCreditTransactions(
+  ctx: ServiceContext,
+  teamId: string,
+  query: { limit: number; cursor?: string | undefined },
+) {
+  await requireTeam(ctx.db, teamId);
+  const { rows, hasMore } = await listLedgerEntries(ctx.db, teamId, query.limit, query.cursor);
+  return {
+    data: rows.map(presentTransaction),
+    has_more: hasMore,
+    next_cursor: hasMore ? (rows.at(-1)?.id ?? null) : null,
+  };
+}
+
+export function presentBudget(team: typeof teams.$inferSelect) {
+  return {
+    budget_mode: team.budgetMode,
+    credits_per_job: team.creditsPerJob,
+    tokens_per_credit: team.tokensPerCredit,
+    credits_per_dollar: team.creditsPerDollar,
+  };
+}
+
+export function presentTransaction(entry: LedgerEntry): CreditTransaction {
+  return {
+    transaction_id: entry.id,
+    team_id: entry.teamId,
+    type: entry.entryType,
+    amount: microToCredits(entry.amountMicro),
+    held_change: microToCredits(entry.heldDeltaMicro),
+    balance_after: microToCredits(entry.balanceAfterMicro),
+    held_after: microToCredits(entry.heldAfterMicro),
+    job_id: entry.jobId,
+    reason: entry.reason,
+    actor: entry.actor,
+    created_at: entry.createdAt.toISOString(),
+  };
+}

@@ -1,0 +1,90 @@
+import { eq, sql } from 'drizzle-orm';
+import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team } from '../../contracts/index.js';
+import { sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
+import { organizations, teams } from '../../db/schema/index.js';
+import { AppError, conflict, notFound } from '../../lib/errors.js';
+import { issueApiKey } from '../api-keys/api-keys.service.js';
+import { actorLabel, assertTeamAccess, type ServiceContext } from '../context.js';
+import { DEFAULT_BUDGET, resolveBudgetSettings } from '../ledger/budget.models.js';
+import { creditsToMicro } from '../ledger/ledger.models.js';
+import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
+import { getCreditBalance } from '../ledger/ledger.service.js';
+import { assignModelGroups, listTeamModelGroups, requireTeam } from './teams.repository.js';
+
+/** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
+export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest): Promise<CreateTeamResponse> {
+  return withTransaction(ctx.db, async (tx) => {
+    const [organization] = await tx.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, input.organization_id));
+    if (!organization) throw notFound('organization', 'organization_id');
+    const budget = resolveBudgetSettings(DEFAULT_BUDGET, input);
+    try {
+      await tx.insert(teams).values({
+        id: input.team_id,
+        organizationId: input.organization_id,
+        alias: input.team_alias ?? null,
+        ...budget,
+        metadata: input.metadata ?? {},
+      });
+    } catch (error) {
+      if (sqlState(error) === UNIQUE_VIOLATION) throw conflict(`team ${input.team_id} already exists`, 'already_exists');
+      throw error;
+    }
+    await assignModelGroups(tx, input.team_id, input.model_groups ?? []);
+    await openBalance(tx, input.team_id);
+    const actor = actorLabel(ctx.actor);
+    if (input.credits_allocated) {
+      const grant = await applyLedgerChange(tx, {
+        teamId: input.team_id,
+        entryType: 'grant',
+        amountMicro: creditsToMicro(input.credits_allocated),
+        reason: 'initial allocation',
+        actor,
+      });
+      if (!grant) throw new AppError('internal', 'initial grant failed');
+    }
+    const key = await issueApiKey(tx, input.team_id, actor, { name: 'default' });
+    const { virtual_key, ...keyInfo } = key;
+    return { ...(await getTeam({ ...ctx, db: tx }, input.team_id)), virtual_key, key: keyInfo };
+  });
+}
+
+export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team> {
+  assertTeamAccess(ctx.actor, teamId);
+  const team = await requireTeam(ctx.db, teamId);
+  const [groups, balance] = await Promise.all([listTeamModelGroups(ctx.db, teamId), getCreditBalance(ctx, teamId)]);
+  return {
+    team_id: team.id,
+    organization_id: team.organizationId,
+    team_alias: team.alias,
+    status: team.status,
+    model_groups: groups,
+    budget_mode: team.budgetMode,
+    credits_per_job: team.creditsPerJob,
+    tokens_per_credit: team.tokensPerCredit,
+    credits_per_dollar: team.creditsPerDollar,
+    credits: { balance: balance.balance, held: balance.held, credits_remaining: balance.credits_remaining },
+    metadata: team.metadata,
+    created_at: team.createdAt.toISOString(),
+    updated_at: team.updatedAt.toISOString(),
+  };
+}
+
+/** Suspending blocks the team's keys at once (they are checked against the team's status on every request). */
+export async function setTeamStatus(ctx: ServiceContext, teamId: string, status: 'active' | 'suspended'): Promise<Team> {
+  const updated = await ctx.db
+    .update(teams)
+    .set({ status, updatedAt: sql`now()` })
+    .where(eq(teams.id, teamId))
+    .returning({ id: teams.id });
+  if (updated.length === 0) throw notFound('team', 'team_id');
+  return getTeam(ctx, teamId);
+}
+
+export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: SetBudgetModeRequest) {
+  return withTransaction(ctx.db, async (tx) => {
+    const team = await requireTeam(tx, teamId);
+    const budget = resolveBudgetSettings(team, input);
+    await tx.update(teams).set({ ...budget, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
+    return getCreditBalance({ ...ctx, db: tx }, teamId);
+  });
+}

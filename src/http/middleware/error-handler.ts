@@ -1,0 +1,69 @@
+import type { NextFunction, Request, Response } from 'express';
+import { ZodError } from 'zod';
+import type { ErrorBody } from '../../contracts/index.js';
+import { AppError, ERROR_STATUS, type ErrorCode } from '../../lib/errors.js';
+
+const ERROR_TYPE: Record<ErrorCode, string> = {
+  validation_failed: 'invalid_request_error',
+  not_found: 'invalid_request_error',
+  conflict: 'invalid_request_error',
+  payload_too_large: 'invalid_request_error',
+  unauthenticated: 'authentication_error',
+  forbidden: 'permission_error',
+  insufficient_credits: 'billing_error',
+  rate_limited: 'rate_limit_error',
+  internal: 'api_error',
+  unavailable: 'api_error',
+  upstream_error: 'upstream_error',
+  upstream_timeout: 'upstream_error',
+};
+
+/** Turns anything thrown into the contract's error envelope; internal details never reach the client. */
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (error instanceof ZodError) return fromZodError(error);
+  const bodyParserType = (error as { type?: unknown })?.type;
+  if (bodyParserType === 'entity.too.large') {
+    return new AppError('payload_too_large', 'request body is too large', { reason: 'body_too_large' });
+  }
+  if (bodyParserType === 'entity.parse.failed') {
+    return new AppError('validation_failed', 'request body is not valid JSON', { reason: 'invalid_json' });
+  }
+  if (typeof bodyParserType === 'string' && (error as { status?: number }).status === 400) {
+    return new AppError('validation_failed', 'request body could not be read', { reason: 'invalid_body' });
+  }
+  if ((error as { type?: unknown; status?: number })?.status === 415) {
+    return new AppError('validation_failed', 'unsupported request body encoding', { reason: 'unsupported_encoding' });
+  }
+  return new AppError('internal', 'internal server error', { cause: error });
+}
+
+function fromZodError(error: ZodError): AppError {
+  const issue = error.issues[0]!;
+  const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
+  const path = [...issue.path, ...keys.slice(0, 1)].map(String).join('.');
+  const reason = issue.code === 'unrecognized_keys' ? 'unknown_parameter' : issue.code === 'invalid_type' ? 'invalid_type' : 'invalid_value';
+  return new AppError('validation_failed', path ? `${path}: ${issue.message}` : issue.message, { param: path || null, reason });
+}
+
+export function errorBody(error: AppError, requestId?: string): ErrorBody {
+  return {
+    error: {
+      type: ERROR_TYPE[error.code],
+      code: error.reason,
+      message: error.message,
+      param: error.param,
+      ...(requestId && { request_id: requestId }),
+    },
+  };
+}
+
+export function errorHandler(error: unknown, req: Request, res: Response, _next: NextFunction): void {
+  const appError = toAppError(error);
+  if (appError.code === 'internal') req.log.error({ err: appError.cause ?? error }, 'unhandled error');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(ERROR_STATUS[appError.code]).json(errorBody(appError, req.requestId));
+}

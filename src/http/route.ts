@@ -1,0 +1,53 @@
+import type { Request, Response } from 'express';
+import type { z } from 'zod';
+import type { Deps } from '../deps.js';
+import type { ServiceContext } from '../domain/context.js';
+
+/** Who may call a route. `team_or_admin` routes are scoped to the key's own team (others answer 404). */
+export type RouteAuth = 'public' | 'admin' | 'team' | 'team_or_admin';
+
+type Schema = z.ZodType;
+type Infer<S> = S extends z.ZodType ? z.output<S> : undefined;
+
+export interface HandlerInput<P, Q, B> {
+  params: Infer<P>;
+  query: Infer<Q>;
+  body: Infer<B>;
+  ctx: ServiceContext;
+  deps: Deps;
+  req: Request;
+  res: Response;
+}
+
+/**
+ * A route is its contract plus a thin handler: the same object mounts it on express and documents it in
+ * OpenAPI, so the two cannot disagree.
+ */
+export interface RouteSpec<P extends Schema | undefined = any, Q extends Schema | undefined = any, B extends Schema | undefined = any> {
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  /** OpenAPI style: `/api/teams/{team_id}`. */
+  path: string;
+  auth: RouteAuth;
+  summary: string;
+  tags: string[];
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** Honour `Idempotency-Key`: the handler runs in the claim's transaction and its answer is replayed. */
+  idempotent?: boolean;
+  response: { status?: number; schema?: Schema; description: string; contentType?: string };
+  /** Error statuses worth documenting beyond the ones every route of this auth kind can return. */
+  errors?: number[];
+  /** Returns the JSON body, or undefined after writing the response itself (streams). */
+  handler: (input: HandlerInput<P, Q, B>) => Promise<unknown>;
+}
+
+export function defineRoute<P extends Schema | undefined = undefined, Q extends Schema | undefined = undefined, B extends Schema | undefined = undefined>(
+  spec: RouteSpec<P, Q, B>,
+): RouteSpec<P, Q, B> {
+  return spec;
+}
+
+export function expressPath(path: string): string {
+  return path.replace(/\{(\w+)\}/g, ':$1');
+}

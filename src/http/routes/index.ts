@@ -1,0 +1,16 @@
+import type { RouteSpec } from '../route.js';
+import { adminUserRoutes } from './admin-users.routes.js';
+import { creditRoutes } from './credits.routes.js';
+import { modelGroupRoutes } from './model-groups.routes.js';
+import { operationRoutes } from './operations.routes.js';
+import { organizationRoutes } from './organizations.routes.js';
+import { teamRoutes } from './teams.routes.js';
+
+export const allRoutes: RouteSpec[] = [
+  ...operationRoutes,
+  ...adminUserRoutes,
+  ...organizationRoutes,
+  ...modelGroupRoutes,
+  ...teamRoutes,
+  ...creditRoutes,
+];

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import {
+  ApiKey,
+  CreateApiKeyRequest,
+  CreatedApiKey,
+  CreateTeamRequest,
+  CreateTeamResponse,
+  KeyParams,
+  Team,
+  TeamParams,
+} from '../../contracts/index.js';
+import { createApiKey, listApiKeys, revokeApiKey } from '../../domain/api-keys/api-keys.service.js';
+import { createTeam, getTeam, setTeamStatus } from '../../domain/tenancy/teams.service.js';
+import { defineRoute } from '../route.js';
+
+const tags = ['Teams'];
+const keyTags = ['Virtual keys'];
+
+export const teamRoutes = [
+  defineRoute({
+    method: 'post',
+    path: '/api/teams/create',
+    auth: 'admin',
+    summary: 'Create a team with its credits, model groups and first virtual key (shown once)',
+    tags,
+    body: CreateTeamRequest,
+    idempotent: true,
+    response: { status: 201, schema: CreateTeamResponse, description: 'the team and its virtual key' },
+    errors: [404, 409],
+    handler: ({ ctx, body }) => createTeam(ctx, body),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/teams/{team_id}',
+    auth: 'team_or_admin',
+    summary: 'Get a team (a team key sees only its own team)',
+    tags,
+    params: TeamParams,
+    response: { schema: Team, description: 'the team' },
+    errors: [404],
+    handler: ({ ctx, params }) => getTeam(ctx, params.team_id),
+  }),
+  defineRoute({
+    method: 'put',
+    path: '/api/teams/{team_id}/suspend',
+    auth: 'admin',
+    summary: "Suspend a team: its keys stop working at once",
+    tags,
+    params: TeamParams,
+    response: { schema: Team, description: 'the suspended team' },
+    errors: [404],
+    handler: ({ ctx, params }) => setTeamStatus(ctx, params.team_id, 'suspended'),
+  }),
+  defineRoute({
+    method: 'put',
+    path: '/api/teams/{team_id}/resume',
+    auth: 'admin',
+    summary: 'Resume a suspended team',
+    tags,
+    params: TeamParams,
+    response: { schema: Team, description: 'the active team' },
+    errors: [404],
+    handler: ({ ctx, params }) => setTeamStatus(ctx, params.team_id, 'active'),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/teams/{team_id}/keys',
+    auth: 'admin',
+    summary: 'Create another virtual key for a team (shown once)',
+    tags: keyTags,
+    params: TeamParams,
+    body: CreateApiKeyRequest,
+    idempotent: true,
+    response: { status: 201, schema: CreatedApiKey, description: 'the new key, with its secret' },
+    errors: [404],
+    handler: ({ ctx, params, body }) => createApiKey(ctx, params.team_id, body),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/teams/{team_id}/keys',
+    auth: 'admin',
+    summary: "List a team's virtual keys (never their secrets)",
+    tags: keyTags,
+    params: TeamParams,
+    response: { schema: z.object({ data: z.array(ApiKey) }), description: 'the keys' },
+    errors: [404],
+    handler: ({ ctx, params }) => listApiKeys(ctx, params.team_id),
+  }),
+  defineRoute({
+    method: 'delete',
+    path: '/api/keys/{key_id}',
+    auth: 'admin',
+    summary: 'Revoke a virtual key; it stops working at once',
+    tags: keyTags,
+    params: KeyParams,
+    response: { schema: ApiKey, description: 'the revoked key' },
+    errors: [404],
+    handler: ({ ctx, params }) => revokeApiKey(ctx, params.key_id),
+  }),
+];

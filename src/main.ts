@@ -1,0 +1,45 @@
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createDeps } from './deps.js';
+import { createLogger } from './lib/logger.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.LOG_LEVEL);
+  const deps = await createDeps(config, log);
+  if (deps.generatedMasterKey) {
+    // Printed on stdout exactly once, on the start that created it; only its hash is stored.
+    process.stdout.write(
+      `\ncreditgate generated an admin MASTER_KEY (shown only this once, store it now):\n\n  MASTER_KEY=${deps.generatedMasterKey}\n\n`,
+    );
+  }
+  const server = createApp(deps).listen(config.PORT, config.HOST);
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const { port } = server.address() as AddressInfo;
+  log.info({ port }, `creditgate listening on http://localhost:${port}`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: draining open requests');
+    const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_GRACE_MS);
+    server.closeIdleConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    clearTimeout(forced);
+    await deps.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`creditgate: ${error.message}\n`);
+  } else {
+    process.stderr.write(`creditgate failed to start: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  }
+  process.exit(1);
+});
