@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -28,6 +28,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const root = path.resolve(options.dataDir);
   const clusterDir = path.join(root, 'postgres');
   await mkdir(root, { recursive: true });
+  const asRoot = userInfo().uid === 0;
+  // Run as root, PostgreSQL runs as the unprivileged `postgres` user, which must be able to reach its directory.
+  if (asRoot) await chmod(root, ((await stat(root)).mode & 0o777) | 0o711);
   const password = await readOrCreateSecret(path.join(root, 'postgres-password'));
   const running = await runningCluster(root, clusterDir);
   if (running) return { url: urlFor(running.port, password), stop: async () => undefined };
@@ -41,9 +44,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     password,
     authMethod: 'scram-sha-256',
     persistent: options.persistent,
-    // PostgreSQL refuses to run as root; the package then runs it as an unprivileged `postgres` user
-    // and gives that user the data directory.
-    createPostgresUser: userInfo().uid === 0,
+    // PostgreSQL refuses to run as root; the package then runs it as `postgres` and gives it the cluster directory.
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'fsync=' + (options.persistent ? 'on' : 'off')],
     onLog: log,
     onError: (error) => log(String(error)),

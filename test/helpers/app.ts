@@ -1,0 +1,79 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { inject } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createDeps, type Deps } from '../../src/deps.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import { createDatabaseFromTemplate } from './postgres.js';
+
+export const TEST_MASTER_KEY = 'mk-test-master-key-0123456789';
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+}
+
+export interface RequestOptions {
+  token?: string | null;
+  body?: unknown;
+  /** Sent as-is instead of JSON-encoding `body`. */
+  rawBody?: string;
+  headers?: Record<string, string>;
+}
+
+export interface TestApp {
+  url: string;
+  deps: Deps;
+  upstream: SimulatedUpstream;
+  databaseUrl: string;
+  /** JSON request; the master key is the default credential. */
+  request<T = any>(method: string, path: string, options?: RequestOptions): Promise<ApiResponse<T>>;
+  close(): Promise<void>;
+}
+
+/** Starts the real app in-process on port 0, against a fresh database and a scriptable upstream. */
+export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+  const database = await createDatabaseFromTemplate(inject('postgresServerUrl'), inject('postgresTemplate'));
+  const upstream = await startSimulatedUpstream();
+  const config = loadConfig({
+    DATABASE_URL: database.url,
+    LLM_BASE_URL: upstream.baseURL,
+    MASTER_KEY: TEST_MASTER_KEY,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    DB_POOL_MAX: '30',
+    ...env,
+  });
+  const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
+  const server: Server = createApp(deps).listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    deps,
+    upstream,
+    databaseUrl: database.url,
+    async request(method, path, options = {}) {
+      const token = options.token === undefined ? TEST_MASTER_KEY : options.token;
+      const headers: Record<string, string> = { ...options.headers };
+      if (token) headers.authorization = `Bearer ${token}`;
+      let body: string | undefined = options.rawBody;
+      if (body === undefined && options.body !== undefined) body = JSON.stringify(options.body);
+      if (body !== undefined) headers['content-type'] ??= 'application/json';
+      const response = await fetch(url + path, { method, headers, ...(body !== undefined && { body }) });
+      const text = await response.text();
+      const isJson = response.headers.get('content-type')?.includes('json');
+      return { status: response.status, headers: response.headers, body: isJson && text ? JSON.parse(text) : text };
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await deps.close();
+      await upstream.close();
+      await database.drop();
+    },
+  };
+}
