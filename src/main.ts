@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -5,6 +6,8 @@ import { createDeps } from './deps.js';
 import { createLogger } from './lib/logger.js';
 
 async function main(): Promise<void> {
+  // A .env file is optional; variables already set in the environment win over it.
+  if (existsSync('.env')) process.loadEnvFile('.env');
   const config = loadConfig();
   const log = createLogger(config.LOG_LEVEL);
   const deps = await createDeps(config, log);

