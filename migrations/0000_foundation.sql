@@ -124,8 +124,8 @@ ALTER TABLE "team_model_groups" ADD CONSTRAINT "team_model_groups_team_id_teams_
 ALTER TABLE "team_model_groups" ADD CONSTRAINT "team_model_groups_group_name_model_groups_group_name_fk" FOREIGN KEY ("group_name") REFERENCES "public"."model_groups"("group_name") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "teams" ADD CONSTRAINT "teams_organization_id_organizations_id_fk" FOREIGN KEY ("organization_id") REFERENCES "public"."organizations"("id") ON DELETE no action ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "api_keys_team_idx" ON "api_keys" USING btree ("team_id");--> statement-breakpoint
-CREATE INDEX "credit_ledger_team_created_idx" ON "credit_ledger" USING btree ("team_id","created_at","id");--> statement-breakpoint
-CREATE UNIQUE INDEX "credit_ledger_job_once_idx" ON "credit_ledger" USING btree ("job_id","entry_type") WHERE "credit_ledger"."job_id" IS NOT NULL AND "credit_ledger"."entry_type" IN ('hold', 'release', 'charge');--> statement-breakpoint
+CREATE INDEX "credit_ledger_team_idx" ON "credit_ledger" USING btree ("team_id","id");--> statement-breakpoint
+CREATE UNIQUE INDEX "credit_ledger_job_settled_once_idx" ON "credit_ledger" USING btree ("job_id") WHERE "credit_ledger"."job_id" IS NOT NULL AND "credit_ledger"."entry_type" IN ('release', 'charge');--> statement-breakpoint
 CREATE INDEX "idempotency_keys_expires_idx" ON "idempotency_keys" USING btree ("expires_at");--> statement-breakpoint
 CREATE INDEX "team_model_groups_group_idx" ON "team_model_groups" USING btree ("group_name");--> statement-breakpoint
 CREATE INDEX "teams_organization_idx" ON "teams" USING btree ("organization_id");

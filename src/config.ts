@@ -34,6 +34,20 @@ export const ConfigSchema = z.object({
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i).default('1mb').describe('largest accepted JSON body'),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(500).default(20).describe('PostgreSQL pool size'),
   IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(24).default(24).describe('how long Idempotency-Key answers are kept'),
+  CONSUMPTION_HOLD_CREDITS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(1)
+    .describe('credits a new job reserves in the consumption budget modes (topped up after each call)'),
+  JOB_TIMEOUT_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(3600)
+    .describe('an open job with no activity for this long is expired and its hold released'),
+  SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(30).describe('how often expired jobs are swept'),
+  UPSTREAM_TIMEOUT_MS: durationMs(600_000, 'longest a non-streamed upstream call may take'),
   SHUTDOWN_GRACE_MS: durationMs(10_000, 'how long SIGTERM waits for open requests to finish'),
 });
 

@@ -5,6 +5,7 @@ import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
+import { createUpstreamClient, type UpstreamClient } from './upstream/client.js';
 import { startSimulatedUpstream } from './upstream/simulated-server.js';
 
 export interface Deps {
@@ -13,7 +14,7 @@ export interface Deps {
   db: Database;
   adminAuth: AdminAuth;
   metrics: HttpMetrics;
-  upstream: { baseURL: string; apiKey: string };
+  upstream: UpstreamClient;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -55,7 +56,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       db: database.db,
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
       metrics: createMetrics(),
-      upstream,
+      upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };

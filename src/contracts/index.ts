@@ -5,3 +5,5 @@ export * from './credits.js';
 export * from './model-groups.js';
 export * from './organizations.js';
 export * from './teams.js';
+export * from './chat.js';
+export * from './jobs.js';

@@ -1,6 +1,8 @@
+import type { Config } from '../config.js';
 import type { DbOrTx } from '../db/client.js';
-import { notFound } from '../lib/errors.js';
+import { AppError, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { UpstreamClient } from '../upstream/client.js';
 
 /** Who is calling: an administrator (master key or admin user) or a team through one of its virtual keys. */
 export type Actor =
@@ -13,6 +15,8 @@ export interface ServiceContext {
   actor: Actor;
   requestId: string;
   log: Logger;
+  config: Config;
+  upstream: UpstreamClient;
 }
 
 /** How an actor is written into ledger entries and audit columns. */
@@ -20,6 +24,12 @@ export function actorLabel(actor: Actor): string {
   if (actor.kind === 'team') return `key:${actor.keyId}`;
   if (actor.kind === 'anonymous') return 'anonymous';
   return actor.adminUserId ? `admin:${actor.adminUserId}` : 'admin:master_key';
+}
+
+/** The team a route acts for: only team keys get here (the router refuses other credentials). */
+export function teamOf(actor: Actor): string {
+  if (actor.kind !== 'team') throw new AppError('forbidden', 'this route needs a team virtual key (sk-...)', { reason: 'team_key_required' });
+  return actor.teamId;
 }
 
 /** A team key sees only its own team; anything else answers "not found" so other teams' ids do not leak. */

@@ -33,8 +33,12 @@ export interface RouteSpec<P extends Schema | undefined = any, Q extends Schema 
   params?: P;
   query?: Q;
   body?: B;
-  /** Honour `Idempotency-Key`: the handler runs in the claim's transaction and its answer is replayed. */
-  idempotent?: boolean;
+  /**
+   * Honour `Idempotency-Key`. `transaction`: the handler runs in the claim's transaction. `long` (calls the
+   * upstream): the claim is committed first and the answer stored after. Stream routes return
+   * `{ call_id }` and are replayed from the recorded call.
+   */
+  idempotent?: 'transaction' | 'long';
   response: { status?: number; schema?: Schema; description: string; contentType?: string };
   /** Error statuses worth documenting beyond the ones every route of this auth kind can return. */
   errors?: number[];

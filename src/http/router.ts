@@ -1,7 +1,10 @@
 import { Router, type Request, type Response } from 'express';
 import type { Deps } from '../deps.js';
 import type { Actor, ServiceContext } from '../domain/context.js';
-import { requestFingerprint, runIdempotent } from '../domain/idempotency/idempotency.service.js';
+import type { DbOrTx } from '../db/client.js';
+import { requestFingerprint, runIdempotent, runIdempotentLong } from '../domain/idempotency/idempotency.service.js';
+import { replayCallFrames } from '../domain/llm/call-replay.js';
+import { SSE_HEADERS } from '../sse/encode.js';
 import { validationFailed } from '../lib/errors.js';
 import { authenticate } from './middleware/authenticate.js';
 import { expressPath, type RouteSpec } from './route.js';
@@ -24,28 +27,36 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         query: route.query?.parse(req.query),
         body: route.body?.parse(req.body),
       };
-      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log };
+      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream };
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
+      const run = (db: DbOrTx) => route.handler({ ...input, ctx: { ...ctx, db }, deps, req, res });
       if (idempotencyKey === undefined) {
-        const body = await route.handler({ ...input, ctx, deps, req, res });
+        const body = await run(deps.db);
         if (body !== undefined && !res.headersSent) res.status(status).json(body);
         return;
       }
       if (!IDEMPOTENCY_KEY.test(idempotencyKey)) {
         throw validationFailed('Idempotency-Key must be 1-255 printable ASCII characters', 'Idempotency-Key');
       }
-      const claim = {
-        scope: idempotencyScope(actor),
-        key: idempotencyKey,
-        requestHash: requestFingerprint(req.method, req.path, req.body),
-      };
-      const result = await runIdempotent(deps.db, claim, deps.config.IDEMPOTENCY_TTL_HOURS, async (tx) => ({
-        status,
-        body: await route.handler({ ...input, ctx: { ...ctx, db: tx }, deps, req, res }),
-      }));
-      if (result.replayed) res.setHeader('Idempotent-Replayed', 'true');
-      res.status(result.status).json(result.body);
+      const claim = { scope: idempotencyScope(actor), key: idempotencyKey, requestHash: requestFingerprint(req.method, req.path, req.body) };
+      const ttl = deps.config.IDEMPOTENCY_TTL_HOURS;
+      const result =
+        route.idempotent === 'transaction'
+          ? await runIdempotent(deps.db, claim, ttl, async (tx) => ({ status, body: await run(tx) }))
+          : await runIdempotentLong(deps.db, claim, ttl, async () => ({ status, body: await run(deps.db) }));
+      if (!result.replayed) {
+        if (!res.headersSent) res.status(result.status).json(result.body);
+        return;
+      }
+      res.setHeader('Idempotent-Replayed', 'true');
+      if (route.response.contentType !== 'text/event-stream') {
+        res.status(result.status).json(result.body);
+        return;
+      }
+      const frames = await replayCallFrames(deps.db, (result.body as { call_id: string }).call_id);
+      res.writeHead(200, SSE_HEADERS);
+      res.end(frames.join(''));
     });
   }
   return router;

@@ -34,10 +34,10 @@ export const creditLedger = pgTable(
   },
   (t) => [
     index('credit_ledger_team_idx').on(t.teamId, t.id),
-    // A job is held, charged and released at most once each, whatever retries or races happen.
-    uniqueIndex('credit_ledger_job_once_idx')
-      .on(t.jobId, t.entryType)
-      .where(sql`${t.jobId} IS NOT NULL AND ${t.entryType} IN ('hold', 'release', 'charge')`),
+    // A job is settled (charged or released) at most once, whatever retries or races happen.
+    uniqueIndex('credit_ledger_job_settled_once_idx')
+      .on(t.jobId)
+      .where(sql`${t.jobId} IS NOT NULL AND ${t.entryType} IN ('release', 'charge')`),
     check('credit_ledger_balance_after_non_negative', sql`${t.balanceAfterMicro} >= 0`),
     check('credit_ledger_held_after_non_negative', sql`${t.heldAfterMicro} >= 0`),
   ],

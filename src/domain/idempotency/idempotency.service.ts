@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { and, eq, lt, sql } from 'drizzle-orm';
-import type { Database, Transaction } from '../../db/client.js';
+import type { Database, DbOrTx, Transaction } from '../../db/client.js';
 import { idempotencyKeys } from '../../db/schema/index.js';
 import { conflict } from '../../lib/errors.js';
 
@@ -30,46 +30,90 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+const whereClaim = (claim: IdempotencyClaim) => and(eq(idempotencyKeys.scope, claim.scope), eq(idempotencyKeys.key, claim.key));
+
 /**
- * Runs `work` at most once per key. The claim is inserted in the same transaction as the work, so a crash or
- * an error leaves no claim behind, and a concurrent retry waits on the claim's row until the first commits and
- * then replays its stored answer. The same key with a different request is a conflict.
+ * Claims the key, or returns the stored answer to replay. An expired key is free again; the same key with a
+ * different request, or while its first request is still running, is a conflict.
+ */
+async function claim(db: DbOrTx, claim: IdempotencyClaim, ttlHours: number): Promise<StoredResponse | null> {
+  await db.delete(idempotencyKeys).where(and(whereClaim(claim), lt(idempotencyKeys.expiresAt, sql`now()`)));
+  const claimed = await db
+    .insert(idempotencyKeys)
+    .values({ ...claim, expiresAt: sql`now() + make_interval(hours => ${ttlHours})` })
+    .onConflictDoNothing()
+    .returning({ key: idempotencyKeys.key });
+  if (claimed.length > 0) return null;
+  const [existing] = await db.select().from(idempotencyKeys).where(whereClaim(claim));
+  if (!existing) throw conflict('Idempotency-Key is being reused concurrently; retry', 'idempotency_key_in_progress');
+  if (existing.requestHash !== claim.requestHash) {
+    throw conflict('Idempotency-Key was already used with a different request', 'idempotency_key_reused');
+  }
+  if (existing.status !== 'completed') {
+    throw conflict('a request with this Idempotency-Key is still in progress', 'idempotency_key_in_progress');
+  }
+  return { status: existing.responseStatus!, body: existing.responseBody };
+}
+
+async function store(db: DbOrTx, claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+  await db
+    .update(idempotencyKeys)
+    .set({ status: 'completed', responseStatus: response.status, responseBody: response.body })
+    .where(whereClaim(claim));
+}
+
+/**
+ * For work that fits in one transaction: the claim is taken in the same transaction as the work, so an error
+ * leaves no claim behind, and a concurrent retry waits on the claim's row until the first commits and then
+ * replays its stored answer.
  */
 export async function runIdempotent(
   db: Database,
-  claim: IdempotencyClaim,
+  idempotency: IdempotencyClaim,
   ttlHours: number,
   work: (tx: Transaction) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
   return db.transaction(async (tx) => {
-    const where = and(eq(idempotencyKeys.scope, claim.scope), eq(idempotencyKeys.key, claim.key));
-    await tx.delete(idempotencyKeys).where(and(where, lt(idempotencyKeys.expiresAt, sql`now()`)));
-    const claimed = await tx
-      .insert(idempotencyKeys)
-      .values({
-        scope: claim.scope,
-        key: claim.key,
-        requestHash: claim.requestHash,
-        expiresAt: sql`now() + make_interval(hours => ${ttlHours})`,
-      })
-      .onConflictDoNothing()
-      .returning({ key: idempotencyKeys.key });
-    if (claimed.length === 0) {
-      const [existing] = await tx.select().from(idempotencyKeys).where(where);
-      if (!existing) throw conflict('Idempotency-Key is being reused concurrently; retry', 'idempotency_key_in_progress');
-      if (existing.requestHash !== claim.requestHash) {
-        throw conflict('Idempotency-Key was already used with a different request', 'idempotency_key_reused');
-      }
-      if (existing.status !== 'completed') {
-        throw conflict('a request with this Idempotency-Key is still in progress', 'idempotency_key_in_progress');
-      }
-      return { status: existing.responseStatus!, body: existing.responseBody, replayed: true };
-    }
+    const replay = await claim(tx, idempotency, ttlHours);
+    if (replay) return { ...replay, replayed: true };
     const response = await work(tx);
-    await tx
-      .update(idempotencyKeys)
-      .set({ status: 'completed', responseStatus: response.status, responseBody: response.body })
-      .where(where);
+    await store(tx, idempotency, response);
     return { ...response, replayed: false };
   });
+}
+
+/**
+ * For work that calls the upstream and must not hold a transaction open meanwhile: the claim is committed
+ * first (a retry meanwhile gets 409), the answer stored after, and a failure frees the key for a new attempt.
+ * A claim orphaned by a crash is freed by the job sweeper.
+ */
+export async function runIdempotentLong(
+  db: Database,
+  idempotency: IdempotencyClaim,
+  ttlHours: number,
+  work: () => Promise<StoredResponse>,
+): Promise<StoredResponse & { replayed: boolean }> {
+  const replay = await claim(db, idempotency, ttlHours);
+  if (replay) return { ...replay, replayed: true };
+  let response: StoredResponse;
+  try {
+    response = await work();
+  } catch (error) {
+    await db.delete(idempotencyKeys).where(and(whereClaim(idempotency), eq(idempotencyKeys.status, 'in_progress')));
+    throw error;
+  }
+  await store(db, idempotency, response);
+  return { ...response, replayed: false };
+}
+
+/** Frees claims whose request died with its process, and forgets answers past their lifetime. */
+export async function purgeIdempotencyKeys(db: DbOrTx, stuckAfterSeconds: number): Promise<number> {
+  const deleted = await db
+    .delete(idempotencyKeys)
+    .where(
+      sql`${idempotencyKeys.expiresAt} < now()
+       OR (${idempotencyKeys.status} = 'in_progress' AND ${idempotencyKeys.createdAt} < now() - make_interval(secs => ${stuckAfterSeconds}))`,
+    )
+    .returning({ key: idempotencyKeys.key });
+  return deleted.length;
 }

@@ -29,11 +29,11 @@ export function toAppError(error: unknown): AppError {
   if (bodyParserType === 'entity.parse.failed') {
     return new AppError('validation_failed', 'request body is not valid JSON', { reason: 'invalid_json' });
   }
-  if (typeof bodyParserType === 'string' && (error as { status?: number }).status === 400) {
-    return new AppError('validation_failed', 'request body could not be read', { reason: 'invalid_body' });
-  }
-  if ((error as { type?: unknown; status?: number })?.status === 415) {
-    return new AppError('validation_failed', 'unsupported request body encoding', { reason: 'unsupported_encoding' });
+  // Anything else express or body-parser rejects as the client's fault (a broken %-escape in the path, a body
+  // that is not in its declared encoding, an unknown charset) is a 400, never a 500.
+  const status = (error as { status?: unknown; statusCode?: unknown })?.status ?? (error as { statusCode?: unknown })?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError('validation_failed', 'the request could not be read (bad encoding or escape)', { reason: 'invalid_request' });
   }
   return new AppError('internal', 'internal server error', { cause: error });
 }

@@ -38,7 +38,7 @@ export const creditRoutes = [
     tags,
     params: TeamParams,
     body: AddCreditsRequest,
-    idempotent: true,
+    idempotent: 'transaction',
     response: { status: 201, schema: AddCreditsResponse, description: 'the ledger entry and the new balance' },
     errors: [404],
     handler: ({ ctx, params, body }) => addCredits(ctx, params.team_id, body),

@@ -19,7 +19,7 @@ export const modelGroupRoutes = [
     summary: 'Create a model group (models tried in priority order, lowest first)',
     tags,
     body: CreateModelGroupRequest,
-    idempotent: true,
+    idempotent: 'transaction',
     response: { status: 201, schema: ModelGroup, description: 'the new model group' },
     errors: [409],
     handler: ({ ctx, body }) => createModelGroup(ctx, body),

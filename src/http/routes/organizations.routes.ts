@@ -12,7 +12,7 @@ export const organizationRoutes = [
     summary: 'Create an organization',
     tags,
     body: CreateOrganizationRequest,
-    idempotent: true,
+    idempotent: 'transaction',
     response: { status: 201, schema: Organization, description: 'the new organization' },
     errors: [409],
     handler: ({ ctx, body }) => createOrganization(ctx, body),

@@ -1,0 +1,28 @@
+import { bigint, index, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { teams } from './teams.js';
+
+export const jobStatus = pgEnum('job_status', ['pending', 'in_progress', 'completed', 'failed', 'cancelled', 'expired']);
+
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    teamId: text('team_id')
+      .notNull()
+      .references(() => teams.id),
+    jobType: text('job_type').notNull(),
+    userId: text('user_id'),
+    status: jobStatus('status').notNull().default('pending'),
+    metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
+    /** Credits this job holds right now (micro-credits); zero once settled. */
+    holdMicro: bigint('hold_micro', { mode: 'number' }).notNull().default(0),
+    chargedMicro: bigint('charged_micro', { mode: 'number' }),
+    errorMessage: text('error_message'),
+    /** The answer of the settling request, replayed to every later complete with the same status. */
+    completion: jsonb('completion'),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+  },
+  (t) => [index('jobs_team_created_idx').on(t.teamId, t.createdAt), index('jobs_open_idx').on(t.status, t.updatedAt)],
+);

@@ -1,0 +1,64 @@
+import type { CreateAndCallRequest, CreateAndCallResponse, JobStatus } from '../../contracts/index.js';
+import { withTransaction } from '../../db/client.js';
+import type { StreamSink } from '../../sse/sink.js';
+import { actorLabel, teamOf, type ServiceContext } from '../context.js';
+import { beginLlmCall, callLlm, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
+import { createJob, settleJob } from './jobs.service.js';
+
+const JOB_STATUS_OF_CALL: Record<CallStatus, Exclude<JobStatus, 'pending' | 'in_progress'>> = {
+  success: 'completed',
+  failed: 'failed',
+  cancelled: 'cancelled',
+};
+
+function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobStatus, 'pending' | 'in_progress'>, errorMessage?: string) {
+  return withTransaction(ctx.db, (tx) =>
+    settleJob(tx, { jobId, teamId: teamOf(ctx.actor), status, errorMessage, actor: actorLabel(ctx.actor) }),
+  );
+}
+
+/** Runs `work` for a fresh job; if it throws, the job ends failed (its hold released) before the error goes on. */
+async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work: (jobId: string) => Promise<T>): Promise<T> {
+  const job = await createJob(ctx, {
+    team_id: input.team_id,
+    job_type: input.job_type,
+    ...(input.user_id !== undefined && { user_id: input.user_id }),
+    ...(input.job_metadata !== undefined && { metadata: input.job_metadata }),
+  });
+  try {
+    return await work(job.job_id);
+  } catch (error) {
+    await settle(ctx, job.job_id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
+      ctx.log.error({ err: settleError, job_id: job.job_id }, 'could not end the job of a failed call; the sweeper will'),
+    );
+    throw error;
+  }
+}
+
+/** Create, call and complete in one request; nothing is charged when the upstream fails. */
+export async function createAndCall(ctx: ServiceContext, input: CreateAndCallRequest, signal: AbortSignal): Promise<CreateAndCallResponse> {
+  return withJob(ctx, input, async (jobId) => {
+    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, false);
+    const result = await callLlm(ctx, handle, signal);
+    const completion = await settle(ctx, jobId, 'completed');
+    return { ...result, job_id: jobId, status: completion.status, costs: completion.costs };
+  });
+}
+
+/**
+ * The streamed variant: the job is settled after the last chunk and before [DONE], so a client that saw [DONE]
+ * sees the charge. A call that failed ends the job failed (nothing charged); a client that left ends it
+ * cancelled (charged only in the consumption modes, for what was used).
+ */
+export async function createAndCallStream(ctx: ServiceContext, input: CreateAndCallRequest, sink: StreamSink): Promise<{ job_id: string; call_id: string }> {
+  return withJob(ctx, input, async (jobId) => {
+    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, true);
+    await streamLlmCall(ctx, handle, sink, {
+      headers: { 'X-Job-Id': jobId },
+      beforeDone: async (outcome) => {
+        await settle(ctx, jobId, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message);
+      },
+    });
+    return { job_id: jobId, call_id: handle.callId };
+  });
+}

@@ -1,0 +1,216 @@
+import { eq, sql } from 'drizzle-orm';
+import type {
+  CompleteJobRequest,
+  CompleteJobResponse,
+  CreateJobRequest,
+  CreateJobResponse,
+  Job,
+  JobCosts,
+  JobStatus,
+  LlmCallSummary,
+} from '../../contracts/index.js';
+import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
+import { jobs } from '../../db/schema/index.js';
+import { AppError, conflict, notFound } from '../../lib/errors.js';
+import { newId } from '../../lib/ids.js';
+import { jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
+import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
+import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
+import { applyLedgerChange, findBalance } from '../ledger/ledger.repository.js';
+import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
+import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf, findJob, type JobRow, type LlmCallRow } from './jobs.repository.js';
+
+const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
+
+/** What a new job reserves: its price in job_based mode, a configured estimate in the consumption modes. */
+export function holdForNewJob(team: TeamRow, consumptionHoldCredits: number): number {
+  return team.budgetMode === 'job_based' ? creditsToMicro(team.creditsPerJob) : creditsToMicro(consumptionHoldCredits);
+}
+
+/**
+ * Creates a job and holds its price in the same transaction, so N concurrent jobs of a team that can afford K
+ * of them leave exactly K running and N-K refused with 402 before any upstream call.
+ */
+export async function createJob(ctx: ServiceContext, input: CreateJobRequest): Promise<CreateJobResponse> {
+  assertTeamAccess(ctx.actor, input.team_id);
+  return withTransaction(ctx.db, async (tx) => {
+    const team = await requireTeam(tx, input.team_id);
+    const holdMicro = holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
+    const [job] = await tx
+      .insert(jobs)
+      .values({
+        id: newId('job'),
+        teamId: team.id,
+        jobType: input.job_type,
+        userId: input.user_id ?? null,
+        metadata: input.metadata ?? {},
+        holdMicro,
+      })
+      .returning();
+    const hold = await applyLedgerChange(tx, {
+      teamId: team.id,
+      entryType: 'hold',
+      amountMicro: 0,
+      heldDeltaMicro: holdMicro,
+      jobId: job!.id,
+      reason: `hold for ${job!.jobType} job`,
+      actor: actorLabel(ctx.actor),
+    });
+    if (!hold) {
+      throw insufficientCredits(`team ${team.id} has fewer than the ${microToCredits(holdMicro)} credits a new job reserves`);
+    }
+    return { job_id: job!.id, status: 'pending', created_at: job!.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) };
+  });
+}
+
+export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
+  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
+  if (!job) throw notFound('job', 'job_id');
+  const calls = await listJobCalls(ctx.db, jobId);
+  return {
+    job_id: job.id,
+    team_id: job.teamId,
+    job_type: job.jobType,
+    user_id: job.userId,
+    status: job.status,
+    metadata: job.metadata,
+    error_message: job.errorMessage,
+    credits_reserved: microToCredits(job.holdMicro),
+    created_at: job.createdAt.toISOString(),
+    updated_at: job.updatedAt.toISOString(),
+    completed_at: job.completedAt?.toISOString() ?? null,
+    costs: await presentCosts(ctx.db, job, calls),
+    calls: calls.map(presentCall),
+  };
+}
+
+export async function getJobCosts(ctx: ServiceContext, jobId: string): Promise<JobCosts> {
+  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
+  if (!job) throw notFound('job', 'job_id');
+  return presentCosts(ctx.db, job, await listJobCalls(ctx.db, jobId));
+}
+
+export async function completeJob(ctx: ServiceContext, jobId: string, input: CompleteJobRequest): Promise<CompleteJobResponse> {
+  return withTransaction(ctx.db, (tx) =>
+    settleJob(tx, {
+      jobId,
+      teamId: teamOf(ctx.actor),
+      status: input.status,
+      metadata: input.metadata,
+      errorMessage: input.error_message,
+      actor: actorLabel(ctx.actor),
+    }),
+  );
+}
+
+export interface Settlement {
+  jobId: string;
+  /** Restricts the job to this team (a team key's request); omitted by the server's own sweeper. */
+  teamId?: string | undefined;
+  status: Exclude<JobStatus, 'pending' | 'in_progress'>;
+  metadata?: Record<string, unknown> | undefined;
+  errorMessage?: string | undefined;
+  actor: string;
+}
+
+/**
+ * Ends a job exactly once, in the caller's transaction: the job row is locked, its hold is turned into a charge
+ * (completed; or, in the consumption modes, cancelled and expired jobs pay for what they used) or released, and
+ * the answer is stored on the job so that every later settle with the same status replays it. A different
+ * status afterwards is a conflict. The charge never exceeds what the team has, the hold included.
+ */
+export async function settleJob(tx: Transaction, settlement: Settlement): Promise<CompleteJobResponse> {
+  const job = await lockJob(tx, settlement.jobId, settlement.teamId);
+  if (!job) throw notFound('job', 'job_id');
+  if (!isOpen(job)) {
+    if (job.status === settlement.status && job.completion) return job.completion as CompleteJobResponse;
+    throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
+  }
+  const calls = await listJobCalls(tx, job.id);
+  const totals = totalsOf(calls);
+  if (totals.inProgress > 0 && (settlement.status === 'completed' || settlement.status === 'failed')) {
+    throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
+  }
+  const team = await requireTeam(tx, job.teamId);
+  const billsUsage = settlement.status === 'completed' || (team.budgetMode !== 'job_based' && settlement.status !== 'failed');
+  const balance = await lockBalance(tx, job.teamId);
+  const affordable = (balance ? balance.balanceMicro - balance.heldMicro : 0) + job.holdMicro;
+  const chargeMicro = billsUsage
+    ? Math.min(jobChargeMicro(team, { totalTokens: totals.totalTokens, costPico: totals.costPico }), affordable)
+    : 0;
+  const entry = await applyLedgerChange(tx, {
+    teamId: job.teamId,
+    entryType: chargeMicro > 0 ? 'charge' : 'release',
+    amountMicro: -chargeMicro,
+    heldDeltaMicro: -job.holdMicro,
+    jobId: job.id,
+    reason: `job ${settlement.status}`,
+    actor: settlement.actor,
+  });
+  if (!entry) throw new AppError('internal', `settling job ${job.id} failed its balance check`);
+
+  const [settled] = await tx
+    .update(jobs)
+    .set({
+      status: settlement.status,
+      holdMicro: 0,
+      chargedMicro: chargeMicro,
+      errorMessage: settlement.errorMessage ?? job.errorMessage,
+      metadata: { ...job.metadata, ...settlement.metadata },
+      completedAt: sql`now()`,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(jobs.id, job.id))
+    .returning();
+  const completion: CompleteJobResponse = {
+    job_id: job.id,
+    status: settlement.status,
+    completed_at: settled!.completedAt!.toISOString(),
+    costs: costsOf(settled!, calls, entry.balanceAfterMicro - entry.heldAfterMicro),
+    calls: calls.map(presentCall),
+  };
+  await tx.update(jobs).set({ completion }).where(eq(jobs.id, job.id));
+  return completion;
+}
+
+async function presentCosts(db: DbOrTx, job: JobRow, calls: LlmCallRow[]): Promise<JobCosts> {
+  const balance = await findBalance(db, job.teamId);
+  return costsOf(job, calls, balance ? balance.balanceMicro - balance.heldMicro : 0);
+}
+
+function costsOf(job: JobRow, calls: LlmCallRow[], availableMicro: number): JobCosts {
+  const totals = totalsOf(calls);
+  return {
+    total_calls: totals.total,
+    successful_calls: totals.successful,
+    failed_calls: totals.failed,
+    total_tokens: totals.totalTokens,
+    total_cost_usd: Number(picoToUsd(totals.costPico)),
+    credits_charged: microToCredits(job.chargedMicro ?? 0),
+    credit_applied: (job.chargedMicro ?? 0) > 0,
+    credits_remaining: microToCredits(availableMicro),
+  };
+}
+
+export function presentCall(call: LlmCallRow): LlmCallSummary {
+  return {
+    call_id: call.id,
+    status: call.status,
+    streamed: call.streamed,
+    model_requested: call.modelRequested,
+    model_used: call.modelUsed,
+    response_content: call.responseContent,
+    tool_calls: (call.toolCalls as unknown[] | null) ?? null,
+    finish_reason: call.finishReason,
+    prompt_tokens: call.promptTokens,
+    completion_tokens: call.completionTokens,
+    total_tokens: call.totalTokens,
+    usage_source: call.usageSource,
+    cost_usd: Number(call.costUsd),
+    latency_ms: call.latencyMs,
+    ttft_ms: call.ttftMs,
+    error: call.error,
+    created_at: call.createdAt.toISOString(),
+    completed_at: call.completedAt?.toISOString() ?? null,
+  };
+}

@@ -1,0 +1,252 @@
+import { eq, sql } from 'drizzle-orm';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import type { LlmCallResponse, LlmCallRequest } from '../../contracts/index.js';
+import { withTransaction, type Transaction } from '../../db/client.js';
+import { jobs, llmCalls } from '../../db/schema/index.js';
+import { AppError, conflict, notFound } from '../../lib/errors.js';
+import { newId } from '../../lib/ids.js';
+import { SSE_DONE, sseData } from '../../sse/encode.js';
+import type { StreamSink } from '../../sse/sink.js';
+import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
+import { findModelPrice } from '../billing/model-prices.service.js';
+import { callCostPico, jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
+import { actorLabel, type ServiceContext } from '../context.js';
+import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf, touchJob } from '../jobs/jobs.repository.js';
+import { applyLedgerChange } from '../ledger/ledger.repository.js';
+import { requireTeam } from '../tenancy/teams.repository.js';
+import { resolveModelRoute, type ModelRoute } from './model-routing.js';
+import { StreamAccumulator } from './stream-accumulator.js';
+import { estimateCompletionTokens, estimatePromptTokens } from './token-estimate.js';
+import { completeWithFallback, openStreamWithFallback } from './upstream-attempts.js';
+
+/** Fields of a request that are creditgate's, not the upstream's. */
+const OWN_FIELDS = new Set(['model', 'messages', 'stream', 'stream_options', 'team_id', 'job_type', 'user_id', 'job_metadata']);
+
+export interface CallHandle {
+  callId: string;
+  jobId: string;
+  teamId: string;
+  route: ModelRoute;
+  messages: unknown[];
+  params: Record<string, unknown>;
+  /** The client asked for the usage chunk (`stream_options.include_usage`). */
+  wantsUsage: boolean;
+  startedAt: number;
+}
+
+export type CallStatus = 'success' | 'failed' | 'cancelled';
+
+export interface CallOutcome {
+  status: CallStatus;
+  model: string | null;
+  accumulator: StreamAccumulator;
+  ttftMs: number | null;
+  error: UpstreamError | null;
+}
+
+/**
+ * Opens a call on a job: the job must be open and belong to the caller's team, the model must be one the team
+ * may use, and in the consumption modes the job must still be covered by its hold. The call is recorded as
+ * in progress before the upstream is contacted, so a crash leaves a trace and a settle waits for it.
+ */
+export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: string, request: LlmCallRequest, streamed: boolean): Promise<CallHandle> {
+  const params = Object.fromEntries(Object.entries(request).filter(([key]) => !OWN_FIELDS.has(key)));
+  return withTransaction(ctx.db, async (tx) => {
+    const job = await lockJob(tx, jobId, teamId);
+    if (!job) throw notFound('job', 'job_id');
+    if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
+    const team = await requireTeam(tx, teamId);
+    if (team.budgetMode !== 'job_based') {
+      const totals = totalsOf(await listJobCalls(tx, jobId));
+      if (jobChargeMicro(team, totals) > job.holdMicro) {
+        throw new AppError('insufficient_credits', 'this job has used all the credits the team could reserve for it', {
+          reason: 'insufficient_credits',
+        });
+      }
+    }
+    const route = await resolveModelRoute(tx, teamId, request.model);
+    await touchJob(tx, jobId, 'in_progress');
+    const callId = newId('call');
+    await tx.insert(llmCalls).values({
+      id: callId,
+      jobId,
+      teamId,
+      streamed,
+      modelRequested: route.requested,
+      requestMessages: request.messages,
+      requestParams: params,
+    });
+    return {
+      callId,
+      jobId,
+      teamId,
+      route,
+      messages: request.messages,
+      params: { ...params, messages: request.messages },
+      wantsUsage: request.stream_options?.include_usage === true,
+      startedAt: performance.now(),
+    };
+  });
+}
+
+/** A non-streamed call: the upstream's `chat.completion`, recorded and returned with creditgate's metadata. */
+export async function callLlm(ctx: ServiceContext, handle: CallHandle, signal: AbortSignal): Promise<LlmCallResponse> {
+  const accumulator = new StreamAccumulator();
+  try {
+    const { model, completion } = await completeWithFallback(ctx.upstream, handle.route.candidates, handle.params, signal, ctx.log);
+    accumulator.addCompletion(completion);
+    const recorded = await finishLlmCall(ctx, handle, { status: 'success', model, accumulator, ttftMs: null, error: null });
+    return {
+      call_id: handle.callId,
+      response: completion as unknown as LlmCallResponse['response'],
+      metadata: {
+        job_id: handle.jobId,
+        model_requested: handle.route.requested,
+        model_used: model,
+        prompt_tokens: recorded.promptTokens,
+        completion_tokens: recorded.completionTokens,
+        total_tokens: recorded.promptTokens + recorded.completionTokens,
+        cost_usd: Number(recorded.costUsd),
+        latency_ms: recorded.latencyMs,
+      },
+    };
+  } catch (error) {
+    const upstreamError = toUpstreamError(error, handle.route.requested);
+    const status: CallStatus = upstreamError.kind === 'aborted' ? 'cancelled' : 'failed';
+    await finishLlmCall(ctx, handle, { status, model: null, accumulator, ttftMs: null, error: upstreamError });
+    throw toAppError(upstreamError);
+  }
+}
+
+export interface StreamOptions {
+  headers?: Record<string, string>;
+  /** Runs after the call is recorded and before [DONE] (create-and-call-stream settles its job here). */
+  beforeDone?: (outcome: CallOutcome) => Promise<void>;
+}
+
+/**
+ * Proxies a streamed call chunk by chunk: each upstream chunk is written to the sink as soon as it arrives (the
+ * sink resolves only when the socket drained, which is what pauses the upstream read for a slow client), while
+ * the accumulator keeps the text, tool calls and usage for the record. Before the first chunk a failure is a
+ * real HTTP error (thrown, after recording the failed call); after it, an in-band error event and [DONE].
+ * A client that goes away aborts the upstream request through the sink's signal.
+ */
+export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sink: StreamSink, options: StreamOptions = {}): Promise<CallOutcome> {
+  const accumulator = new StreamAccumulator();
+  let model: string | null = null;
+  let ttftMs: number | null = null;
+  let outcome: CallOutcome;
+  try {
+    const opened = await openStreamWithFallback(ctx.upstream, handle.route.candidates, handle.params, sink.signal, ctx.log);
+    model = opened.model;
+    sink.open({ ...options.headers, 'X-Call-Id': handle.callId });
+    let first = true;
+    for (let next = opened.first; !next.done; next = await opened.iterator.next()) {
+      const chunk = next.value;
+      accumulator.add(chunk);
+      ttftMs ??= Math.round(performance.now() - handle.startedAt);
+      if (chunk.choices.length === 0 && !handle.wantsUsage) continue;
+      if (first) ensureRole(chunk);
+      first = false;
+      await sink.write(sseData(chunk));
+    }
+    outcome = { status: 'success', model, accumulator, ttftMs, error: null };
+  } catch (error) {
+    const upstreamError = sink.signal.aborted ? new UpstreamError('client disconnected', 'aborted') : toUpstreamError(error, model ?? handle.route.requested);
+    outcome = { status: upstreamError.kind === 'aborted' ? 'cancelled' : 'failed', model, accumulator, ttftMs, error: upstreamError };
+    if (!sink.opened) {
+      await finishLlmCall(ctx, handle, outcome);
+      throw toAppError(upstreamError);
+    }
+    if (!sink.signal.aborted) await sink.write(sseData(errorBody(upstreamError))).catch(() => undefined);
+  }
+  try {
+    await finishLlmCall(ctx, handle, outcome);
+    await options.beforeDone?.(outcome);
+    if (!sink.signal.aborted) await sink.write(SSE_DONE).catch(() => undefined);
+  } finally {
+    sink.end();
+  }
+  return outcome;
+}
+
+/** Clients rely on the first chunk naming the role, as OpenAI's does; a few providers omit it. */
+function ensureRole(chunk: ChatCompletionChunk): void {
+  const delta = chunk.choices[0]?.delta;
+  if (delta && !delta.role) delta.role = 'assistant';
+}
+
+function errorBody(error: UpstreamError) {
+  return { error: { type: 'upstream_error', code: error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_error', message: error.message, param: null } };
+}
+
+export function toAppError(error: UpstreamError): AppError {
+  if (error.kind === 'timeout') return new AppError('upstream_timeout', error.message, { reason: 'upstream_timeout' });
+  if (error.kind === 'aborted') return new AppError('upstream_error', error.message, { reason: 'aborted' });
+  if (error.upstreamStatus === 429) return new AppError('rate_limited', `${error.message} (rate limited upstream)`, { reason: 'upstream_rate_limited' });
+  if (error.upstreamStatus === 400 || error.upstreamStatus === 422) {
+    return new AppError('validation_failed', `the upstream rejected the request: ${error.message}`, { reason: 'upstream_rejected_request' });
+  }
+  return new AppError('upstream_error', error.message, { reason: 'upstream_error' });
+}
+
+/**
+ * Writes the call's record: content, tool calls, finish reason, tokens (the upstream's usage, else counted with
+ * a tokenizer), cost from the price table, latency and time to first token. In the consumption modes it then
+ * extends the job's hold to cover what the job has used so far, as far as the team's credits allow.
+ */
+export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome) {
+  const { accumulator } = outcome;
+  const usage = accumulator.usage ?? {
+    prompt_tokens: await estimatePromptTokens(handle.messages),
+    completion_tokens: await estimateCompletionTokens(accumulator.content, accumulator.toolCalls),
+  };
+  const modelUsed = accumulator.model ?? outcome.model;
+  const price = modelUsed ? await findModelPrice(ctx.db, outcome.model ?? modelUsed) : undefined;
+  const costPico = callCostPico(price, usage.prompt_tokens, usage.completion_tokens);
+  const latencyMs = Math.round(performance.now() - handle.startedAt);
+  const record = {
+    status: outcome.status,
+    modelUsed: outcome.model ?? modelUsed,
+    responseContent: accumulator.content || null,
+    toolCalls: accumulator.toolCalls.length > 0 ? accumulator.toolCalls : null,
+    finishReason: accumulator.finishReason,
+    promptTokens: usage.prompt_tokens,
+    completionTokens: usage.completion_tokens,
+    totalTokens: usage.prompt_tokens + usage.completion_tokens,
+    usageSource: accumulator.usage ? ('upstream' as const) : ('estimated' as const),
+    costUsd: picoToUsd(costPico),
+    latencyMs,
+    ttftMs: outcome.ttftMs,
+    error: outcome.error?.message ?? null,
+    completedAt: sql`now()`,
+  };
+  await withTransaction(ctx.db, async (tx) => {
+    await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+    await touchJob(tx, handle.jobId);
+    await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
+  });
+  return record;
+}
+
+async function extendHoldToUsage(tx: Transaction, jobId: string, actor: string): Promise<void> {
+  const job = await lockJob(tx, jobId);
+  if (!job || !isOpen(job)) return;
+  const team = await requireTeam(tx, job.teamId);
+  if (team.budgetMode === 'job_based') return;
+  const needed = jobChargeMicro(team, totalsOf(await listJobCalls(tx, jobId))) - job.holdMicro;
+  if (needed <= 0) return;
+  const balance = await lockBalance(tx, job.teamId);
+  const extension = Math.min(needed, balance ? balance.balanceMicro - balance.heldMicro : 0);
+  if (extension <= 0) return;
+  const entry = await applyLedgerChange(tx, {
+    teamId: job.teamId,
+    entryType: 'hold',
+    amountMicro: 0,
+    heldDeltaMicro: extension,
+    jobId,
+    reason: 'hold extended to usage',
+    actor,
+  });
+  if (entry) await tx.update(jobs).set({ holdMicro: job.holdMicro + extension }).where(eq(jobs.id, jobId));
+}

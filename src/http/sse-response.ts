@@ -1,0 +1,46 @@
+import type { Request, Response } from 'express';
+import { SSE_HEADERS } from '../sse/encode.js';
+import type { StreamSink } from '../sse/sink.js';
+
+/** An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. */
+export function createSseSink(req: Request, res: Response): StreamSink {
+  const controller = new AbortController();
+  // 'close' before the response finished means the client went away.
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  let opened = false;
+  return {
+    get opened() {
+      return opened;
+    },
+    signal: controller.signal,
+    open(headers = {}) {
+      if (opened) return;
+      opened = true;
+      // Small frames must leave at once, not wait for Nagle's algorithm to batch them.
+      req.socket.setNoDelay(true);
+      res.writeHead(200, { ...SSE_HEADERS, ...headers });
+      res.flushHeaders();
+    },
+    async write(frame) {
+      if (controller.signal.aborted) throw new Error('client disconnected');
+      if (res.write(frame)) return;
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = () => {
+          controller.signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        const onAbort = () => {
+          res.off('drain', onDrain);
+          reject(new Error('client disconnected'));
+        };
+        res.once('drain', onDrain);
+        controller.signal.addEventListener('abort', onAbort, { once: true });
+      });
+    },
+    end() {
+      if (!res.writableEnded) res.end();
+    },
+  };
+}
