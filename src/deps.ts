@@ -2,6 +2,7 @@ import { connectDatabase, migrateDatabase, type Database } from './db/client.js'
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
+import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
@@ -48,6 +49,13 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       upstream = { baseURL: simulated.baseURL, apiKey: 'unused' };
       log.info({ base_url: simulated.baseURL }, 'using the built-in simulated upstream (set LLM_BASE_URL for a real one)');
     }
+
+    const stopSweeper = startJobSweeper(
+      database.db,
+      { timeoutSeconds: config.JOB_TIMEOUT_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS },
+      log,
+    );
+    closers.push(stopSweeper);
 
     const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET });
     return {

@@ -122,6 +122,7 @@ const PATH_FIXTURES: Record<string, () => Promise<string>> = {
   organization_id: async () => orgA,
   group_name: async () => groupA,
   key_id: async () => spareKeyA.key_id,
+  model_name: async () => 'sim-small',
   job_id: () =>
     once('job_id', async () => {
       const job = await app.request('POST', '/api/jobs/create', {

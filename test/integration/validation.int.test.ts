@@ -80,10 +80,15 @@ async function visibleState(teamIds: string[] = [team.team_id]) {
       team: await read(`/api/teams/${encodeURIComponent(id)}`),
       balance: await read(`/api/credits/teams/${encodeURIComponent(id)}/balance`),
       transactions: await read(`/api/credits/teams/${encodeURIComponent(id)}/transactions?limit=200`),
-      keys: await read(`/api/teams/${encodeURIComponent(id)}/keys`),
+      keys: withoutLastUsed(await read(`/api/teams/${encodeURIComponent(id)}/keys`)),
     };
   }
   return { organizations: await allOrganizations(), modelGroups: await read('/api/model-groups'), teams };
+}
+
+/** Using a key to make a refused request still counts as using it; that is not a change of state. */
+function withoutLastUsed(keys: { status: number; body: { data?: Record<string, unknown>[] } }) {
+  return { ...keys, body: { data: keys.body.data?.map(({ last_used_at: _lastUsed, ...key }) => key) } };
 }
 
 /** Runs `act` and checks that afterwards everything visible is exactly as before. */
@@ -529,6 +534,7 @@ function hostilePath(route: RouteSpec): string {
     organization_id: org,
     group_name: usedGroup,
     key_id: team.key.key_id,
+    model_name: 'sim-small',
   };
   // Well-formed ids of objects that do not exist: the body is validated before anything is looked up.
   const ghosts: Record<string, string> = { job_id: 'job_000000000000000000000' };

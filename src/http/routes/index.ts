@@ -1,10 +1,12 @@
 import type { RouteSpec } from '../route.js';
 import { adminUserRoutes } from './admin-users.routes.js';
 import { creditRoutes } from './credits.routes.js';
+import { jobRoutes } from './jobs.routes.js';
 import { modelGroupRoutes } from './model-groups.routes.js';
 import { operationRoutes } from './operations.routes.js';
 import { organizationRoutes } from './organizations.routes.js';
 import { teamRoutes } from './teams.routes.js';
+import { usageRoutes } from './usage.routes.js';
 
 export const allRoutes: RouteSpec[] = [
   ...operationRoutes,
@@ -13,4 +15,6 @@ export const allRoutes: RouteSpec[] = [
   ...modelGroupRoutes,
   ...teamRoutes,
   ...creditRoutes,
+  ...jobRoutes,
+  ...usageRoutes,
 ];

@@ -1,0 +1,144 @@
+import {
+  CompleteJobRequest,
+  CompleteJobResponse,
+  CreateAndCallRequest,
+  CreateAndCallResponse,
+  CreateJobRequest,
+  CreateJobResponse,
+  Job,
+  JobCosts,
+  JobParams,
+  LlmCallRequest,
+  LlmCallResponse,
+} from '../../contracts/index.js';
+import { teamOf } from '../../domain/context.js';
+import { createAndCall, createAndCallStream } from '../../domain/jobs/create-and-call.service.js';
+import { completeJob, createJob, getJob, getJobCosts } from '../../domain/jobs/jobs.service.js';
+import { beginLlmCall, callLlm, streamLlmCall } from '../../domain/llm/llm-call.service.js';
+import { createSseSink } from '../sse-response.js';
+import { defineRoute } from '../route.js';
+
+const tags = ['Jobs'];
+const SSE = 'text/event-stream';
+const streamDescription =
+  'text/event-stream of OpenAI chat.completion.chunk objects (`data: {...}`), ending with `data: [DONE]`; an upstream failure after the first chunk arrives as `data: {"error": {...}}` before [DONE]';
+
+/** Aborted when the client of a plain (non-streamed) request goes away, so the upstream call stops too. */
+function clientGone(res: { on(event: 'close', listener: () => void): unknown; writableFinished: boolean }): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+export const jobRoutes = [
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/create',
+    auth: 'team',
+    summary: "Create a job and reserve its price from the team's credits",
+    tags,
+    body: CreateJobRequest,
+    idempotent: 'transaction',
+    response: { status: 201, schema: CreateJobResponse, description: 'the pending job' },
+    errors: [402, 404],
+    handler: ({ ctx, body }) => createJob(ctx, body),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/jobs/{job_id}',
+    auth: 'team',
+    summary: 'A job with its status, calls and costs',
+    tags,
+    params: JobParams,
+    response: { schema: Job, description: 'the job' },
+    errors: [404],
+    handler: ({ ctx, params }) => getJob(ctx, params.job_id),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/jobs/{job_id}/costs',
+    auth: 'team',
+    summary: "A job's costs",
+    tags,
+    params: JobParams,
+    response: { schema: JobCosts, description: 'the costs' },
+    errors: [404],
+    handler: ({ ctx, params }) => getJobCosts(ctx, params.job_id),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/{job_id}/llm-call',
+    auth: 'team',
+    summary: 'Call a model within a job (non-streamed)',
+    tags,
+    params: JobParams,
+    body: LlmCallRequest,
+    idempotent: 'long',
+    response: { schema: LlmCallResponse, description: 'the upstream chat.completion and the call record' },
+    errors: [402, 404, 409, 429, 502, 504],
+    handler: async ({ ctx, params, body, res }) => {
+      const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, false);
+      return callLlm(ctx, handle, clientGone(res));
+    },
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/{job_id}/llm-call-stream',
+    auth: 'team',
+    summary: 'Call a model within a job, streamed chunk by chunk',
+    tags,
+    params: JobParams,
+    body: LlmCallRequest,
+    idempotent: 'long',
+    response: { description: streamDescription, contentType: SSE },
+    errors: [402, 404, 409, 429, 502, 504],
+    handler: async ({ ctx, params, body, req, res }) => {
+      const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, true);
+      await streamLlmCall(ctx, handle, createSseSink(req, res));
+      return { call_id: handle.callId };
+    },
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/{job_id}/complete',
+    auth: 'team',
+    summary: 'Complete a job: `completed` charges it by the budget mode, `failed` releases its hold',
+    tags,
+    params: JobParams,
+    body: CompleteJobRequest,
+    idempotent: 'transaction',
+    response: { schema: CompleteJobResponse, description: 'the settled job; completing again with the same status replays this' },
+    errors: [404, 409],
+    handler: ({ ctx, params, body }) => completeJob(ctx, params.job_id, body),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/create-and-call',
+    auth: 'team',
+    summary: 'Create a job, call a model and complete the job in one request',
+    tags,
+    body: CreateAndCallRequest,
+    idempotent: 'long',
+    response: { status: 201, schema: CreateAndCallResponse, description: 'the call and the settled job' },
+    errors: [402, 404, 429, 502, 504],
+    handler: ({ ctx, body, res }) => createAndCall(ctx, body, clientGone(res)),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/create-and-call-stream',
+    auth: 'team',
+    summary: 'Create a job and stream a model call; the job is completed and charged after the last chunk',
+    tags,
+    body: CreateAndCallRequest,
+    idempotent: 'long',
+    response: {
+      description: `${streamDescription}. Headers X-Job-Id and X-Call-Id name the job and the call.`,
+      contentType: SSE,
+    },
+    errors: [402, 404, 429, 502, 504],
+    handler: ({ ctx, body, req, res }) => createAndCallStream(ctx, body, createSseSink(req, res)),
+  }),
+];
+
