@@ -22,10 +22,8 @@ export class StreamAccumulator {
   finishReason: string | null = null;
   usage: UpstreamUsage | null = null;
   model: string | null = null;
-  chunks = 0;
 
   add(chunk: ChatCompletionChunk): void {
-    this.chunks++;
     this.model ??= chunk.model ?? null;
     if (chunk.usage) this.usage = { prompt_tokens: chunk.usage.prompt_tokens, completion_tokens: chunk.usage.completion_tokens };
     const choice = chunk.choices?.[0];
@@ -66,9 +64,5 @@ export class StreamAccumulator {
 
   get toolCalls(): ToolCallRecord[] {
     return [...this.tools.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
-  }
-
-  get hasOutput(): boolean {
-    return this.contentParts.length > 0 || this.tools.size > 0;
   }
 }
