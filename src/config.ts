@@ -48,6 +48,9 @@ export const ConfigSchema = z.object({
     .describe('an open job with no activity for this long is expired and its hold released'),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(30).describe('how often expired jobs are swept'),
   UPSTREAM_TIMEOUT_MS: durationMs(600_000, 'longest a non-streamed upstream call may take'),
+  UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: durationMs(60_000, "how long a streamed call waits for a model's first chunk before trying the next model"),
+  UPSTREAM_CHUNK_TIMEOUT_MS: durationMs(60_000, 'longest silence between two chunks of a stream before it is failed'),
+  STREAM_KEEPALIVE_MS: durationMs(5_000, 'an SSE comment is sent after this much silence so proxies keep the connection'),
   SHUTDOWN_GRACE_MS: durationMs(10_000, 'how long SIGTERM waits for open requests to finish'),
 });
 

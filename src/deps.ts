@@ -3,6 +3,7 @@ import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
+import { InflightCalls } from './domain/llm/inflight-calls.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
@@ -16,6 +17,7 @@ export interface Deps {
   adminAuth: AdminAuth;
   metrics: HttpMetrics;
   upstream: UpstreamClient;
+  inflight: InflightCalls;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -65,6 +67,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
       metrics: createMetrics(),
       upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
+      inflight: new InflightCalls(),
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };

@@ -3,6 +3,7 @@ import type { DbOrTx } from '../db/client.js';
 import { AppError, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { UpstreamClient } from '../upstream/client.js';
+import type { InflightCalls } from './llm/inflight-calls.js';
 
 /** Who is calling: an administrator (master key or admin user) or a team through one of its virtual keys. */
 export type Actor =
@@ -17,6 +18,7 @@ export interface ServiceContext {
   log: Logger;
   config: Config;
   upstream: UpstreamClient;
+  inflight: InflightCalls;
 }
 
 /** How an actor is written into ledger entries and audit columns. */

@@ -5,7 +5,7 @@ import { withTransaction, type Transaction } from '../../db/client.js';
 import { jobs, llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { SSE_DONE, sseData } from '../../sse/encode.js';
+import { SSE_DONE, sseComment, sseData } from '../../sse/encode.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
 import { findModelPrice } from '../billing/model-prices.service.js';
@@ -17,7 +17,7 @@ import { requireTeam } from '../tenancy/teams.repository.js';
 import { resolveModelRoute, type ModelRoute } from './model-routing.js';
 import { StreamAccumulator } from './stream-accumulator.js';
 import { estimateCompletionTokens, estimatePromptTokens } from './token-estimate.js';
-import { completeWithFallback, openStreamWithFallback } from './upstream-attempts.js';
+import { completeWithFallback, openStreamWithFallback, withTimeout } from './upstream-attempts.js';
 
 /** Fields of a request that are creditgate's, not the upstream's. */
 const OWN_FIELDS = new Set(['model', 'messages', 'stream', 'stream_options', 'team_id', 'job_type', 'user_id', 'job_metadata']);
@@ -90,10 +90,18 @@ export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: s
 }
 
 /** A non-streamed call: the upstream's `chat.completion`, recorded and returned with creditgate's metadata. */
-export async function callLlm(ctx: ServiceContext, handle: CallHandle, signal: AbortSignal): Promise<LlmCallResponse> {
+export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal): Promise<LlmCallResponse> {
   const accumulator = new StreamAccumulator();
+  const upstream = abortableUpstream(ctx, handle, clientSignal);
   try {
-    const { model, completion } = await completeWithFallback(ctx.upstream, handle.route.candidates, handle.params, signal, ctx.log);
+    const { model, completion } = await completeWithFallback(
+      ctx.upstream,
+      handle.route.candidates,
+      handle.params,
+      upstream.signal,
+      ctx.config.UPSTREAM_TIMEOUT_MS,
+      ctx.log,
+    );
     accumulator.addCompletion(completion);
     const recorded = await finishLlmCall(ctx, handle, { status: 'success', model, accumulator, ttftMs: null, error: null });
     return {
@@ -111,11 +119,41 @@ export async function callLlm(ctx: ServiceContext, handle: CallHandle, signal: A
       },
     };
   } catch (error) {
-    const upstreamError = toUpstreamError(error, handle.route.requested);
-    const status: CallStatus = upstreamError.kind === 'aborted' ? 'cancelled' : 'failed';
-    await finishLlmCall(ctx, handle, { status, model: null, accumulator, ttftMs: null, error: upstreamError });
+    const upstreamError = upstream.failure(error, handle.route.requested);
+    await finishLlmCall(ctx, handle, { status: statusOf(upstreamError), model: null, accumulator, ttftMs: null, error: upstreamError });
     throw toAppError(upstreamError);
+  } finally {
+    upstream.release();
   }
+}
+
+const CLIENT_GONE = () => new UpstreamError('client disconnected', 'aborted');
+export const JOB_CANCELLED = () => new UpstreamError('the job was cancelled', 'aborted');
+
+const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
+
+/**
+ * The upstream request's abort controller: aborted when the client goes away or the job is cancelled (through
+ * the in-flight registry), with the reason kept so the call is recorded for what really happened.
+ */
+function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal) {
+  const controller = new AbortController();
+  const onClientGone = () => controller.abort(CLIENT_GONE());
+  if (clientSignal.aborted) onClientGone();
+  clientSignal.addEventListener('abort', onClientGone, { once: true });
+  const unregister = ctx.inflight.register(handle.jobId, controller);
+  return {
+    controller,
+    signal: controller.signal,
+    failure(error: unknown, model: string): UpstreamError {
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+      return reason instanceof UpstreamError ? reason : toUpstreamError(error, model);
+    },
+    release() {
+      clientSignal.removeEventListener('abort', onClientGone);
+      unregister();
+    },
+  };
 }
 
 export interface StreamOptions {
@@ -133,41 +171,82 @@ export interface StreamOptions {
  */
 export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sink: StreamSink, options: StreamOptions = {}): Promise<CallOutcome> {
   const accumulator = new StreamAccumulator();
+  const upstream = abortableUpstream(ctx, handle, sink.signal);
+  const headers = { ...options.headers, 'X-Call-Id': handle.callId };
+  const keepalive = startKeepalive(sink, headers, ctx.config.STREAM_KEEPALIVE_MS);
   let model: string | null = null;
   let ttftMs: number | null = null;
   let outcome: CallOutcome;
   try {
-    const opened = await openStreamWithFallback(ctx.upstream, handle.route.candidates, handle.params, sink.signal, ctx.log);
+    const { config } = ctx;
+    const opened = await openStreamWithFallback(
+      ctx.upstream,
+      handle.route.candidates,
+      handle.params,
+      upstream.signal,
+      config.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
+      ctx.log,
+    );
     model = opened.model;
-    sink.open({ ...options.headers, 'X-Call-Id': handle.callId });
+    sink.open(headers);
     let first = true;
-    for (let next = opened.first; !next.done; next = await opened.iterator.next()) {
+    for (let next = opened.first; !next.done; next = await withTimeout(opened.iterator.next(), config.UPSTREAM_CHUNK_TIMEOUT_MS, upstream.controller, model)) {
       const chunk = next.value;
       accumulator.add(chunk);
       ttftMs ??= Math.round(performance.now() - handle.startedAt);
       if (chunk.choices.length === 0 && !handle.wantsUsage) continue;
       if (first) ensureRole(chunk);
       first = false;
-      await sink.write(sseData(chunk));
+      await keepalive.write(sseData(chunk));
     }
     outcome = { status: 'success', model, accumulator, ttftMs, error: null };
   } catch (error) {
-    const upstreamError = sink.signal.aborted ? new UpstreamError('client disconnected', 'aborted') : toUpstreamError(error, model ?? handle.route.requested);
-    outcome = { status: upstreamError.kind === 'aborted' ? 'cancelled' : 'failed', model, accumulator, ttftMs, error: upstreamError };
+    const upstreamError = upstream.failure(error, model ?? handle.route.requested);
+    outcome = { status: statusOf(upstreamError), model, accumulator, ttftMs, error: upstreamError };
     if (!sink.opened) {
+      keepalive.stop();
+      upstream.release();
       await finishLlmCall(ctx, handle, outcome);
       throw toAppError(upstreamError);
     }
-    if (!sink.signal.aborted) await sink.write(sseData(errorBody(upstreamError))).catch(() => undefined);
+    if (!sink.signal.aborted) await keepalive.write(sseData(errorBody(upstreamError))).catch(() => undefined);
   }
+  upstream.release();
   try {
     await finishLlmCall(ctx, handle, outcome);
     await options.beforeDone?.(outcome);
+    keepalive.stop();
     if (!sink.signal.aborted) await sink.write(SSE_DONE).catch(() => undefined);
   } finally {
+    keepalive.stop();
     sink.end();
   }
   return outcome;
+}
+
+/**
+ * While the upstream is silent (a slow first token, a long tool step) an SSE comment goes out every
+ * `intervalMs`, committing the response headers if needed, so proxies and load balancers keep the connection.
+ * Frames go through `write`, which keeps the clock of the last byte sent.
+ */
+function startKeepalive(sink: StreamSink, headers: Record<string, string>, intervalMs: number) {
+  let lastWrite = performance.now();
+  let writing = false;
+  const write = async (frame: string) => {
+    writing = true;
+    try {
+      await sink.write(frame);
+    } finally {
+      writing = false;
+      lastWrite = performance.now();
+    }
+  };
+  const timer = setInterval(() => {
+    if (writing || sink.signal.aborted || performance.now() - lastWrite < intervalMs) return;
+    sink.open(headers);
+    write(sseComment('keepalive')).catch(() => undefined);
+  }, Math.max(10, Math.floor(intervalMs / 4)));
+  return { write, stop: () => clearInterval(timer) };
 }
 
 /** Clients rely on the first chunk naming the role, as OpenAI's does; a few providers omit it. */

@@ -9,20 +9,21 @@ export interface OpenedStream {
 }
 
 /**
- * Tries each candidate model until one answers. For a stream, "answers" means its first chunk arrived: until
- * then nothing was sent to the client, so falling back (or answering with a real HTTP status) is still possible.
+ * Tries each candidate model until one answers within `firstTokenTimeoutMs`. For a stream, "answers" means its
+ * first chunk arrived: until then no chunk reached the client, so falling back is still possible.
  */
 export async function openStreamWithFallback(
   client: UpstreamClient,
   candidates: string[],
   params: Record<string, unknown>,
   signal: AbortSignal,
+  firstTokenTimeoutMs: number,
   log: Logger,
 ): Promise<OpenedStream> {
-  return withFallback(candidates, signal, log, async (model) => {
+  return withFallback(candidates, signal, firstTokenTimeoutMs, log, async (model, attemptSignal) => {
     const stream = await client.chat.completions.create(
       { ...params, model, stream: true, stream_options: { include_usage: true } } as never,
-      { signal },
+      { signal: attemptSignal },
     );
     const iterator = (stream as unknown as AsyncIterable<ChatCompletionChunk>)[Symbol.asyncIterator]();
     return { model, iterator, first: await iterator.next() };
@@ -34,24 +35,55 @@ export async function completeWithFallback(
   candidates: string[],
   params: Record<string, unknown>,
   signal: AbortSignal,
+  timeoutMs: number,
   log: Logger,
 ): Promise<{ model: string; completion: ChatCompletion }> {
-  return withFallback(candidates, signal, log, async (model) => {
-    const completion = (await client.chat.completions.create({ ...params, model, stream: false } as never, { signal })) as ChatCompletion;
+  return withFallback(candidates, signal, timeoutMs, log, async (model, attemptSignal) => {
+    const completion = (await client.chat.completions.create({ ...params, model, stream: false } as never, { signal: attemptSignal })) as ChatCompletion;
     return { model, completion };
   });
 }
 
-async function withFallback<T>(candidates: string[], signal: AbortSignal, log: Logger, attempt: (model: string) => Promise<T>): Promise<T> {
+async function withFallback<T>(
+  candidates: string[],
+  signal: AbortSignal,
+  timeoutMs: number,
+  log: Logger,
+  attempt: (model: string, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
   let lastError: UpstreamError | undefined;
   for (const model of candidates) {
+    if (signal.aborted) break;
+    const attemptController = new AbortController();
+    const abortAttempt = () => attemptController.abort();
+    signal.addEventListener('abort', abortAttempt, { once: true });
     try {
-      return await attempt(model);
+      return await withTimeout(attempt(model, attemptController.signal), timeoutMs, attemptController, model);
     } catch (error) {
       lastError = toUpstreamError(error, model);
-      if (signal.aborted || lastError.kind === 'aborted') throw new UpstreamError('request aborted', 'aborted');
+      if (signal.aborted) break;
       log.warn({ model, err: error }, 'upstream model failed before its first byte; trying the next one');
+    } finally {
+      signal.removeEventListener('abort', abortAttempt);
     }
   }
+  if (signal.aborted) throw new UpstreamError('request aborted', 'aborted');
   throw lastError ?? new UpstreamError('no model to call', 'connection');
+}
+
+/** Resolves as `work` does, unless `ms` pass first: then the controller aborts the upstream request. */
+export async function withTimeout<T>(work: Promise<T>, ms: number, controller: AbortController, model: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new UpstreamError(`model ${model} sent nothing for ${ms} ms`, 'timeout');
+      controller.abort(error);
+      reject(error);
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
