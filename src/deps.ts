@@ -3,7 +3,9 @@ import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
-import { InflightCalls } from './domain/llm/inflight-calls.js';
+import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
+import { PgNotifier } from './db/notifier.js';
+import { QueueRuns } from './domain/queue/queue.service.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
@@ -18,6 +20,7 @@ export interface Deps {
   metrics: HttpMetrics;
   upstream: UpstreamClient;
   inflight: InflightCalls;
+  queue: QueueRuns;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -52,6 +55,12 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       log.info({ base_url: simulated.baseURL }, 'using the built-in simulated upstream (set LLM_BASE_URL for a real one)');
     }
 
+    const notifier = new PgNotifier(databaseUrl, database.pool, log);
+    const inflight = new InflightCalls((key) => notifier.publish(CANCEL_CHANNEL, key));
+    notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
+    await notifier.start();
+    closers.push(() => notifier.stop());
+
     const stopSweeper = startJobSweeper(
       database.db,
       { timeoutSeconds: config.JOB_TIMEOUT_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS },
@@ -67,7 +76,8 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
       metrics: createMetrics(),
       upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
-      inflight: new InflightCalls(),
+      inflight,
+      queue: new QueueRuns(),
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };

@@ -46,3 +46,21 @@ export const ChatCompletion = z
     usage: z.looseObject({ prompt_tokens: z.number(), completion_tokens: z.number(), total_tokens: z.number() }).optional(),
   })
   .meta({ id: 'ChatCompletion' });
+
+/** `POST /v1/chat/completions`: OpenAI's request, `model` required as in OpenAI's API. */
+export const ChatCompletionRequest = z
+  .looseObject({
+    ...ChatParams,
+    model: z.string().min(1).max(256).meta({ description: 'a model group or model alias of the team' }),
+    stream: z.boolean().optional(),
+  })
+  .meta({ id: 'ChatCompletionRequest' });
+export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
+
+export const ModelList = z
+  .object({
+    object: z.literal('list'),
+    data: z.array(z.object({ id: z.string(), object: z.literal('model'), created: z.number(), owned_by: z.string() })),
+  })
+  .meta({ id: 'ModelList' });
+export type ModelList = z.infer<typeof ModelList>;

@@ -177,3 +177,44 @@ export const SetModelPriceRequest = z
   .strictObject({ input_usd_per_million: UsdRate, output_usd_per_million: UsdRate })
   .meta({ id: 'SetModelPriceRequest' });
 export type SetModelPriceRequest = z.infer<typeof SetModelPriceRequest>;
+
+export const QueueSubmitRequest = z
+  .looseObject({
+    ...ChatParams,
+    model: z.string().min(1).max(256).meta({ description: 'a model group or model alias of the team' }),
+    stream: z.boolean().optional().meta({ description: 'accepted for compatibility; queued calls always run streamed' }),
+    provider: z.string().max(100).optional().meta({ description: 'recorded with the request; routing follows the model group' }),
+    job_id: z.string().regex(/^job_[a-z0-9]{21}$/, 'not a job id').optional().meta({
+      description: "an open job of the team to run the call in; omitted, the call gets a job of its own (type 'queue'), completed when it ends",
+    }),
+  })
+  .meta({ id: 'QueueSubmitRequest' });
+export type QueueSubmitRequest = z.infer<typeof QueueSubmitRequest>;
+
+export const QueueStatus = z.enum(['queued', 'processing', 'completed', 'error', 'cancelled']);
+
+export const QueueSubmitResponse = z
+  .object({ data: z.object({ queueId: z.string(), status: QueueStatus }) })
+  .meta({ id: 'QueueSubmitResponse' });
+export type QueueSubmitResponse = z.infer<typeof QueueSubmitResponse>;
+
+export const QueueIdRequest = z.strictObject({ queueId: z.string().regex(/^q_[a-z0-9]{21}$/, 'not a queue id') });
+export const QueueParams = QueueIdRequest;
+
+export const QueueItem = z
+  .object({
+    queueId: z.string(),
+    status: QueueStatus,
+    model: z.string(),
+    jobId: z.string(),
+    callId: z.string().nullable(),
+    error: z.string().nullable(),
+    createdAt: Timestamp,
+    startedAt: Timestamp.nullable(),
+    finishedAt: Timestamp.nullable(),
+    result: z
+      .object({ content: z.string().nullable(), finishReason: z.string().nullable(), toolCalls: z.array(z.unknown()).nullable(), totalTokens: z.number().int() })
+      .nullable(),
+  })
+  .meta({ id: 'QueueItem' });
+export type QueueItem = z.infer<typeof QueueItem>;

@@ -4,6 +4,7 @@ import { AppError, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { InflightCalls } from './llm/inflight-calls.js';
+import type { QueueRuns } from './queue/queue.service.js';
 
 /** Who is calling: an administrator (master key or admin user) or a team through one of its virtual keys. */
 export type Actor =
@@ -19,6 +20,7 @@ export interface ServiceContext {
   config: Config;
   upstream: UpstreamClient;
   inflight: InflightCalls;
+  queue: QueueRuns;
 }
 
 /** How an actor is written into ledger entries and audit columns. */

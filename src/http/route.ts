@@ -35,8 +35,8 @@ export interface RouteSpec<P extends Schema | undefined = any, Q extends Schema 
   body?: B;
   /**
    * Honour `Idempotency-Key`. `transaction`: the handler runs in the claim's transaction. `long` (calls the
-   * upstream): the claim is committed first and the answer stored after. Stream routes return
-   * `{ call_id }` and are replayed from the recorded call.
+   * upstream): the claim is committed first and the answer stored after. Stream handlers return
+   * `streamedAnswer(callId)` and are replayed from the recorded call.
    */
   idempotent?: 'transaction' | 'long';
   response: { status?: number; schema?: Schema; description: string; contentType?: string };
@@ -55,3 +55,10 @@ export function defineRoute<P extends Schema | undefined = undefined, Q extends 
 export function expressPath(path: string): string {
   return path.replace(/\{(\w+)\}/g, ':$1');
 }
+
+/** What a stream handler returns: the response is already written; a replay rebuilds it from the call record. */
+export interface StreamedAnswer {
+  stream_call_id: string;
+}
+
+export const streamedAnswer = (callId: string): StreamedAnswer => ({ stream_call_id: callId });

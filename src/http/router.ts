@@ -7,7 +7,7 @@ import { replayCallFrames } from '../domain/llm/call-replay.js';
 import { SSE_HEADERS } from '../sse/encode.js';
 import { validationFailed } from '../lib/errors.js';
 import { authenticate } from './middleware/authenticate.js';
-import { expressPath, type RouteSpec } from './route.js';
+import { expressPath, type RouteSpec, type StreamedAnswer } from './route.js';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
@@ -27,7 +27,7 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         query: route.query?.parse(req.query),
         body: route.body?.parse(req.body),
       };
-      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight };
+      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, queue: deps.queue };
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
       const run = (db: DbOrTx) => route.handler({ ...input, ctx: { ...ctx, db }, deps, req, res });
@@ -50,11 +50,12 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         return;
       }
       res.setHeader('Idempotent-Replayed', 'true');
-      if (route.response.contentType !== 'text/event-stream') {
+      const streamCallId = (result.body as Partial<StreamedAnswer> | null)?.stream_call_id;
+      if (!streamCallId) {
         res.status(result.status).json(result.body);
         return;
       }
-      const frames = await replayCallFrames(deps.db, (result.body as { call_id: string }).call_id);
+      const frames = await replayCallFrames(deps.db, streamCallId);
       res.writeHead(200, SSE_HEADERS);
       res.end(frames.join(''));
     });

@@ -15,6 +15,9 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       return opened;
     },
     signal: controller.signal,
+    get closed() {
+      return controller.signal.aborted;
+    },
     open(headers = {}) {
       if (opened) return;
       opened = true;
@@ -43,4 +46,13 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       if (!res.writableEnded) res.end();
     },
   };
+}
+
+/** Aborted when the client of a plain (non-streamed) request goes away, so its upstream call stops too. */
+export function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
 }

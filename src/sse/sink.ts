@@ -8,6 +8,8 @@ export interface StreamSink {
   readonly opened: boolean;
   write(frame: string): Promise<void>;
   end(): void;
-  /** Aborted when the client goes away. */
+  /** Aborts the upstream request: the client went away, or the call was cancelled. Its reason says which. */
   readonly signal: AbortSignal;
+  /** Nothing can be written any more (the client went away). */
+  readonly closed: boolean;
 }

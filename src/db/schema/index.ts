@@ -9,4 +9,5 @@ export * from './llm-calls.js';
 export * from './model-groups.js';
 export * from './model-prices.js';
 export * from './organizations.js';
+export * from './queue-requests.js';
 export * from './teams.js';

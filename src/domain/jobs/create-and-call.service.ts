@@ -5,13 +5,14 @@ import { actorLabel, teamOf, type ServiceContext } from '../context.js';
 import { beginLlmCall, callLlm, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
 import { createJob, settleJob } from './jobs.service.js';
 
-const JOB_STATUS_OF_CALL: Record<CallStatus, Exclude<JobStatus, 'pending' | 'in_progress'>> = {
+/** How a job that exists for one call ends, by how that call ended. */
+export const JOB_STATUS_OF_CALL: Record<CallStatus, Exclude<JobStatus, 'pending' | 'in_progress'>> = {
   success: 'completed',
   failed: 'failed',
   cancelled: 'cancelled',
 };
 
-function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobStatus, 'pending' | 'in_progress'>, errorMessage?: string) {
+export function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobStatus, 'pending' | 'in_progress'>, errorMessage?: string) {
   return withTransaction(ctx.db, (tx) =>
     settleJob(tx, { jobId, teamId: teamOf(ctx.actor), status, errorMessage, actor: actorLabel(ctx.actor) }),
   );

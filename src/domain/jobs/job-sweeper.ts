@@ -1,6 +1,6 @@
-import { and, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.js';
-import { jobs, llmCalls } from '../../db/schema/index.js';
+import { jobs, llmCalls, queueRequests } from '../../db/schema/index.js';
 import type { Logger } from '../../lib/logger.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
 import { OPEN_JOB_STATUSES } from './jobs.repository.js';
@@ -36,6 +36,17 @@ export async function sweepExpiredJobs(db: Database, timeoutSeconds: number, log
     expired += swept;
     if (swept < BATCH) break;
   }
+  // A queued call whose process died never reports its end: once its job is over, so is the item.
+  await db
+    .update(queueRequests)
+    .set({ status: 'error', error: 'abandoned: the instance running it stopped', finishedAt: sql`now()` })
+    .where(
+      and(
+        inArray(queueRequests.status, ['queued', 'processing']),
+        lt(queueRequests.createdAt, sql`now() - make_interval(secs => ${timeoutSeconds})`),
+        notInArray(queueRequests.jobId, db.select({ id: jobs.id }).from(jobs).where(inArray(jobs.status, [...OPEN_JOB_STATUSES]))),
+      ),
+    );
   const purged = await purgeIdempotencyKeys(db, timeoutSeconds);
   if (expired > 0 || purged > 0) log.info({ expired_jobs: expired, purged_idempotency_keys: purged }, 'swept');
   return expired;

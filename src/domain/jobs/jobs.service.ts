@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, count, eq, sql } from 'drizzle-orm';
 import type {
   CompleteJobRequest,
   CompleteJobResponse,
@@ -10,7 +10,7 @@ import type {
   LlmCallSummary,
 } from '../../contracts/index.js';
 import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
-import { jobs } from '../../db/schema/index.js';
+import { jobs, llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
@@ -101,6 +101,36 @@ export async function completeJob(ctx: ServiceContext, jobId: string, input: Com
       actor: actorLabel(ctx.actor),
     }),
   );
+}
+
+const CANCEL_WAIT_MS = 5_000;
+
+/**
+ * Cancels a job: its in-flight upstream requests are aborted wherever they run (this instance directly, others
+ * through NOTIFY), their partial results are given a moment to be recorded, then the job ends `cancelled`
+ * (in the consumption modes it pays for what it used). Cancelling twice answers the same.
+ */
+export async function cancelJob(ctx: ServiceContext, jobId: string): Promise<CompleteJobResponse> {
+  const teamId = teamOf(ctx.actor);
+  const job = await findJob(ctx.db, jobId, teamId);
+  if (!job) throw notFound('job', 'job_id');
+  if (isOpen(job)) {
+    await ctx.inflight.cancel(jobId);
+    await waitForCallsToEnd(ctx.db, jobId, CANCEL_WAIT_MS);
+  }
+  return withTransaction(ctx.db, (tx) => settleJob(tx, { jobId, teamId, status: 'cancelled', actor: actorLabel(ctx.actor) }));
+}
+
+async function waitForCallsToEnd(db: DbOrTx, jobId: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const [open] = await db
+      .select({ n: count() })
+      .from(llmCalls)
+      .where(and(eq(llmCalls.jobId, jobId), eq(llmCalls.status, 'in_progress')));
+    if (!open?.n) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }
 
 export interface Settlement {

@@ -1,31 +1,33 @@
 import { eq } from 'drizzle-orm';
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { notFound } from '../../lib/errors.js';
-import { SSE_DONE, sseData } from '../../sse/encode.js';
+import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
 
 /**
- * The SSE frames of a recorded streamed call, for replaying it to a retry with the same Idempotency-Key:
- * the same content, tool calls and finish reason, without calling the upstream again.
+ * The SSE frames of a recorded call, rebuilt from its record: the same content, tool calls and finish reason,
+ * without calling the upstream again. Used to replay a stream to a retry with the same Idempotency-Key and to a
+ * queue client attaching after the call ended.
  */
-export async function replayCallFrames(db: DbOrTx, callId: string): Promise<string[]> {
+export async function replayCallFrames(db: DbOrTx, callId: string, format: StreamFormat = openAiFormat): Promise<string[]> {
   const [call] = await db.select().from(llmCalls).where(eq(llmCalls.id, callId));
   if (!call) throw notFound('call');
-  const base = {
+  const chunk = (delta: ChatCompletionChunk.Choice.Delta, finishReason: ChatCompletionChunk.Choice['finish_reason'] = null): ChatCompletionChunk => ({
     id: `chatcmpl-${call.id}`,
     object: 'chat.completion.chunk',
     created: Math.floor(call.createdAt.getTime() / 1000),
     model: call.modelUsed ?? call.modelRequested,
-  };
-  const chunk = (delta: Record<string, unknown>, finishReason: string | null = null) =>
-    sseData({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] });
-  const frames = [chunk({ role: 'assistant', content: call.responseContent ?? '' })];
-  const toolCalls = (call.toolCalls as { id: string; type: string; function: unknown }[] | null) ?? [];
-  if (toolCalls.length > 0) frames.push(chunk({ tool_calls: toolCalls.map((tool, index) => ({ index, ...tool })) }));
-  if (call.finishReason) frames.push(chunk({}, call.finishReason));
-  if (call.status === 'failed') {
-    frames.push(sseData({ error: { type: 'upstream_error', code: 'upstream_error', message: call.error ?? 'upstream failed', param: null } }));
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
+  });
+  const chunks = [chunk({ role: 'assistant', content: call.responseContent ?? '' })];
+  const toolCalls = (call.toolCalls as { id: string; type: 'function'; function: { name: string; arguments: string } }[] | null) ?? [];
+  if (toolCalls.length > 0) chunks.push(chunk({ tool_calls: toolCalls.map((tool, index) => ({ index, ...tool })) }));
+  if (call.finishReason) chunks.push(chunk({}, call.finishReason as ChatCompletionChunk.Choice['finish_reason']));
+  const frames = chunks.map((c) => format.chunk(c)).filter((frame): frame is string => frame !== null);
+  if (call.status === 'failed' || call.status === 'cancelled') {
+    frames.push(format.error({ error: { type: 'upstream_error', code: 'upstream_error', message: call.error ?? 'the call did not finish', param: null } }));
   }
-  frames.push(SSE_DONE);
+  frames.push(format.done());
   return frames;
 }

@@ -1,31 +1,43 @@
+import { UpstreamError } from '../../upstream/client.js';
+
+export const CANCEL_CHANNEL = 'creditgate_cancel';
+
+const cancelled = () => new UpstreamError('cancelled', 'aborted');
+
 /**
- * The upstream requests this process is running, by job, so that cancelling a job (from this instance or,
- * through the notifier, from another one) aborts them at once.
+ * The upstream requests this process is running, by job id and queue id, so that a cancel aborts them at once:
+ * here directly, and on every other instance through PostgreSQL NOTIFY (`publish`), whose listener calls
+ * `abortHere`.
  */
 export class InflightCalls {
-  private readonly byJob = new Map<string, Set<AbortController>>();
+  private readonly byKey = new Map<string, Set<AbortController>>();
 
-  register(jobId: string, controller: AbortController): () => void {
-    const set = this.byJob.get(jobId) ?? new Set();
-    set.add(controller);
-    this.byJob.set(jobId, set);
+  constructor(private readonly publish: (key: string) => Promise<void>) {}
+
+  register(keys: string[], controller: AbortController): () => void {
+    for (const key of keys) {
+      const set = this.byKey.get(key) ?? new Set();
+      set.add(controller);
+      this.byKey.set(key, set);
+    }
     return () => {
-      set.delete(controller);
-      if (set.size === 0) this.byJob.delete(jobId);
+      for (const key of keys) {
+        const set = this.byKey.get(key);
+        set?.delete(controller);
+        if (set?.size === 0) this.byKey.delete(key);
+      }
     };
   }
 
-  /** Aborts every call of the job running here; returns how many there were. */
-  abortJob(jobId: string, reason: unknown): number {
-    const set = this.byJob.get(jobId);
-    if (!set) return 0;
-    for (const controller of set) controller.abort(reason);
-    return set.size;
+  abortHere(key: string): number {
+    const set = this.byKey.get(key);
+    for (const controller of set ?? []) controller.abort(cancelled());
+    return set?.size ?? 0;
   }
 
-  get size(): number {
-    let total = 0;
-    for (const set of this.byJob.values()) total += set.size;
-    return total;
+  /** Aborts the calls of a job or queue item wherever they run. */
+  async cancel(key: string): Promise<void> {
+    this.abortHere(key);
+    await this.publish(key);
   }
 }

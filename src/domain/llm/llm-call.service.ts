@@ -5,7 +5,7 @@ import { withTransaction, type Transaction } from '../../db/client.js';
 import { jobs, llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { SSE_DONE, sseComment, sseData } from '../../sse/encode.js';
+import { openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
 import { findModelPrice } from '../billing/model-prices.service.js';
@@ -128,7 +128,6 @@ export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSig
 }
 
 const CLIENT_GONE = () => new UpstreamError('client disconnected', 'aborted');
-export const JOB_CANCELLED = () => new UpstreamError('the job was cancelled', 'aborted');
 
 const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
 
@@ -138,10 +137,10 @@ const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted'
  */
 function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal) {
   const controller = new AbortController();
-  const onClientGone = () => controller.abort(CLIENT_GONE());
+  const onClientGone = () => controller.abort(clientSignal.reason instanceof UpstreamError ? clientSignal.reason : CLIENT_GONE());
   if (clientSignal.aborted) onClientGone();
   clientSignal.addEventListener('abort', onClientGone, { once: true });
-  const unregister = ctx.inflight.register(handle.jobId, controller);
+  const unregister = ctx.inflight.register([handle.jobId], controller);
   return {
     controller,
     signal: controller.signal,
@@ -158,6 +157,8 @@ function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal
 
 export interface StreamOptions {
   headers?: Record<string, string>;
+  /** OpenAI's wire format unless said otherwise. */
+  format?: StreamFormat;
   /** Runs after the call is recorded and before [DONE] (create-and-call-stream settles its job here). */
   beforeDone?: (outcome: CallOutcome) => Promise<void>;
 }
@@ -173,7 +174,8 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   const accumulator = new StreamAccumulator();
   const upstream = abortableUpstream(ctx, handle, sink.signal);
   const headers = { ...options.headers, 'X-Call-Id': handle.callId };
-  const keepalive = startKeepalive(sink, headers, ctx.config.STREAM_KEEPALIVE_MS);
+  const format = options.format ?? openAiFormat;
+  const keepalive = startKeepalive(sink, headers, format, ctx.config.STREAM_KEEPALIVE_MS);
   let model: string | null = null;
   let ttftMs: number | null = null;
   let outcome: CallOutcome;
@@ -197,7 +199,8 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
       if (chunk.choices.length === 0 && !handle.wantsUsage) continue;
       if (first) ensureRole(chunk);
       first = false;
-      await keepalive.write(sseData(chunk));
+      const frame = format.chunk(chunk);
+      if (frame) await keepalive.write(frame);
     }
     outcome = { status: 'success', model, accumulator, ttftMs, error: null };
   } catch (error) {
@@ -209,14 +212,14 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
       await finishLlmCall(ctx, handle, outcome);
       throw toAppError(upstreamError);
     }
-    if (!sink.signal.aborted) await keepalive.write(sseData(errorBody(upstreamError))).catch(() => undefined);
+    if (!sink.closed) await keepalive.write(format.error(errorBody(upstreamError))).catch(() => undefined);
   }
   upstream.release();
   try {
     await finishLlmCall(ctx, handle, outcome);
     await options.beforeDone?.(outcome);
     keepalive.stop();
-    if (!sink.signal.aborted) await sink.write(SSE_DONE).catch(() => undefined);
+    if (!sink.closed) await sink.write(format.done()).catch(() => undefined);
   } finally {
     keepalive.stop();
     sink.end();
@@ -229,7 +232,7 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
  * `intervalMs`, committing the response headers if needed, so proxies and load balancers keep the connection.
  * Frames go through `write`, which keeps the clock of the last byte sent.
  */
-function startKeepalive(sink: StreamSink, headers: Record<string, string>, intervalMs: number) {
+function startKeepalive(sink: StreamSink, headers: Record<string, string>, format: StreamFormat, intervalMs: number) {
   let lastWrite = performance.now();
   let writing = false;
   const write = async (frame: string) => {
@@ -241,10 +244,11 @@ function startKeepalive(sink: StreamSink, headers: Record<string, string>, inter
       lastWrite = performance.now();
     }
   };
+  const frame = format.keepalive();
   const timer = setInterval(() => {
-    if (writing || sink.signal.aborted || performance.now() - lastWrite < intervalMs) return;
+    if (!frame || writing || sink.closed || performance.now() - lastWrite < intervalMs) return;
     sink.open(headers);
-    write(sseComment('keepalive')).catch(() => undefined);
+    write(frame).catch(() => undefined);
   }, Math.max(10, Math.floor(intervalMs / 4)));
   return { write, stop: () => clearInterval(timer) };
 }
@@ -255,7 +259,7 @@ function ensureRole(chunk: ChatCompletionChunk): void {
   if (delta && !delta.role) delta.role = 'assistant';
 }
 
-function errorBody(error: UpstreamError) {
+function errorBody(error: UpstreamError): ErrorFrameBody {
   return { error: { type: 'upstream_error', code: error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_error', message: error.message, param: null } };
 }
 

@@ -3,8 +3,10 @@ import { adminUserRoutes } from './admin-users.routes.js';
 import { creditRoutes } from './credits.routes.js';
 import { jobRoutes } from './jobs.routes.js';
 import { modelGroupRoutes } from './model-groups.routes.js';
+import { openAiRoutes } from './openai.routes.js';
 import { operationRoutes } from './operations.routes.js';
 import { organizationRoutes } from './organizations.routes.js';
+import { queueRoutes } from './queue.routes.js';
 import { teamRoutes } from './teams.routes.js';
 import { usageRoutes } from './usage.routes.js';
 
@@ -17,4 +19,6 @@ export const allRoutes: RouteSpec[] = [
   ...creditRoutes,
   ...jobRoutes,
   ...usageRoutes,
+  ...queueRoutes,
+  ...openAiRoutes,
 ];

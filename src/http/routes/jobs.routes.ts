@@ -13,24 +13,15 @@ import {
 } from '../../contracts/index.js';
 import { teamOf } from '../../domain/context.js';
 import { createAndCall, createAndCallStream } from '../../domain/jobs/create-and-call.service.js';
-import { completeJob, createJob, getJob, getJobCosts } from '../../domain/jobs/jobs.service.js';
+import { cancelJob, completeJob, createJob, getJob, getJobCosts } from '../../domain/jobs/jobs.service.js';
 import { beginLlmCall, callLlm, streamLlmCall } from '../../domain/llm/llm-call.service.js';
-import { createSseSink } from '../sse-response.js';
-import { defineRoute } from '../route.js';
+import { clientGone, createSseSink } from '../sse-response.js';
+import { defineRoute, streamedAnswer } from '../route.js';
 
 const tags = ['Jobs'];
 const SSE = 'text/event-stream';
 const streamDescription =
   'text/event-stream of OpenAI chat.completion.chunk objects (`data: {...}`), ending with `data: [DONE]`; an upstream failure after the first chunk arrives as `data: {"error": {...}}` before [DONE]';
-
-/** Aborted when the client of a plain (non-streamed) request goes away, so the upstream call stops too. */
-function clientGone(res: { on(event: 'close', listener: () => void): unknown; writableFinished: boolean }): AbortSignal {
-  const controller = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return controller.signal;
-}
 
 export const jobRoutes = [
   defineRoute({
@@ -97,7 +88,7 @@ export const jobRoutes = [
     handler: async ({ ctx, params, body, req, res }) => {
       const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, true);
       await streamLlmCall(ctx, handle, createSseSink(req, res));
-      return { call_id: handle.callId };
+      return streamedAnswer(handle.callId);
     },
   }),
   defineRoute({
@@ -112,6 +103,17 @@ export const jobRoutes = [
     response: { schema: CompleteJobResponse, description: 'the settled job; completing again with the same status replays this' },
     errors: [404, 409],
     handler: ({ ctx, params, body }) => completeJob(ctx, params.job_id, body),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/jobs/{job_id}/cancel',
+    auth: 'team',
+    summary: "Cancel a job: abort its in-flight model calls (on any instance) and end it `cancelled`",
+    tags,
+    params: JobParams,
+    response: { schema: CompleteJobResponse, description: 'the cancelled job; cancelling again answers the same' },
+    errors: [404, 409],
+    handler: ({ ctx, params }) => cancelJob(ctx, params.job_id),
   }),
   defineRoute({
     method: 'post',
@@ -138,7 +140,7 @@ export const jobRoutes = [
       contentType: SSE,
     },
     errors: [402, 404, 429, 502, 504],
-    handler: ({ ctx, body, req, res }) => createAndCallStream(ctx, body, createSseSink(req, res)),
+    handler: async ({ ctx, body, req, res }) => streamedAnswer((await createAndCallStream(ctx, body, createSseSink(req, res))).call_id),
   }),
 ];
 

@@ -1,0 +1,220 @@
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
+import { llmCalls, queueRequests } from '../../db/schema/index.js';
+import { conflict, notFound } from '../../lib/errors.js';
+import { newId } from '../../lib/ids.js';
+import { sseComment, sseEvent } from '../../sse/encode.js';
+import { queueFormat } from '../../sse/formats.js';
+import type { StreamSink } from '../../sse/sink.js';
+import { teamOf, type ServiceContext } from '../context.js';
+import { JOB_STATUS_OF_CALL, settle } from '../jobs/create-and-call.service.js';
+import { findJob, isOpen } from '../jobs/jobs.repository.js';
+import { createJob } from '../jobs/jobs.service.js';
+import { replayCallFrames } from '../llm/call-replay.js';
+import { beginLlmCall, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
+import { QueueBroadcast } from './queue-broadcast.js';
+
+type QueueRow = typeof queueRequests.$inferSelect;
+
+const OPEN = ['queued', 'processing'] as const;
+const QUEUE_STATUS_OF_CALL: Record<CallStatus, QueueRow['status']> = { success: 'completed', failed: 'error', cancelled: 'cancelled' };
+const LINGER_MS = 60_000;
+const POLL_MS = 200;
+
+/** The broadcasts of the queued calls this process runs, kept a minute after they end for late readers. */
+export class QueueRuns {
+  private readonly runs = new Map<string, QueueBroadcast>();
+
+  add(queueId: string, broadcast: QueueBroadcast): void {
+    this.runs.set(queueId, broadcast);
+  }
+
+  get(queueId: string): QueueBroadcast | undefined {
+    return this.runs.get(queueId);
+  }
+
+  finished(queueId: string): void {
+    setTimeout(() => this.runs.delete(queueId), LINGER_MS).unref();
+  }
+}
+
+/** Accepts a call to run server-side now; the answer names it at once, before the model is even contacted. */
+export async function submitQueued(ctx: ServiceContext, input: QueueSubmitRequest): Promise<QueueSubmitResponse> {
+  const teamId = teamOf(ctx.actor);
+  const { job_id: givenJobId, provider: _provider, stream: _stream, ...request } = input;
+  let jobId = givenJobId;
+  if (jobId) {
+    const job = await findJob(ctx.db, jobId, teamId);
+    if (!job) throw notFound('job', 'job_id');
+    if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
+  } else {
+    jobId = (await createJob(ctx, { team_id: teamId, job_type: 'queue' })).job_id;
+  }
+  const [item] = await ctx.db
+    .insert(queueRequests)
+    .values({ id: newId('q'), teamId, jobId, ownsJob: !givenJobId, model: input.model, request })
+    .returning();
+  const broadcast = new QueueBroadcast();
+  ctx.queue.add(item!.id, broadcast);
+  const unregister = ctx.inflight.register([item!.id], broadcast.controller);
+  runQueued(ctx, item!, broadcast)
+    .catch((error: unknown) => ctx.log.error({ err: error, queue_id: item!.id }, 'queued call failed'))
+    .finally(() => {
+      unregister();
+      ctx.queue.finished(item!.id);
+    });
+  return { data: { queueId: item!.id, status: 'queued' } };
+}
+
+async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBroadcast): Promise<void> {
+  const endJob = async (status: CallStatus, error?: string) => {
+    if (item.ownsJob) await settle(ctx, item.jobId, JOB_STATUS_OF_CALL[status], error);
+  };
+  const setStatus = (status: QueueRow['status'], extra: Partial<QueueRow> = {}) =>
+    ctx.db
+      .update(queueRequests)
+      .set({ status, ...extra, ...(status !== 'processing' && { finishedAt: sql`now()` }) })
+      .where(and(eq(queueRequests.id, item.id), inArray(queueRequests.status, [...OPEN])))
+      .returning();
+  try {
+    if ((await setStatus('processing', { startedAt: sql`now()` as never })).length === 0 || broadcast.signal.aborted) {
+      await broadcast.write(queueFormat.error({ error: { type: 'cancelled', code: 'cancelled', message: 'cancelled before it started', param: null } }));
+      await broadcast.write(queueFormat.done());
+      await endJob('cancelled', 'cancelled before it started');
+      return;
+    }
+    const handle = await beginLlmCall(ctx, item.jobId, item.teamId, { ...item.request, model: item.model } as never, true);
+    await ctx.db.update(queueRequests).set({ callId: handle.callId }).where(eq(queueRequests.id, item.id));
+    const outcome = await streamLlmCall(ctx, handle, broadcast, {
+      format: queueFormat,
+      beforeDone: (result) => endJob(result.status, result.error?.message),
+    });
+    await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : 'failed';
+    await broadcast.write(queueFormat.error({ error: { type: 'upstream_error', code: 'upstream_error', message, param: null } }));
+    await broadcast.write(queueFormat.done());
+    await setStatus('error', { error: message });
+    await endJob('failed', message).catch(() => undefined);
+  } finally {
+    broadcast.end();
+  }
+}
+
+async function requireItem(ctx: ServiceContext, queueId: string): Promise<QueueRow> {
+  const [item] = await ctx.db
+    .select()
+    .from(queueRequests)
+    .where(and(eq(queueRequests.id, queueId), eq(queueRequests.teamId, teamOf(ctx.actor))));
+  if (!item) throw notFound('queue item', 'queueId');
+  return item;
+}
+
+export async function getQueued(ctx: ServiceContext, queueId: string): Promise<QueueItem> {
+  const item = await requireItem(ctx, queueId);
+  const [call] = item.callId ? await ctx.db.select().from(llmCalls).where(eq(llmCalls.id, item.callId)) : [];
+  return {
+    queueId: item.id,
+    status: item.status,
+    model: item.model,
+    jobId: item.jobId,
+    callId: item.callId,
+    error: item.error,
+    createdAt: item.createdAt.toISOString(),
+    startedAt: item.startedAt?.toISOString() ?? null,
+    finishedAt: item.finishedAt?.toISOString() ?? null,
+    result: call
+      ? {
+          content: call.responseContent,
+          finishReason: call.finishReason,
+          toolCalls: (call.toolCalls as unknown[] | null) ?? null,
+          totalTokens: call.totalTokens,
+        }
+      : null,
+  };
+}
+
+/** Marks the item cancelled and aborts its upstream request wherever it runs (NOTIFY reaches other instances). */
+export async function cancelQueued(ctx: ServiceContext, queueId: string): Promise<QueueSubmitResponse> {
+  const item = await requireItem(ctx, queueId);
+  const cancelled = await ctx.db
+    .update(queueRequests)
+    .set({ status: 'cancelled', finishedAt: sql`now()`, error: 'cancelled' })
+    .where(and(eq(queueRequests.id, item.id), inArray(queueRequests.status, [...OPEN])))
+    .returning();
+  if (cancelled.length > 0) await ctx.inflight.cancel(item.id);
+  return { data: { queueId: item.id, status: cancelled.length > 0 ? 'cancelled' : item.status } };
+}
+
+/**
+ * Streams a queued call: `start`, then every chunk from the beginning (a late reader gets a replay), then live
+ * ones, then `done`. A call running on another instance is followed through the database and replayed from its
+ * record when it ends. Leaving does not stop the call.
+ */
+export async function streamQueued(ctx: ServiceContext, queueId: string, sink: StreamSink): Promise<void> {
+  const item = await requireItem(ctx, queueId);
+  sink.open();
+  try {
+    await sink.write(sseEvent('start', { queueId: item.id }));
+    const local = ctx.queue.get(item.id);
+    if (local) {
+      await relay(local, sink, ctx.config.STREAM_KEEPALIVE_MS);
+      return;
+    }
+    const ended = await waitUntilEnded(ctx, item.id, sink);
+    if (!ended) return;
+    const frames = ended.callId
+      ? await replayCallFrames(ctx.db, ended.callId, queueFormat)
+      : [queueFormat.error({ error: { type: 'upstream_error', code: ended.status, message: ended.error ?? ended.status, param: null } }), queueFormat.done()];
+    for (const frame of frames) await sink.write(frame);
+  } finally {
+    sink.end();
+  }
+}
+
+async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: number): Promise<void> {
+  const pending: (string | null)[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = broadcast.subscribe((frame) => {
+    pending.push(frame);
+    wake?.();
+  });
+  const onAbort = () => wake?.();
+  sink.signal.addEventListener('abort', onAbort);
+  try {
+    for (;;) {
+      if (pending.length === 0) {
+        const woken = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), keepaliveMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+        });
+        wake = undefined;
+        if (!woken && !sink.closed) await sink.write(sseComment('keepalive'));
+      }
+      if (sink.closed) return;
+      const frame = pending.shift();
+      if (frame === null) return;
+      if (frame !== undefined) await sink.write(frame);
+    }
+  } finally {
+    unsubscribe();
+    sink.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+async function waitUntilEnded(ctx: ServiceContext, queueId: string, sink: StreamSink): Promise<QueueRow | undefined> {
+  let quietSince = Date.now();
+  while (!sink.closed) {
+    const item = await requireItem(ctx, queueId);
+    if (!(OPEN as readonly string[]).includes(item.status)) return item;
+    if (Date.now() - quietSince >= ctx.config.STREAM_KEEPALIVE_MS) {
+      await sink.write(sseComment('keepalive'));
+      quietSince = Date.now();
+    }
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+  }
+  return undefined;
+}

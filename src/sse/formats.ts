@@ -1,0 +1,40 @@
+import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
+import { SSE_DONE, sseComment, sseData, sseEvent } from './encode.js';
+
+export interface ErrorFrameBody {
+  error: { type: string; code: string; message: string; param: null };
+}
+
+/** How a stream of chat chunks is written as SSE frames for one kind of client. */
+export interface StreamFormat {
+  chunk(chunk: ChatCompletionChunk): string | null;
+  error(body: ErrorFrameBody): string;
+  done(): string;
+  /** null: this format sends no keepalive of its own (its reader does). */
+  keepalive(): string | null;
+}
+
+/** OpenAI's wire format: `data: <chunk>` frames, in-band `data: {"error"}`, then `data: [DONE]`. */
+export const openAiFormat: StreamFormat = {
+  chunk: (chunk) => sseData(chunk),
+  error: (body) => sseData(body),
+  done: () => SSE_DONE,
+  keepalive: () => sseComment('keepalive'),
+};
+
+/** The queue API's events: `chunk` {delta, finishReason, toolCallDeltas?}, `error`, then `done`. */
+export const queueFormat: StreamFormat = {
+  chunk(chunk) {
+    const choice = chunk.choices[0];
+    if (!choice) return null;
+    const toolCallDeltas = choice.delta?.tool_calls;
+    return sseEvent('chunk', {
+      delta: choice.delta?.content ?? '',
+      finishReason: choice.finish_reason ?? null,
+      ...(toolCallDeltas && toolCallDeltas.length > 0 && { toolCallDeltas }),
+    });
+  },
+  error: (body) => sseEvent('error', body),
+  done: () => sseEvent('done', {}),
+  keepalive: () => null,
+};

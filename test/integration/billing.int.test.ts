@@ -1,0 +1,904 @@
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { sweepExpiredJobs } from '../../src/domain/jobs/job-sweeper.js';
+import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
+import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
+import { createModelGroup, createTeam, uniqueId } from '../helpers/factories.js';
+
+/**
+ * Money invariants of the job API under concurrency, retries and timeouts: nothing is lost, nothing is charged
+ * twice, and the balance row always equals the sum of the team's ledger.
+ */
+
+const MICRO = 1_000_000;
+const CHAT = { messages: [{ role: 'user', content: 'Say hello' }] };
+
+// ---------------------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+const pools = new Map<TestApp, pg.Pool>();
+
+function poolOf(app: TestApp): pg.Pool {
+  let pool = pools.get(app);
+  if (!pool) {
+    pool = new pg.Pool({ connectionString: app.databaseUrl, max: 3 });
+    pools.set(app, pool);
+  }
+  return pool;
+}
+
+async function closeApp(app: TestApp | undefined): Promise<void> {
+  if (!app) return;
+  const pool = pools.get(app);
+  pools.delete(app);
+  await pool?.end();
+  await app.close();
+}
+
+async function query<T extends pg.QueryResultRow = any>(app: TestApp, text: string, params: unknown[] = []): Promise<T[]> {
+  const { rows } = await poolOf(app).query<T>(text, params);
+  return rows;
+}
+
+interface Funded {
+  teamId: string;
+  key: string;
+}
+
+async function fundedTeam(app: TestApp, credits: number, overrides: Record<string, unknown> = {}): Promise<Funded> {
+  const group = await createModelGroup(app, uniqueId('grp'), ['sim-small']);
+  const team = await createTeam(app, { model_groups: [group], credits_allocated: credits, ...overrides });
+  return { teamId: team.team_id, key: team.virtual_key };
+}
+
+/**
+ * Checks that the balance row equals the sum of the ledger (amount and held), that the API reports the same,
+ * and that nothing is negative. Returns the balance and held amount in credits.
+ */
+async function expectLedgerConsistent(app: TestApp, teamId: string): Promise<{ balance: number; held: number; available: number }> {
+  const [row] = await query(
+    app,
+    `SELECT b.balance_micro::bigint AS balance_micro, b.held_micro::bigint AS held_micro,
+            (SELECT coalesce(sum(amount_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_balance,
+            (SELECT coalesce(sum(held_delta_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_held
+       FROM credit_balances b WHERE b.team_id = $1`,
+    [teamId],
+  );
+  expect(row, `no balance row for ${teamId}`).toBeDefined();
+  const balanceMicro = Number(row.balance_micro);
+  const heldMicro = Number(row.held_micro);
+  expect(Number(row.ledger_balance), 'SUM(amount_micro) = balance_micro').toBe(balanceMicro);
+  expect(Number(row.ledger_held), 'SUM(held_delta_micro) = held_micro').toBe(heldMicro);
+  expect(balanceMicro).toBeGreaterThanOrEqual(0);
+  expect(heldMicro).toBeGreaterThanOrEqual(0);
+  expect(balanceMicro - heldMicro).toBeGreaterThanOrEqual(0);
+
+  const api = await app.request('GET', `/api/credits/teams/${teamId}/balance`);
+  expect(api.status, JSON.stringify(api.body)).toBe(200);
+  expect(api.body).toMatchObject({
+    balance: balanceMicro / MICRO,
+    held: heldMicro / MICRO,
+    credits_remaining: (balanceMicro - heldMicro) / MICRO,
+  });
+  return { balance: balanceMicro / MICRO, held: heldMicro / MICRO, available: (balanceMicro - heldMicro) / MICRO };
+}
+
+interface LedgerRow {
+  entry_type: string;
+  amount_micro: string;
+  held_delta_micro: string;
+  job_id: string | null;
+  reason: string | null;
+  actor: string;
+}
+
+async function ledgerEntries(app: TestApp, teamId: string, filter: { type?: string; jobId?: string } = {}): Promise<LedgerRow[]> {
+  return query<LedgerRow>(
+    app,
+    `SELECT entry_type, amount_micro::text, held_delta_micro::text, job_id, reason, actor
+       FROM credit_ledger
+      WHERE team_id = $1 AND ($2::text IS NULL OR entry_type::text = $2) AND ($3::text IS NULL OR job_id = $3)
+      ORDER BY id`,
+    [teamId, filter.type ?? null, filter.jobId ?? null],
+  );
+}
+
+async function jobsOf(app: TestApp, teamId: string): Promise<{ id: string; status: string; hold_micro: string; charged_micro: string | null }[]> {
+  return query(app, `SELECT id, status::text, hold_micro::text, charged_micro::text FROM jobs WHERE team_id = $1 ORDER BY created_at, id`, [teamId]);
+}
+
+interface RawResponse {
+  status: number;
+  headers: Headers;
+  contentType: string;
+  text: string;
+}
+
+/** A POST read to the end as text: for SSE endpoints, whose answer is either an event stream or a JSON error. */
+async function postRaw(app: TestApp, path: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<RawResponse> {
+  const response = await fetch(app.url + path, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, contentType: response.headers.get('content-type') ?? '', text };
+}
+
+interface ParsedStream {
+  content: string;
+  finishReasons: string[];
+  errors: unknown[];
+  endsWithDone: boolean;
+  chunks: number;
+}
+
+function parseSse(text: string): ParsedStream {
+  const data = text
+    .split('\n')
+    .filter((line) => line.startsWith('data: '))
+    .map((line) => line.slice('data: '.length));
+  const parsed: ParsedStream = { content: '', finishReasons: [], errors: [], endsWithDone: data.at(-1) === '[DONE]', chunks: 0 };
+  for (const payload of data) {
+    if (payload === '[DONE]') continue;
+    const event = JSON.parse(payload);
+    if (event.error) {
+      parsed.errors.push(event.error);
+      continue;
+    }
+    parsed.chunks++;
+    for (const choice of event.choices ?? []) {
+      if (typeof choice.delta?.content === 'string') parsed.content += choice.delta.content;
+      if (choice.finish_reason) parsed.finishReasons.push(choice.finish_reason);
+    }
+  }
+  return parsed;
+}
+
+function expectJsonError(response: RawResponse | ApiResponse, status: number, code: string): void {
+  const body = 'text' in response ? safeJson(response.text) : response.body;
+  expect(response.status, JSON.stringify(body)).toBe(status);
+  if ('contentType' in response) expect(response.contentType).toContain('application/json');
+  expect(body?.error?.code, JSON.stringify(body)).toBe(code);
+}
+
+function safeJson(text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The largest number of upstream requests that were open at the same time. */
+function maxOverlap(requests: { startedAt: number; closedAt?: number; finishedAt?: number }[]): number {
+  const events = requests.flatMap((r) => [
+    { at: r.startedAt, delta: 1 },
+    { at: r.closedAt ?? r.finishedAt ?? Number.MAX_SAFE_INTEGER, delta: -1 },
+  ]);
+  events.sort((a, b) => a.at - b.at || a.delta - b.delta);
+  let open = 0;
+  let max = 0;
+  for (const event of events) {
+    open += event.delta;
+    max = Math.max(max, open);
+  }
+  return max;
+}
+
+async function poll<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const slowWords = (delayMs: number): UpstreamScript => ({
+  steps: [
+    { type: 'content', text: 'Hello ', delayMs },
+    { type: 'content', text: 'from ', delayMs },
+    { type: 'content', text: 'creditgate', delayMs },
+    { type: 'finish', reason: 'stop' },
+  ],
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shared app for everything except the sweeper
+// ---------------------------------------------------------------------------------------------------------------
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await createTestApp();
+});
+afterAll(() => closeApp(app));
+afterEach(() => {
+  app.upstream.setResponder(undefined);
+});
+
+describe('concurrent job creation never oversells credits', () => {
+  it('50 concurrent create-and-call-stream with 20 credits: exactly 20 streams, 30 refused before any upstream call', async () => {
+    const team = await fundedTeam(app, 20);
+    app.upstream.setResponder(() => slowWords(25));
+    const upstreamBefore = app.upstream.requests.length;
+
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        postRaw(app, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'race', user_id: `u${i}`, ...CHAT }),
+      ),
+    );
+
+    const ok = responses.filter((r) => r.status === 200);
+    const refused = responses.filter((r) => r.status !== 200);
+    expect(ok).toHaveLength(20);
+    expect(refused).toHaveLength(30);
+    for (const response of ok) {
+      expect(response.contentType).toContain('text/event-stream');
+      const stream = parseSse(response.text);
+      expect(stream.endsWithDone, response.text).toBe(true);
+      expect(stream.errors).toEqual([]);
+      expect(stream.content).toBe('Hello from creditgate');
+      expect(stream.finishReasons).toEqual(['stop']);
+      expect(response.headers.get('x-job-id')).toMatch(/^job_/);
+    }
+    for (const response of refused) {
+      expectJsonError(response, 402, 'insufficient_credits');
+      expect(response.text).not.toContain('[DONE]');
+    }
+
+    // Only the 20 funded jobs reached the upstream, and they really ran side by side.
+    const upstreamRequests = app.upstream.requests.slice(upstreamBefore);
+    expect(upstreamRequests).toHaveLength(20);
+    expect(maxOverlap(upstreamRequests)).toBeGreaterThan(1);
+
+    const jobs = await jobsOf(app, team.teamId);
+    expect(jobs).toHaveLength(20);
+    expect(jobs.every((job) => job.status === 'completed')).toBe(true);
+    expect(new Set(ok.map((r) => r.headers.get('x-job-id')))).toEqual(new Set(jobs.map((job) => job.id)));
+    expect(jobs.every((job) => job.hold_micro === '0' && job.charged_micro === String(MICRO))).toBe(true);
+
+    const charges = await ledgerEntries(app, team.teamId, { type: 'charge' });
+    expect(charges).toHaveLength(20);
+    expect(new Set(charges.map((c) => c.job_id)).size).toBe(20);
+    expect(charges.every((c) => c.amount_micro === String(-MICRO))).toBe(true);
+    expect(await ledgerEntries(app, team.teamId, { type: 'release' })).toHaveLength(0);
+    expect(await ledgerEntries(app, team.teamId, { type: 'hold' })).toHaveLength(20);
+
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+  });
+
+  it('30 concurrent POST /api/jobs/create with 10 credits: exactly 10 jobs; completing them all spends the 10', async () => {
+    const team = await fundedTeam(app, 10);
+    const upstreamBefore = app.upstream.requests.length;
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, () => app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'batch' } })),
+    );
+    const created = responses.filter((r) => r.status === 201);
+    expect(created).toHaveLength(10);
+    for (const response of responses.filter((r) => r.status !== 201)) expectJsonError(response, 402, 'insufficient_credits');
+    for (const response of created) expect(response.body).toMatchObject({ status: 'pending', credits_reserved: 1, job_id: expect.stringMatching(/^job_/) });
+
+    expect(await jobsOf(app, team.teamId)).toHaveLength(10);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
+
+    const completions = await Promise.all(
+      created.map((r) => app.request('POST', `/api/jobs/${r.body.job_id}/complete`, { token: team.key, body: { status: 'completed' } })),
+    );
+    for (const completion of completions) {
+      expect(completion.status, JSON.stringify(completion.body)).toBe(200);
+      expect(completion.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1, credit_applied: true } });
+    }
+    expect(app.upstream.requests.length).toBe(upstreamBefore);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(10);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+  });
+});
+
+describe('a job is settled exactly once', () => {
+  it('20 concurrent completes of one job all answer the same and charge once', async () => {
+    const team = await fundedTeam(app, 5);
+    const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'once' } });
+    expect(job.status).toBe(201);
+    const jobId: string = job.body.job_id;
+    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } })),
+    );
+    expect(responses.map((r) => r.status)).toEqual(Array(20).fill(200));
+    for (const response of responses) expect(response.body).toEqual(responses[0]!.body);
+    expect(responses[0]!.body).toMatchObject({
+      job_id: jobId,
+      status: 'completed',
+      costs: { total_calls: 1, successful_calls: 1, credits_charged: 1, credit_applied: true, credits_remaining: 4 },
+    });
+
+    const settlements = (await ledgerEntries(app, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
+    expect(settlements).toHaveLength(1);
+    expect(settlements[0]).toMatchObject({ entry_type: 'charge', amount_micro: String(-MICRO), held_delta_micro: String(-MICRO) });
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+
+    // A later complete replays too and a conflicting one is refused; neither moves money.
+    const later = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(later.status).toBe(200);
+    expect(later.body).toEqual(responses[0]!.body);
+    expectJsonError(await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'failed' } }), 409, 'job_already_settled');
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+  });
+
+  it('racing completed and failed on one job: exactly one status wins, the others replay it or get 409', async () => {
+    const team = await fundedTeam(app, 5);
+    for (let round = 0; round < 3; round++) {
+      const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'race' } });
+      expect(job.status).toBe(201);
+      const jobId: string = job.body.job_id;
+      const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
+      expect(call.status).toBe(200);
+      const before = await expectLedgerConsistent(app, team.teamId);
+
+      const statuses = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? 'completed' : 'failed'));
+      const responses = await Promise.all(
+        statuses.map((status) => app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status } })),
+      );
+      const [row] = await query(app, 'SELECT status::text AS status FROM jobs WHERE id = $1', [jobId]);
+      const winner: string = row.status;
+      expect(['completed', 'failed']).toContain(winner);
+      const winning = responses.filter((_, i) => statuses[i] === winner);
+      const losing = responses.filter((_, i) => statuses[i] !== winner);
+      for (const response of winning) {
+        expect(response.status, JSON.stringify(response.body)).toBe(200);
+        expect(response.body).toEqual(winning[0]!.body);
+        expect(response.body.status).toBe(winner);
+      }
+      for (const response of losing) expectJsonError(response, 409, 'job_already_settled');
+
+      const settlements = (await ledgerEntries(app, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
+      expect(settlements).toHaveLength(1);
+      expect(settlements[0]!.entry_type).toBe(winner === 'completed' ? 'charge' : 'release');
+      const after = await expectLedgerConsistent(app, team.teamId);
+      expect(after.held).toBe(before.held - 1);
+      expect(after.balance).toBe(before.balance - (winner === 'completed' ? 1 : 0));
+    }
+  });
+});
+
+describe('create-and-call with an Idempotency-Key', () => {
+  it('replays the first answer to every retry, calling the upstream and charging once', async () => {
+    const team = await fundedTeam(app, 10);
+    const upstreamBefore = app.upstream.requests.length;
+    const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
+    const headers = { 'Idempotency-Key': 'order-1' };
+    const send = () => app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+
+    const first = await send();
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    expect(first.body).toMatchObject({ status: 'completed', job_id: expect.stringMatching(/^job_/), costs: { credits_charged: 1 } });
+
+    const second = await send();
+    const third = await send();
+    const racing = await Promise.all(Array.from({ length: 5 }, send));
+    for (const retry of [second, third, ...racing]) {
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.body).toEqual(first.body);
+    }
+
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    expect(await jobsOf(app, team.teamId)).toHaveLength(1);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+
+    // The same key asking for something else is refused and changes nothing.
+    const reused = await app.request('POST', '/api/jobs/create-and-call', {
+      token: team.key,
+      body: { ...body, messages: [{ role: 'user', content: 'Something else' }] },
+      headers,
+    });
+    expectJsonError(reused, 409, 'idempotency_key_reused');
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    expect(await jobsOf(app, team.teamId)).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+  });
+
+  it('refuses a retry while the first attempt is still running, and the first still charges once', async () => {
+    const team = await fundedTeam(app, 10);
+    const upstreamBefore = app.upstream.requests.length;
+    const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
+    const headers = { 'Idempotency-Key': 'slow-order' };
+    app.upstream.enqueue({ headersDelayMs: 800 });
+
+    const first = app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    await app.upstream.waitForRequests(upstreamBefore + 1);
+    const concurrent = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    expectJsonError(concurrent, 409, 'idempotency_key_in_progress');
+
+    const done = await first;
+    expect(done.status, JSON.stringify(done.body)).toBe(201);
+    expect(done.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1 } });
+
+    const replay = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    expect(replay.status).toBe(201);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body).toEqual(done.body);
+
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    expect(await jobsOf(app, team.teamId)).toHaveLength(1);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+  });
+
+  it('retries racing the first attempt: one runs, the others get 409 in progress or the replay; one call, one charge', async () => {
+    const team = await fundedTeam(app, 10);
+    app.upstream.setResponder(() => slowWords(40));
+    const upstreamBefore = app.upstream.requests.length;
+    const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
+    const headers = { 'Idempotency-Key': 'racing-order' };
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers })),
+    );
+    const original = responses.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') === null);
+    expect(original).toHaveLength(1);
+    for (const response of responses) {
+      if (response.status === 201) expect(response.body).toEqual(original[0]!.body);
+      else expectJsonError(response, 409, 'idempotency_key_in_progress');
+    }
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    expect(await jobsOf(app, team.teamId)).toHaveLength(1);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+  });
+
+  it('frees the key when the first attempt failed upstream, so the retry runs again', async () => {
+    const team = await fundedTeam(app, 10);
+    const upstreamBefore = app.upstream.requests.length;
+    const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
+    const headers = { 'Idempotency-Key': 'flaky-order' };
+    app.upstream.enqueue({ status: 500 });
+
+    const failed = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    expectJsonError(failed, 502, 'upstream_error');
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    const [failedJob] = await jobsOf(app, team.teamId);
+    expect(failedJob).toMatchObject({ status: 'failed', hold_micro: '0' });
+    expect(await ledgerEntries(app, team.teamId, { jobId: failedJob!.id, type: 'release' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 0, available: 10 });
+
+    const retry = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    expect(retry.status, JSON.stringify(retry.body)).toBe(201);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    expect(retry.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1 } });
+    expect(retry.body.job_id).not.toBe(failedJob!.id);
+    expect(app.upstream.requests.length - upstreamBefore).toBe(2);
+
+    const again = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(again.body).toEqual(retry.body);
+    expect(app.upstream.requests.length - upstreamBefore).toBe(2);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+  });
+});
+
+describe('streamed calls retried with the same Idempotency-Key', () => {
+  it('create-and-call-stream: the retry replays the same stream without a second upstream call or charge', async () => {
+    const team = await fundedTeam(app, 5);
+    app.upstream.setResponder(() => slowWords(5));
+    const upstreamBefore = app.upstream.requests.length;
+    const body = { team_id: team.teamId, job_type: 'stream-idem', ...CHAT };
+    const headers = { 'Idempotency-Key': 'stream-order-1' };
+
+    // A retry while the first stream is still running is refused, as JSON, without touching the first.
+    app.upstream.setResponder(() => slowWords(150));
+    const running = postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers);
+    await app.upstream.waitForRequests(upstreamBefore + 1);
+    expectJsonError(await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers), 409, 'idempotency_key_in_progress');
+    const first = await running;
+    expect(first.status, first.text).toBe(200);
+    expect(first.contentType).toContain('text/event-stream');
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const original = parseSse(first.text);
+    expect(original).toMatchObject({ content: 'Hello from creditgate', endsWithDone: true, errors: [], finishReasons: ['stop'] });
+
+    for (const retry of [
+      await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers),
+      ...(await Promise.all(Array.from({ length: 3 }, () => postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers)))),
+    ]) {
+      expect(retry.status, retry.text).toBe(200);
+      expect(retry.contentType).toContain('text/event-stream');
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      const replayed = parseSse(retry.text);
+      expect(replayed.content).toBe(original.content);
+      expect(replayed.finishReasons).toEqual(original.finishReasons);
+      expect(replayed.errors).toEqual([]);
+      expect(replayed.endsWithDone).toBe(true);
+    }
+
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    const jobs = await jobsOf(app, team.teamId);
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]!.status).toBe('completed');
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+  });
+
+  it('llm-call-stream: the retry replays the recorded call; the job is charged once', async () => {
+    const team = await fundedTeam(app, 5);
+    app.upstream.setResponder(() => slowWords(5));
+    const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stream-idem' } });
+    expect(job.status).toBe(201);
+    const jobId: string = job.body.job_id;
+    const upstreamBefore = app.upstream.requests.length;
+    const headers = { 'Idempotency-Key': 'call-1' };
+    const path = `/api/jobs/${jobId}/llm-call-stream`;
+
+    const first = await postRaw(app, path, team.key, CHAT, headers);
+    expect(first.status, first.text).toBe(200);
+    const original = parseSse(first.text);
+    expect(original).toMatchObject({ content: 'Hello from creditgate', endsWithDone: true, errors: [] });
+
+    const retries = [await postRaw(app, path, team.key, CHAT, headers), ...(await Promise.all([1, 2, 3].map(() => postRaw(app, path, team.key, CHAT, headers))))];
+    for (const retry of retries) {
+      expect(retry.status, retry.text).toBe(200);
+      expect(retry.contentType).toContain('text/event-stream');
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      const replayed = parseSse(retry.text);
+      expect(replayed.content).toBe(original.content);
+      expect(replayed.finishReasons).toEqual(original.finishReasons);
+      expect(replayed.endsWithDone).toBe(true);
+    }
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    const [calls] = await query(app, 'SELECT count(*)::int AS n FROM llm_calls WHERE job_id = $1', [jobId]);
+    expect(calls.n).toBe(1);
+
+    const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(completed.status).toBe(200);
+    expect(completed.body.costs).toMatchObject({ total_calls: 1, credits_charged: 1 });
+
+    // Replaying after the job closed still does not call or charge again.
+    const afterClose = await postRaw(app, path, team.key, CHAT, headers);
+    expect(afterClose.status).toBe(200);
+    expect(afterClose.headers.get('idempotent-replayed')).toBe('true');
+    expect(parseSse(afterClose.text).content).toBe(original.content);
+    expect(app.upstream.requests.length - upstreamBefore).toBe(1);
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+  });
+});
+
+describe('create and complete with an Idempotency-Key', () => {
+  it('replays create and complete: one hold, one charge; keys are scoped per team', async () => {
+    const a = await fundedTeam(app, 5);
+    const b = await fundedTeam(app, 5);
+    const createA = () =>
+      app.request('POST', '/api/jobs/create', { token: a.key, body: { team_id: a.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'shared-key' } });
+
+    const first = await createA();
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    expect(first.headers.get('idempotent-replayed')).toBeNull();
+    const retries = [await createA(), ...(await Promise.all(Array.from({ length: 5 }, createA)))];
+    for (const retry of retries) {
+      expect(retry.status).toBe(201);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.body).toEqual(first.body);
+    }
+    const jobId: string = first.body.job_id;
+    expect(await jobsOf(app, a.teamId)).toHaveLength(1);
+    expect(await ledgerEntries(app, a.teamId, { type: 'hold' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+
+    // Racing first attempts with a fresh key also create exactly one job.
+    const racingCreates = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        app.request('POST', '/api/jobs/create', { token: a.key, body: { team_id: a.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'racing-create' } }),
+      ),
+    );
+    expect(racingCreates.map((r) => r.status)).toEqual(Array(8).fill(201));
+    expect(new Set(racingCreates.map((r) => r.body.job_id)).size).toBe(1);
+    expect(racingCreates.filter((r) => r.headers.get('idempotent-replayed') === 'true')).toHaveLength(7);
+    const racedJobId: string = racingCreates[0]!.body.job_id;
+    expect(racedJobId).not.toBe(jobId);
+    expect(await jobsOf(app, a.teamId)).toHaveLength(2);
+    expect(await ledgerEntries(app, a.teamId, { type: 'hold' })).toHaveLength(2);
+    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 2, available: 3 });
+    const racingCompletes = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        app.request('POST', `/api/jobs/${racedJobId}/complete`, { token: a.key, body: { status: 'failed' }, headers: { 'Idempotency-Key': 'racing-complete' } }),
+      ),
+    );
+    expect(racingCompletes.map((r) => r.status)).toEqual(Array(8).fill(200));
+    for (const response of racingCompletes) expect(response.body).toEqual(racingCompletes[0]!.body);
+    expect(racingCompletes[0]!.body).toMatchObject({ status: 'failed', costs: { credits_charged: 0 } });
+    expect(await ledgerEntries(app, a.teamId, { jobId: racedJobId, type: 'release' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+
+    // Team B sends the same key string: its own fresh job, not team A's answer and not a conflict.
+    const createB = () =>
+      app.request('POST', '/api/jobs/create', { token: b.key, body: { team_id: b.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'shared-key' } });
+    const fromB = await createB();
+    expect(fromB.status, JSON.stringify(fromB.body)).toBe(201);
+    expect(fromB.headers.get('idempotent-replayed')).toBeNull();
+    expect(fromB.body.job_id).not.toBe(jobId);
+    const fromBAgain = await createB();
+    expect(fromBAgain.headers.get('idempotent-replayed')).toBe('true');
+    expect(fromBAgain.body).toEqual(fromB.body);
+    expect(await jobsOf(app, b.teamId)).toHaveLength(1);
+    expect(await jobsOf(app, a.teamId)).toHaveLength(2);
+    expect(await expectLedgerConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+
+    const complete = () =>
+      app.request('POST', `/api/jobs/${jobId}/complete`, { token: a.key, body: { status: 'completed' }, headers: { 'Idempotency-Key': 'done-1' } });
+    const completed = await complete();
+    expect(completed.status, JSON.stringify(completed.body)).toBe(200);
+    expect(completed.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1 } });
+    const completeRetries = [await complete(), ...(await Promise.all(Array.from({ length: 5 }, complete)))];
+    for (const retry of completeRetries) {
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.body).toEqual(completed.body);
+    }
+    // The same complete key with another body is a conflict.
+    const reused = await app.request('POST', `/api/jobs/${jobId}/complete`, {
+      token: a.key,
+      body: { status: 'failed' },
+      headers: { 'Idempotency-Key': 'done-1' },
+    });
+    expectJsonError(reused, 409, 'idempotency_key_reused');
+
+    expect(await ledgerEntries(app, a.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    // Team B's job is untouched by team A's completion.
+    expect((await jobsOf(app, b.teamId))[0]!.status).toBe('pending');
+    expect(await expectLedgerConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+  });
+
+  it('a create refused with 402 under a key leaves no claim: after a top-up the same key creates the job', async () => {
+    const team = await fundedTeam(app, 0);
+    const create = () =>
+      app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'k402' } });
+    expectJsonError(await create(), 402, 'insufficient_credits');
+    expect(await jobsOf(app, team.teamId)).toHaveLength(0);
+    const topUp = await app.request('POST', `/api/credits/teams/${team.teamId}/add`, { body: { credits: 1, reason: 'top-up' } });
+    expect(topUp.status).toBe(201);
+    const created = await create();
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    expect(created.headers.get('idempotent-replayed')).toBeNull();
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
+  });
+});
+
+describe('running out of credits', () => {
+  it('a team with 1 credit settles the job it reserved and never goes negative', async () => {
+    const team = await fundedTeam(app, 1);
+    const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'last' } });
+    expect(job.status).toBe(201);
+    expect(job.body.credits_reserved).toBe(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
+
+    const call = await app.request('POST', `/api/jobs/${job.body.job_id}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+
+    expectJsonError(
+      await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'last' } }),
+      402,
+      'insufficient_credits',
+    );
+    const upstreamBefore = app.upstream.requests.length;
+    expectJsonError(
+      await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body: { team_id: team.teamId, job_type: 'last', ...CHAT } }),
+      402,
+      'insufficient_credits',
+    );
+    expect(app.upstream.requests.length).toBe(upstreamBefore);
+
+    const completed = await app.request('POST', `/api/jobs/${job.body.job_id}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(completed.status, JSON.stringify(completed.body)).toBe(200);
+    expect(completed.body.costs).toMatchObject({ credits_charged: 1, credit_applied: true, credits_remaining: 0 });
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+  });
+
+  it('consumption_tokens: a call extends the hold to its usage when the balance allows', async () => {
+    const team = await fundedTeam(app, 10, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
+    expect(job.status, JSON.stringify(job.body)).toBe(201);
+    expect(job.body.credits_reserved).toBe(1);
+    const jobId: string = job.body.job_id;
+
+    app.upstream.enqueue({ usage: { prompt_tokens: 20, completion_tokens: 30 } });
+    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+    expect(call.body.metadata.total_tokens).toBe(50);
+
+    const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
+    expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 4 * MICRO]);
+    expect(holds[1]!.reason).toMatch(/usage/);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 5, available: 5 });
+    const fetched = await app.request('GET', `/api/jobs/${jobId}`, { token: team.key });
+    expect(fetched.body.credits_reserved).toBe(5);
+
+    const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(completed.status).toBe(200);
+    expect(completed.body.costs).toMatchObject({ total_tokens: 50, credits_charged: 5, credits_remaining: 5 });
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 5, held: 0, available: 5 });
+  });
+
+  it('consumption_tokens: the hold grows only as far as the balance; then the job is refused more calls and charges at most what the team had', async () => {
+    const team = await fundedTeam(app, 3, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
+    expect(job.status, JSON.stringify(job.body)).toBe(201);
+    const jobId: string = job.body.job_id;
+
+    // 50 tokens = 5 credits, but the team has 3: the hold goes from 1 to 3, not 5.
+    app.upstream.enqueue({ usage: { prompt_tokens: 20, completion_tokens: 30 } });
+    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+    const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
+    expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 2 * MICRO]);
+    expect(holds[1]!.reason).toMatch(/usage/);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 3, held: 3, available: 0 });
+
+    const upstreamBefore = app.upstream.requests.length;
+    expectJsonError(await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT }), 402, 'insufficient_credits');
+    const streamed = await postRaw(app, `/api/jobs/${jobId}/llm-call-stream`, team.key, CHAT);
+    expectJsonError(streamed, 402, 'insufficient_credits');
+    expect(app.upstream.requests.length).toBe(upstreamBefore);
+    expectJsonError(
+      await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } }),
+      402,
+      'insufficient_credits',
+    );
+
+    const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(completed.status, JSON.stringify(completed.body)).toBe(200);
+    expect(completed.body.costs).toMatchObject({ total_calls: 1, total_tokens: 50, credits_charged: 3, credits_remaining: 0 });
+    const charges = await ledgerEntries(app, team.teamId, { type: 'charge' });
+    expect(charges).toHaveLength(1);
+    expect(Number(charges[0]!.amount_micro)).toBe(-3 * MICRO);
+    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sweeper: its own apps, one with a fast periodic sweep and one swept only by hand
+// ---------------------------------------------------------------------------------------------------------------
+
+async function ageJobs(target: TestApp, jobIds: string[]): Promise<void> {
+  await query(target, `UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE id = ANY($1::text[])`, [jobIds]);
+}
+
+describe('job sweeper', () => {
+  let swept: TestApp | undefined;
+  let manual: TestApp | undefined;
+  afterAll(async () => {
+    await closeApp(swept);
+    await closeApp(manual);
+  });
+  /** Swept only at start-up and by hand, so each direct sweep sees every stale job. */
+  const manualApp = async () => (manual ??= await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '3600' }));
+
+  it('expires stale jobs, releases their holds and leaves fresh jobs alone', async () => {
+    swept = await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1' });
+    const target = swept;
+    const team = await fundedTeam(target, 5);
+    const create = async () => {
+      const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
+      expect(response.status, JSON.stringify(response.body)).toBe(201);
+      return response.body.job_id as string;
+    };
+    const pending = await create();
+    const called = await create();
+    const fresh = await create();
+    const call = await target.request('POST', `/api/jobs/${called}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 3, available: 2 });
+
+    await ageJobs(target, [pending, called]);
+    const statuses = await poll(
+      async () => {
+        const rows = await jobsOf(target, team.teamId);
+        const byId = new Map(rows.map((row) => [row.id, row.status]));
+        return byId.get(pending) === 'expired' && byId.get(called) === 'expired' ? byId : undefined;
+      },
+      5_000,
+      'the sweeper to expire the stale jobs',
+    );
+    expect(statuses.get(fresh)).toBe('pending');
+
+    for (const jobId of [pending, called]) {
+      const settlements = (await ledgerEntries(target, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
+      expect(settlements).toHaveLength(1);
+      expect(settlements[0]).toMatchObject({ entry_type: 'release', actor: 'system:sweeper', amount_micro: '0', held_delta_micro: String(-MICRO) });
+      const job = await target.request('GET', `/api/jobs/${jobId}`, { token: team.key });
+      expect(job.body).toMatchObject({ status: 'expired', credits_reserved: 0, costs: { credits_charged: 0, credit_applied: false } });
+    }
+    // Job-based: an expired job is free; only the fresh job still holds its credit.
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+
+    expectJsonError(
+      await target.request('POST', `/api/jobs/${pending}/complete`, { token: team.key, body: { status: 'completed' } }),
+      409,
+      'job_already_settled',
+    );
+    expectJsonError(
+      await target.request('POST', `/api/jobs/${called}/complete`, { token: team.key, body: { status: 'failed' } }),
+      409,
+      'job_already_settled',
+    );
+    expectJsonError(await target.request('POST', `/api/jobs/${called}/llm-call`, { token: team.key, body: CHAT }), 409, 'job_not_open');
+
+    // The background sweep already did everything: a direct sweep finds nothing to do.
+    const ledgerBefore = await ledgerEntries(target, team.teamId);
+    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await ledgerEntries(target, team.teamId)).toEqual(ledgerBefore);
+
+    const completed = await target.request('POST', `/api/jobs/${fresh}/complete`, { token: team.key, body: { status: 'completed' } });
+    expect(completed.status).toBe(200);
+    expect(completed.body.costs).toMatchObject({ credits_charged: 1 });
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+  });
+
+  it('sweepExpiredJobs is idempotent: concurrent sweeps expire each job once and a second sweep changes nothing', async () => {
+    const target = await manualApp();
+    const team = await fundedTeam(target, 5);
+    const jobIds: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
+      expect(response.status).toBe(201);
+      jobIds.push(response.body.job_id);
+    }
+    const call = await target.request('POST', `/api/jobs/${jobIds[0]}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status).toBe(200);
+    const fresh = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'fresh' } });
+    expect(fresh.status).toBe(201);
+    await ageJobs(target, jobIds);
+
+    const counts = await Promise.all([
+      sweepExpiredJobs(target.deps.db, 10, target.deps.log),
+      sweepExpiredJobs(target.deps.db, 10, target.deps.log),
+    ]);
+    expect(counts[0] + counts[1]).toBe(3);
+    const afterFirst = await ledgerEntries(target, team.teamId);
+    expect(afterFirst.filter((e) => e.entry_type === 'release' && e.actor === 'system:sweeper').map((e) => e.job_id).sort()).toEqual([...jobIds].sort());
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+
+    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await ledgerEntries(target, team.teamId)).toEqual(afterFirst);
+    const jobs = await jobsOf(target, team.teamId);
+    expect(jobs.filter((job) => job.status === 'expired').map((job) => job.id).sort()).toEqual([...jobIds].sort());
+    expect(jobs.find((job) => job.id === fresh.body.job_id)?.status).toBe('pending');
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+  });
+
+  it('consumption_tokens: an expired job pays for the tokens it used, an unused one is released', async () => {
+    const target = await manualApp();
+    const team = await fundedTeam(target, 10, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const create = async () => {
+      const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
+      expect(response.status, JSON.stringify(response.body)).toBe(201);
+      return response.body.job_id as string;
+    };
+    const used = await create();
+    const unused = await create();
+    target.upstream.enqueue({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
+    const call = await target.request('POST', `/api/jobs/${used}/llm-call`, { token: team.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 10, held: 4, available: 6 });
+
+    await ageJobs(target, [used, unused]);
+    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(2);
+    const [charge] = await ledgerEntries(target, team.teamId, { jobId: used, type: 'charge' });
+    expect(charge).toMatchObject({ actor: 'system:sweeper', amount_micro: String(-3 * MICRO), held_delta_micro: String(-3 * MICRO) });
+    const [release] = await ledgerEntries(target, team.teamId, { jobId: unused, type: 'release' });
+    expect(release).toMatchObject({ actor: 'system:sweeper', amount_micro: '0', held_delta_micro: String(-MICRO) });
+    expect((await jobsOf(target, team.teamId)).map((job) => job.status)).toEqual(['expired', 'expired']);
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
+
+    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
+  });
+});
