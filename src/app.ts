@@ -4,6 +4,7 @@ import { AppError } from './lib/errors.js';
 import { errorHandler } from './http/middleware/error-handler.js';
 import { requestContext } from './http/middleware/request-context.js';
 import { observeRequests } from './http/metrics.js';
+import { docsRouter } from './http/docs.js';
 import { buildRouter } from './http/router.js';
 import { allRoutes } from './http/routes/index.js';
 
@@ -16,6 +17,7 @@ export function createApp(deps: Deps): Express {
   app.use(observeRequests(deps.metrics));
   app.use(express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(buildRouter(allRoutes, deps));
+  app.use(docsRouter());
   app.use((req) => {
     throw new AppError('not_found', `no route for ${req.method} ${req.path}`, { reason: 'route_not_found' });
   });
