@@ -6,6 +6,7 @@ import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
 import { PgNotifier } from './db/notifier.js';
 import { QueueRuns } from './domain/queue/queue.service.js';
+import { AUTH_CHANNEL, KeyCache } from './domain/api-keys/key-cache.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
@@ -21,6 +22,7 @@ export interface Deps {
   upstream: UpstreamClient;
   inflight: InflightCalls;
   queue: QueueRuns;
+  keyCache: KeyCache;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -58,6 +60,8 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const notifier = new PgNotifier(databaseUrl, database.pool, log);
     const inflight = new InflightCalls((key) => notifier.publish(CANCEL_CHANNEL, key));
     notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
+    const keyCache = new KeyCache(config.KEY_CACHE_TTL_MS, (message) => notifier.publish(AUTH_CHANNEL, message));
+    notifier.on(AUTH_CHANNEL, (message) => keyCache.dropHere(message));
     await notifier.start();
     closers.push(() => notifier.stop());
 
@@ -78,6 +82,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
       inflight,
       queue: new QueueRuns(),
+      keyCache,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };

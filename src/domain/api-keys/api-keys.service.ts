@@ -7,6 +7,7 @@ import { newId } from '../../lib/ids.js';
 import { actorLabel, type Actor, type ServiceContext } from '../context.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
+import type { KeyCache } from './key-cache.js';
 
 type ApiKeyRow = typeof apiKeys.$inferSelect;
 
@@ -49,21 +50,31 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
     .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)));
   const [row] = await ctx.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
   if (!row) throw notFound('key', 'key_id');
+  await ctx.keyCache.invalidate({ keyId });
   return presentApiKey(row);
 }
 
 /**
  * The team actor for a presented secret, or null when it is unknown, revoked, expired or its team is suspended.
- * Looked up by hash, so the secret itself is never compared or stored.
+ * Looked up by hash, so the secret itself is never compared or stored; recent answers come from the cache.
  */
-export async function verifyTeamKey(db: DbOrTx, secret: string): Promise<Actor | null> {
+export async function verifyTeamKey(db: DbOrTx, cache: KeyCache, secret: string): Promise<Actor | null> {
+  const keyHash = hashSecret(secret);
+  const cached = cache.get(keyHash);
+  if (cached) return cached;
   const [row] = await db
-    .select({ keyId: apiKeys.id, teamId: teams.id, organizationId: teams.organizationId, lastUsedAt: apiKeys.lastUsedAt })
+    .select({
+      keyId: apiKeys.id,
+      teamId: teams.id,
+      organizationId: teams.organizationId,
+      lastUsedAt: apiKeys.lastUsedAt,
+      expiresAt: apiKeys.expiresAt,
+    })
     .from(apiKeys)
     .innerJoin(teams, eq(teams.id, apiKeys.teamId))
     .where(
       and(
-        eq(apiKeys.keyHash, hashSecret(secret)),
+        eq(apiKeys.keyHash, keyHash),
         isNull(apiKeys.revokedAt),
         or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`),
         eq(teams.status, 'active'),
@@ -71,7 +82,9 @@ export async function verifyTeamKey(db: DbOrTx, secret: string): Promise<Actor |
     );
   if (!row) return null;
   await touchApiKey(db, row.keyId, row.lastUsedAt);
-  return { kind: 'team', teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId };
+  const actor = { kind: 'team' as const, teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId };
+  cache.set(keyHash, actor, row.expiresAt);
+  return actor;
 }
 
 const LAST_USED_RESOLUTION_MS = 60_000;

@@ -77,6 +77,7 @@ export async function setTeamStatus(ctx: ServiceContext, teamId: string, status:
     .where(eq(teams.id, teamId))
     .returning({ id: teams.id });
   if (updated.length === 0) throw notFound('team', 'team_id');
+  if (status === 'suspended') await ctx.keyCache.invalidate({ teamId });
   return getTeam(ctx, teamId);
 }
 
