@@ -2,6 +2,7 @@ import express, { type Express } from 'express';
 import type { Deps } from './deps.js';
 import { AppError } from './lib/errors.js';
 import { errorHandler } from './http/middleware/error-handler.js';
+import { loadShedding } from './http/middleware/load-shedding.js';
 import { requestContext } from './http/middleware/request-context.js';
 import { observeRequests } from './http/metrics.js';
 import { docsRouter } from './http/docs.js';
@@ -15,6 +16,7 @@ export function createApp(deps: Deps): Express {
   app.set('trust proxy', false);
   app.use(requestContext(deps.log));
   app.use(observeRequests(deps.metrics));
+  app.use(loadShedding({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool }));
   app.use(express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
   app.use(buildRouter(allRoutes, deps));
   app.use(docsRouter());

@@ -58,6 +58,18 @@ export const ConfigSchema = z.object({
     .max(60_000)
     .default(5_000)
     .describe('how long a verified virtual key is trusted without a database lookup (0: never cached); bounds how late a revocation missed by NOTIFY is seen'),
+  MAX_INFLIGHT_REQUESTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(5_000)
+    .describe('requests (open streams included) one instance serves at once; more get 503 with Retry-After'),
+  MAX_DB_WAITING: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(200)
+    .describe('queries waiting for a database connection beyond which new requests get 503 with Retry-After'),
   SHUTDOWN_GRACE_MS: durationMs(10_000, 'how long SIGTERM waits for open requests to finish'),
 });
 

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
@@ -17,6 +18,7 @@ export interface Deps {
   config: Config;
   log: Logger;
   db: Database;
+  pool: pg.Pool;
   adminAuth: AdminAuth;
   metrics: HttpMetrics;
   upstream: UpstreamClient;
@@ -77,6 +79,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       config,
       log,
       db: database.db,
+      pool: database.pool,
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
       metrics: createMetrics(),
       upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
