@@ -77,7 +77,7 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       .where(and(eq(queueRequests.id, item.id), inArray(queueRequests.status, [...OPEN])))
       .returning();
   try {
-    if ((await setStatus('processing', { startedAt: sql`now()` as never })).length === 0 || broadcast.signal.aborted) {
+    if ((await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
       await broadcast.write(queueFormat.error({ error: { type: 'cancelled', code: 'cancelled', message: 'cancelled before it started', param: null } }));
       await broadcast.write(queueFormat.done());
       await endJob('cancelled', 'cancelled before it started');

@@ -3,6 +3,7 @@ import { adminUserRoutes } from './admin-users.routes.js';
 import { creditRoutes } from './credits.routes.js';
 import { jobRoutes } from './jobs.routes.js';
 import { modelGroupRoutes } from './model-groups.routes.js';
+import { modelPriceRoutes } from './model-prices.routes.js';
 import { openAiRoutes } from './openai.routes.js';
 import { operationRoutes } from './operations.routes.js';
 import { organizationRoutes } from './organizations.routes.js';
@@ -19,6 +20,7 @@ export const allRoutes: RouteSpec[] = [
   ...creditRoutes,
   ...jobRoutes,
   ...usageRoutes,
+  ...modelPriceRoutes,
   ...queueRoutes,
   ...openAiRoutes,
 ];
