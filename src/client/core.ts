@@ -32,7 +32,7 @@ export interface ApiRequest {
 export interface OpenStream {
   response: Response & { body: ReadableStream<Uint8Array> };
   controller: AbortController;
-  signal: AbortSignal | undefined;
+  callerSignal: AbortSignal | undefined;
 }
 
 const DEFAULT_TIMEOUT_MS = 600_000;
@@ -62,8 +62,8 @@ export class ApiClient {
   }
 
   /** A JSON request; resolves to the parsed body of a 2xx answer. */
-  async request<T>(request: ApiRequest, options: RequestOptions = {}): Promise<T> {
-    const text = await this.send(request, options, async (response) => response.text());
+  protected async request<T>(request: ApiRequest, options: RequestOptions = {}): Promise<T> {
+    const text = await this.send(request, options, 'application/json', async (response) => response.text());
     try {
       return (text ? JSON.parse(text) : undefined) as T;
     } catch (cause) {
@@ -72,21 +72,21 @@ export class ApiClient {
   }
 
   /** A request answered with `text/event-stream`; resolves once the headers arrived (retries end there). */
-  stream(request: ApiRequest, options: RequestOptions = {}): Promise<OpenStream> {
-    return this.send(request, options, async (response, controller) => {
+  protected stream(request: ApiRequest, options: RequestOptions = {}): Promise<OpenStream> {
+    return this.send(request, options, 'text/event-stream', async (response, controller) => {
       if (!response.body) throw new APIConnectionError('the stream has no body');
-      return { response: response as OpenStream['response'], controller, signal: options.signal };
-    }, true);
+      return { response: response as OpenStream['response'], controller, callerSignal: options.signal };
+    });
   }
 
   private async send<T>(
     request: ApiRequest,
     options: RequestOptions,
+    accept: string,
     read: (response: Response, controller: AbortController) => Promise<T>,
-    streaming = false,
   ): Promise<T> {
     const idempotencyKey = request.method === 'POST' ? (options.idempotencyKey ?? `cg-${crypto.randomUUID()}`) : undefined;
-    const init = this.buildInit(request, idempotencyKey, streaming);
+    const init = this.buildInit(request, accept, idempotencyKey);
     const url = this.buildUrl(request.path, request.query);
     for (let attempt = 0; ; attempt++) {
       // Per attempt: aborts on timeout, and for a stream later on `break`/abort().
@@ -116,8 +116,8 @@ export class ApiClient {
     }
   }
 
-  private buildInit(request: ApiRequest, idempotencyKey: string | undefined, streaming: boolean): RequestInit {
-    const headers: Record<string, string> = { accept: streaming ? 'text/event-stream' : 'application/json' };
+  private buildInit(request: ApiRequest, accept: string, idempotencyKey: string | undefined): RequestInit {
+    const headers: Record<string, string> = { accept };
     if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
     if (idempotencyKey) headers['idempotency-key'] = idempotencyKey;
     if (request.body === undefined) return { method: request.method, headers };
@@ -145,7 +145,7 @@ async function readErrorBody(response: Response): Promise<unknown> {
   }
 }
 
-export function toTransportError(cause: unknown, userSignal: AbortSignal | undefined, timedOut: boolean): CreditgateError {
+function toTransportError(cause: unknown, userSignal: AbortSignal | undefined, timedOut: boolean): CreditgateError {
   if (userSignal?.aborted) return new APIUserAbortError('request was aborted', { cause });
   if (timedOut) return new APITimeoutError('request timed out', { cause });
   return new APIConnectionError('connection error', { cause });

@@ -7,7 +7,7 @@ import { APIConnectionError, APIUserAbortError } from './errors.js';
  * skipped by the parser). Leaving early — `break`, a throw, `return()` — aborts the HTTP request, which is how
  * the server learns the client is gone and stops the upstream call.
  */
-export async function* sseMessages({ response, controller, signal }: OpenStream): AsyncGenerator<EventSourceMessage> {
+export async function* sseMessages({ response, controller, callerSignal }: OpenStream): AsyncGenerator<EventSourceMessage> {
   const pending: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (message) => pending.push(message) });
   const decoder = new TextDecoder();
@@ -15,13 +15,10 @@ export async function* sseMessages({ response, controller, signal }: OpenStream)
   let finished = false;
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (cause) {
-        if (controller.signal.aborted || signal?.aborted) throw new APIUserAbortError('the stream was aborted', { cause });
+      const chunk = await reader.read().catch((cause: unknown) => {
+        if (controller.signal.aborted || callerSignal?.aborted) throw new APIUserAbortError('the stream was aborted', { cause });
         throw new APIConnectionError('the stream was cut off', { cause });
-      }
+      });
       if (chunk.done) break;
       parser.feed(decoder.decode(chunk.value, { stream: true }));
       yield* pending.splice(0);

@@ -6,7 +6,7 @@ import type { ChatCompletionChunk, FinalCall, QueueEvent, ToolCall } from './typ
 
 /** An SSE answer read once, chunk by chunk; leaving the loop early aborts the HTTP request. */
 abstract class EventStream<Item> implements AsyncIterable<Item> {
-  private consumed = false;
+  protected consumed = false;
 
   constructor(protected readonly open: OpenStream) {}
 
@@ -18,17 +18,27 @@ abstract class EventStream<Item> implements AsyncIterable<Item> {
   async *[Symbol.asyncIterator](): AsyncIterator<Item> {
     if (this.consumed) throw new Error('a stream can be iterated only once');
     this.consumed = true;
-    for await (const message of sseMessages(this.open)) {
-      const item = this.decode(message);
-      if (item !== undefined) yield item;
+    let failure: unknown = new APIUserAbortError('the stream was left before it ended');
+    try {
+      for await (const message of sseMessages(this.open)) {
+        const item = this.decode(message);
+        if (item !== undefined) yield item;
+      }
+      this.end();
+    } catch (error) {
+      failure = error;
+      throw error;
+    } finally {
+      this.closed(failure);
     }
-    this.end();
   }
 
   /** The item a message stands for, or undefined to skip it; throws to end the stream with an error. */
   protected abstract decode(message: EventSourceMessage): Item | undefined;
-  /** Runs when the body ended normally. */
-  protected abstract end(): void;
+  /** The body ended normally; may throw if that is too early. */
+  protected end(): void {}
+  /** Always last: `failure` is what ended the stream, moot when `end()` succeeded. */
+  protected closed(_failure: unknown): void {}
 }
 
 /**
@@ -38,8 +48,7 @@ abstract class EventStream<Item> implements AsyncIterable<Item> {
 export class ChatStream extends EventStream<ChatCompletionChunk> {
   readonly jobId: string | null;
   readonly callId: string | null;
-  /** The content received so far. */
-  text = '';
+  private content = '';
   private readonly calls: ToolCall[] = [];
   private finishReason: FinalCall['finishReason'] = null;
   private usage: FinalCall['usage'];
@@ -56,6 +65,11 @@ export class ChatStream extends EventStream<ChatCompletionChunk> {
     this.final.catch(() => undefined);
   }
 
+  /** The content received so far. */
+  get text(): string {
+    return this.content;
+  }
+
   /** The tool calls received so far, reassembled from their deltas by index. */
   get toolCalls(): ToolCall[] {
     return this.calls.filter(Boolean);
@@ -63,25 +77,8 @@ export class ChatStream extends EventStream<ChatCompletionChunk> {
 
   /** Resolves after the stream ended; reads the rest of it when nobody iterates it. */
   async finalCall(): Promise<FinalCall> {
-    if (!this.sawDone) {
-      try {
-        for await (const _ of this);
-      } catch {
-        // Already iterated elsewhere, or failed: `final` settles from that iteration.
-      }
-    }
+    if (!this.consumed) for await (const _chunk of this);
     return this.final;
-  }
-
-  override async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
-    try {
-      yield* { [Symbol.asyncIterator]: () => super[Symbol.asyncIterator]() };
-    } catch (error) {
-      this.settle.reject(error);
-      throw error;
-    } finally {
-      this.settle.reject(new APIUserAbortError('the stream was left before it ended'));
-    }
   }
 
   protected decode(message: EventSourceMessage): ChatCompletionChunk | undefined {
@@ -97,21 +94,26 @@ export class ChatStream extends EventStream<ChatCompletionChunk> {
     return chunk;
   }
 
-  protected end(): void {
+  protected override end(): void {
     if (!this.sawDone) throw new APIConnectionError('the stream ended before [DONE]');
     this.settle.resolve({
-      content: this.text,
+      content: this.content,
       toolCalls: this.toolCalls,
       finishReason: this.finishReason,
       ...(this.usage && { usage: this.usage }),
     });
   }
 
+  protected override closed(failure: unknown): void {
+    // A no-op after end() resolved it.
+    this.settle.reject(failure);
+  }
+
   private accumulate(chunk: ChatCompletionChunk): void {
     if (chunk.usage) this.usage = chunk.usage;
     const choice = chunk.choices[0];
     if (!choice) return;
-    this.text += choice.delta.content ?? '';
+    this.content += choice.delta.content ?? '';
     this.finishReason = choice.finish_reason ?? this.finishReason;
     for (const delta of choice.delta.tool_calls ?? []) {
       const call = (this.calls[delta.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
@@ -122,13 +124,12 @@ export class ChatStream extends EventStream<ChatCompletionChunk> {
   }
 }
 
+const QUEUE_EVENTS = new Set<string>(['start', 'chunk', 'error', 'done'] satisfies QueueEvent['event'][]);
+
 /** `streamQueue`: the queue API's named events, up to `done`; an `error` event is yielded, not thrown. */
 export class QueueStream extends EventStream<QueueEvent> {
   protected decode(message: EventSourceMessage): QueueEvent | undefined {
-    const known = ['start', 'chunk', 'error', 'done'];
-    if (!message.event || !known.includes(message.event)) return undefined;
+    if (!message.event || !QUEUE_EVENTS.has(message.event)) return undefined;
     return { event: message.event, data: parseData(message) } as QueueEvent;
   }
-
-  protected end(): void {}
 }

@@ -202,6 +202,8 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
       const frame = format.chunk(chunk);
       if (frame) await keepalive.write(frame);
     }
+    // The SDK ends an aborted stream as if it were complete; the abort's reason says what really happened.
+    if (upstream.signal.aborted) throw upstream.signal.reason;
     outcome = { status: 'success', model, accumulator, ttftMs, error: null };
   } catch (error) {
     const upstreamError = upstream.failure(error, model ?? handle.route.requested);

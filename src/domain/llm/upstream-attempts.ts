@@ -26,7 +26,10 @@ export async function openStreamWithFallback(
       { signal: attemptSignal },
     );
     const iterator = (stream as unknown as AsyncIterable<ChatCompletionChunk>)[Symbol.asyncIterator]();
-    return { model, iterator, first: await iterator.next() };
+    const first = await iterator.next();
+    // The SDK ends an aborted stream quietly; that is an abort, not an empty answer.
+    if (first.done && attemptSignal.aborted) throw new UpstreamError('request aborted', 'aborted');
+    return { model, iterator, first };
   });
 }
 
@@ -54,17 +57,18 @@ async function withFallback<T>(
   let lastError: UpstreamError | undefined;
   for (const model of candidates) {
     if (signal.aborted) break;
+    // Each attempt can be abandoned alone (its first-token timeout); the caller's signal aborts whichever
+    // attempt succeeds for as long as its stream lives, so the link is only removed from failed attempts.
     const attemptController = new AbortController();
-    const abortAttempt = () => attemptController.abort();
+    const abortAttempt = () => attemptController.abort(signal.reason);
     signal.addEventListener('abort', abortAttempt, { once: true });
     try {
       return await withTimeout(attempt(model, attemptController.signal), timeoutMs, attemptController, model);
     } catch (error) {
+      signal.removeEventListener('abort', abortAttempt);
       lastError = toUpstreamError(error, model);
       if (signal.aborted) break;
       log.warn({ model, err: error }, 'upstream model failed before its first byte; trying the next one');
-    } finally {
-      signal.removeEventListener('abort', abortAttempt);
     }
   }
   if (signal.aborted) throw new UpstreamError('request aborted', 'aborted');

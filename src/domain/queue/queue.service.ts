@@ -205,11 +205,18 @@ async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: n
   }
 }
 
+async function callInProgress(ctx: ServiceContext, callId: string | null): Promise<boolean> {
+  if (!callId) return false;
+  const [call] = await ctx.db.select({ status: llmCalls.status }).from(llmCalls).where(eq(llmCalls.id, callId));
+  return call?.status === 'in_progress';
+}
+
 async function waitUntilEnded(ctx: ServiceContext, queueId: string, sink: StreamSink): Promise<QueueRow | undefined> {
   let quietSince = Date.now();
   while (!sink.closed) {
     const item = await requireItem(ctx, queueId);
-    if (!(OPEN as readonly string[]).includes(item.status)) return item;
+    // A cancel marks the item at once; its call is recorded a moment later by the instance that ran it.
+    if (!(OPEN as readonly string[]).includes(item.status) && !(await callInProgress(ctx, item.callId))) return item;
     if (Date.now() - quietSince >= ctx.config.STREAM_KEEPALIVE_MS) {
       await sink.write(sseComment('keepalive'));
       quietSince = Date.now();
