@@ -168,20 +168,20 @@ function isRetryable(error: CreditgateError): boolean {
 
 /** Retry-After (ms or seconds or a date) when the server sent a sane one, else exponential backoff with jitter. */
 function retryDelayMs(attempt: number, headers: Headers | undefined): number {
-  const retryAfterMs = Number.parseFloat(headers?.get('retry-after-ms') ?? '');
-  const retryAfter = headers?.get('retry-after');
-  const seconds = Number.parseFloat(retryAfter ?? '');
-  const asked = Number.isFinite(retryAfterMs)
-    ? retryAfterMs
-    : Number.isFinite(seconds)
-      ? seconds * 1000
-      : retryAfter
-        ? Date.parse(retryAfter) - Date.now()
-        : Number.NaN;
-  if (asked >= 0 && asked <= MAX_RETRY_AFTER_MS) return asked;
+  const asked = headers && retryAfterMs(headers);
+  if (asked !== undefined && asked >= 0 && asked <= MAX_RETRY_AFTER_MS) return asked;
   const backoff = Math.min(INITIAL_RETRY_DELAY_MS * 2 ** attempt, MAX_RETRY_DELAY_MS);
   // Up to 25% jitter, so clients that failed together do not retry together.
   return backoff * (1 - Math.random() * 0.25);
+}
+
+function retryAfterMs(headers: Headers): number | undefined {
+  const ms = Number.parseFloat(headers.get('retry-after-ms') ?? '');
+  if (Number.isFinite(ms)) return ms;
+  const value = headers.get('retry-after');
+  if (!value) return undefined;
+  const seconds = Number.parseFloat(value);
+  return Number.isFinite(seconds) ? seconds * 1000 : Date.parse(value) - Date.now();
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -55,8 +55,8 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         res.status(result.status).json(result.body);
         return;
       }
-      const frames = await replayCallFrames(deps.db, streamCallId);
-      res.writeHead(200, SSE_HEADERS);
+      const { jobId, frames } = await replayCallFrames(deps.db, streamCallId);
+      res.writeHead(200, { ...SSE_HEADERS, 'X-Job-Id': jobId, 'X-Call-Id': streamCallId });
       res.end(frames.join(''));
     });
   }

@@ -511,6 +511,8 @@ describe('streamed calls retried with the same Idempotency-Key', () => {
       expect(retry.status, retry.text).toBe(200);
       expect(retry.contentType).toContain('text/event-stream');
       expect(retry.headers.get('idempotent-replayed')).toBe('true');
+      expect(retry.headers.get('x-job-id')).toBe(first.headers.get('x-job-id'));
+      expect(retry.headers.get('x-call-id')).toBe(first.headers.get('x-call-id'));
       const replayed = parseSse(retry.text);
       expect(replayed.content).toBe(original.content);
       expect(replayed.finishReasons).toEqual(original.finishReasons);

@@ -10,7 +10,7 @@ import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
  * without calling the upstream again. Used to replay a stream to a retry with the same Idempotency-Key and to a
  * queue client attaching after the call ended.
  */
-export async function replayCallFrames(db: DbOrTx, callId: string, format: StreamFormat = openAiFormat): Promise<string[]> {
+export async function replayCallFrames(db: DbOrTx, callId: string, format: StreamFormat = openAiFormat): Promise<{ jobId: string; frames: string[] }> {
   const [call] = await db.select().from(llmCalls).where(eq(llmCalls.id, callId));
   if (!call) throw notFound('call');
   const chunk = (delta: ChatCompletionChunk.Choice.Delta, finishReason: ChatCompletionChunk.Choice['finish_reason'] = null): ChatCompletionChunk => ({
@@ -29,5 +29,5 @@ export async function replayCallFrames(db: DbOrTx, callId: string, format: Strea
     frames.push(format.error({ error: { type: 'upstream_error', code: 'upstream_error', message: call.error ?? 'the call did not finish', param: null } }));
   }
   frames.push(format.done());
-  return frames;
+  return { jobId: call.jobId, frames };
 }

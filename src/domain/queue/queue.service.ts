@@ -164,7 +164,7 @@ export async function streamQueued(ctx: ServiceContext, queueId: string, sink: S
     const ended = await waitUntilEnded(ctx, item.id, sink);
     if (!ended) return;
     const frames = ended.callId
-      ? await replayCallFrames(ctx.db, ended.callId, queueFormat)
+      ? (await replayCallFrames(ctx.db, ended.callId, queueFormat)).frames
       : [queueFormat.error({ error: { type: 'upstream_error', code: ended.status, message: ended.error ?? ended.status, param: null } }), queueFormat.done()];
     for (const frame of frames) await sink.write(frame);
   } finally {
