@@ -1,0 +1,7 @@
+import { defineConfig } from 'vitest/config';
+import base from './vitest.config.js';
+
+/** Browser checks need Debian's chromium (`apt-get install chromium`); `npm run test:browser` runs them. */
+export default defineConfig({
+  test: { ...base.test, include: ['test/browser/**/*.browser.ts'], outputFile: { json: '.vitest-browser-report.json' } },
+});
