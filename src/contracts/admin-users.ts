@@ -8,10 +8,10 @@ const Email = z
 
 export const CreateAdminUserRequest = z
   .strictObject({ email: Email, password: z.string().min(12).max(512) })
-  .meta({ id: 'CreateAdminUserRequest' });
+  .meta({ id: 'CreateAdminUserRequest', example: { email: 'ops@acme.test', password: 'a long passphrase' } });
 export type CreateAdminUserRequest = z.infer<typeof CreateAdminUserRequest>;
 
-export const LoginRequest = z.strictObject({ email: Email, password: z.string().min(1).max(512) }).meta({ id: 'LoginRequest' });
+export const LoginRequest = z.strictObject({ email: Email, password: z.string().min(1).max(512) }).meta({ id: 'LoginRequest', example: { email: 'ops@acme.test', password: 'a long passphrase' } });
 export type LoginRequest = z.infer<typeof LoginRequest>;
 
 export const LoginResponse = z

@@ -9,7 +9,7 @@ export const CreateApiKeyRequest = z
       .refine((value) => Date.parse(value) > Date.now(), 'must be in the future')
       .optional(),
   })
-  .meta({ id: 'CreateApiKeyRequest' });
+  .meta({ id: 'CreateApiKeyRequest', example: { name: 'backend' } });
 export type CreateApiKeyRequest = z.infer<typeof CreateApiKeyRequest>;
 
 export const ApiKey = z

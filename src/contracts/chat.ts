@@ -32,7 +32,7 @@ export const ChatParams = {
   stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
 };
 
-export const LlmCallRequest = z.looseObject({ ...ChatParams }).meta({ id: 'LlmCallRequest' });
+export const LlmCallRequest = z.looseObject({ ...ChatParams }).meta({ id: 'LlmCallRequest', example: { model: 'fast', messages: [{ role: 'user', content: 'Draft a friendly reply' }], max_tokens: 200 } });
 export type LlmCallRequest = z.infer<typeof LlmCallRequest>;
 
 /** An OpenAI `chat.completion` object as the upstream returned it. */
@@ -54,7 +54,7 @@ export const ChatCompletionRequest = z
     model: z.string().min(1).max(256).meta({ description: 'a model group or model alias of the team' }),
     stream: z.boolean().optional(),
   })
-  .meta({ id: 'ChatCompletionRequest' });
+  .meta({ id: 'ChatCompletionRequest', example: { model: 'fast', messages: [{ role: 'user', content: 'Hi' }], stream: false } });
 export type ChatCompletionRequest = z.infer<typeof ChatCompletionRequest>;
 
 export const ModelList = z

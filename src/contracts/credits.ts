@@ -28,7 +28,7 @@ export const SetBudgetModeRequest = z
     tokens_per_credit: z.number().int().min(1).max(1_000_000_000).optional(),
     credits_per_dollar: DecimalRate.optional(),
   })
-  .meta({ id: 'SetBudgetModeRequest' });
+  .meta({ id: 'SetBudgetModeRequest', example: { budget_mode: 'consumption_tokens', tokens_per_credit: 1000 } });
 export type SetBudgetModeRequest = z.infer<typeof SetBudgetModeRequest>;
 
 export const AddCreditsRequest = z
@@ -36,7 +36,7 @@ export const AddCreditsRequest = z
     credits: z.number().int().min(1).max(1_000_000_000).meta({ description: 'whole credits to add' }),
     reason: z.string().trim().min(1).max(500),
   })
-  .meta({ id: 'AddCreditsRequest' });
+  .meta({ id: 'AddCreditsRequest', example: { credits: 50, reason: 'invoice 2026-001' } });
 export type AddCreditsRequest = z.infer<typeof AddCreditsRequest>;
 
 export const CreditBalance = z

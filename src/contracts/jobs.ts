@@ -10,7 +10,7 @@ export type JobStatus = z.infer<typeof JobStatus>;
 
 export const CreateJobRequest = z
   .strictObject({ team_id: Slug, job_type: JobType, user_id: UserId.optional(), metadata: Metadata.optional() })
-  .meta({ id: 'CreateJobRequest' });
+  .meta({ id: 'CreateJobRequest', example: { team_id: 'acme-support', job_type: 'ticket_reply', user_id: 'user-42', metadata: { ticket: 'T-1001' } } });
 export type CreateJobRequest = z.infer<typeof CreateJobRequest>;
 
 export const CreateJobResponse = z
@@ -88,7 +88,7 @@ export const CompleteJobRequest = z
     metadata: Metadata.optional(),
     error_message: z.string().max(4000).optional(),
   })
-  .meta({ id: 'CompleteJobRequest' });
+  .meta({ id: 'CompleteJobRequest', example: { status: 'completed', metadata: { rating: 5 } } });
 export type CompleteJobRequest = z.infer<typeof CompleteJobRequest>;
 
 export const CompleteJobResponse = z
@@ -128,7 +128,7 @@ export const CreateAndCallRequest = z
     job_metadata: Metadata.optional(),
     ...ChatParams,
   })
-  .meta({ id: 'CreateAndCallRequest' });
+  .meta({ id: 'CreateAndCallRequest', example: { team_id: 'acme-support', job_type: 'chat', messages: [{ role: 'user', content: 'Hello!' }] } });
 export type CreateAndCallRequest = z.infer<typeof CreateAndCallRequest>;
 
 export const CreateAndCallResponse = LlmCallResponse.extend({
@@ -175,7 +175,7 @@ const UsdRate = z
 
 export const SetModelPriceRequest = z
   .strictObject({ input_usd_per_million: UsdRate, output_usd_per_million: UsdRate })
-  .meta({ id: 'SetModelPriceRequest' });
+  .meta({ id: 'SetModelPriceRequest', example: { input_usd_per_million: '0.15', output_usd_per_million: '0.6' } });
 export type SetModelPriceRequest = z.infer<typeof SetModelPriceRequest>;
 
 export const QueueSubmitRequest = z
@@ -188,7 +188,7 @@ export const QueueSubmitRequest = z
       description: "an open job of the team to run the call in; omitted, the call gets a job of its own (type 'queue'), completed when it ends",
     }),
   })
-  .meta({ id: 'QueueSubmitRequest' });
+  .meta({ id: 'QueueSubmitRequest', example: { model: 'fast', messages: [{ role: 'user', content: 'Summarise our refund policy' }], stream: true } });
 export type QueueSubmitRequest = z.infer<typeof QueueSubmitRequest>;
 
 export const QueueStatus = z.enum(['queued', 'processing', 'completed', 'error', 'cancelled']);
@@ -198,7 +198,9 @@ export const QueueSubmitResponse = z
   .meta({ id: 'QueueSubmitResponse' });
 export type QueueSubmitResponse = z.infer<typeof QueueSubmitResponse>;
 
-export const QueueIdRequest = z.strictObject({ queueId: z.string().regex(/^q_[a-z0-9]{21}$/, 'not a queue id') });
+export const QueueIdRequest = z
+  .strictObject({ queueId: z.string().regex(/^q_[a-z0-9]{21}$/, 'not a queue id') })
+  .meta({ example: { queueId: 'q_0mwtigioowedigq763hd0' } });
 export const QueueParams = QueueIdRequest;
 
 export const QueueItem = z

@@ -19,7 +19,7 @@ export const CreateModelGroupRequest = z
     description: z.string().max(2000).optional(),
     models: Models,
   })
-  .meta({ id: 'CreateModelGroupRequest' });
+  .meta({ id: 'CreateModelGroupRequest', example: { group_name: 'fast', display_name: 'Fast models', models: [{ model_name: 'sim-small', priority: 0 }, { model_name: 'sim-large', priority: 1 }] } });
 export type CreateModelGroupRequest = z.infer<typeof CreateModelGroupRequest>;
 
 export const UpdateModelGroupRequest = z
@@ -28,7 +28,7 @@ export const UpdateModelGroupRequest = z
     description: z.string().max(2000).nullable().optional(),
     models: Models.optional(),
   })
-  .meta({ id: 'UpdateModelGroupRequest' });
+  .meta({ id: 'UpdateModelGroupRequest', example: { description: 'Cheapest model first, a larger one as fallback' } });
 export type UpdateModelGroupRequest = z.infer<typeof UpdateModelGroupRequest>;
 
 export const ModelGroup = z

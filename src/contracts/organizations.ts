@@ -7,7 +7,7 @@ export const CreateOrganizationRequest = z
     name: z.string().trim().min(1).max(200),
     metadata: Metadata.optional(),
   })
-  .meta({ id: 'CreateOrganizationRequest' });
+  .meta({ id: 'CreateOrganizationRequest', example: { organization_id: 'acme', name: 'Acme Inc.', metadata: { plan: 'pro' } } });
 export type CreateOrganizationRequest = z.infer<typeof CreateOrganizationRequest>;
 
 export const Organization = z

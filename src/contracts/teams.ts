@@ -21,7 +21,7 @@ export const CreateTeamRequest = z
     credits_per_dollar: z.union([z.number(), z.string()]).optional(),
     metadata: Metadata.optional(),
   })
-  .meta({ id: 'CreateTeamRequest' });
+  .meta({ id: 'CreateTeamRequest', example: { organization_id: 'acme', team_id: 'acme-support', team_alias: 'Support', model_groups: ['fast'], credits_allocated: 100 } });
 export type CreateTeamRequest = z.infer<typeof CreateTeamRequest>;
 
 export const Team = z
