@@ -4,6 +4,7 @@ import { AppError } from './lib/errors.js';
 import { errorHandler } from './http/middleware/error-handler.js';
 import { loadShedding } from './http/middleware/load-shedding.js';
 import { requestContext } from './http/middleware/request-context.js';
+import { storableJson } from './http/middleware/storable-json.js';
 import { observeRequests } from './http/metrics.js';
 import { docsRouter } from './http/docs.js';
 import { buildRouter } from './http/router.js';
@@ -18,6 +19,7 @@ export function createApp(deps: Deps): Express {
   app.use(observeRequests(deps.metrics));
   app.use(loadShedding({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool }));
   app.use(express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
+  app.use(storableJson);
   app.use(buildRouter(allRoutes, deps));
   app.use(docsRouter());
   app.use((req) => {

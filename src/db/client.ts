@@ -26,8 +26,11 @@ export function connectDatabase(url: string, options: { max?: number; applicatio
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'creditgate',
   });
-  // An idle client losing its connection (database restart) must not crash the process; the pool replaces it.
+  // A connection lost while idle (pool 'error') or while checked out between two queries (the client's own
+  // 'error', which node-postgres throws when nobody listens) must not crash the process: the query in flight
+  // fails on its own, and the pool opens a new connection for the next one.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }
 

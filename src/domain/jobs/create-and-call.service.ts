@@ -3,6 +3,7 @@ import { withTransaction } from '../../db/client.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { actorLabel, teamOf, type ServiceContext } from '../context.js';
 import { beginLlmCall, callLlm, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
+import { resolveModelRoute, type ModelRoute } from '../llm/model-routing.js';
 import { createJob, settleJob } from './jobs.service.js';
 
 /** How a job that exists for one call ends, by how that call ended. */
@@ -18,8 +19,12 @@ export function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobSt
   );
 }
 
-/** Runs `work` for a fresh job; if it throws, the job ends failed (its hold released) before the error goes on. */
-async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work: (jobId: string) => Promise<T>): Promise<T> {
+/**
+ * Runs `work` for a fresh job; if it throws, the job ends failed (its hold released) before the error goes on.
+ * The model is resolved first, so a request for a model the team may not use is refused without touching credits.
+ */
+async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work: (jobId: string, route: ModelRoute) => Promise<T>): Promise<T> {
+  const route = await resolveModelRoute(ctx.db, teamOf(ctx.actor), input.model);
   const job = await createJob(ctx, {
     team_id: input.team_id,
     job_type: input.job_type,
@@ -27,7 +32,7 @@ async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work
     ...(input.job_metadata !== undefined && { metadata: input.job_metadata }),
   });
   try {
-    return await work(job.job_id);
+    return await work(job.job_id, route);
   } catch (error) {
     await settle(ctx, job.job_id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
       ctx.log.error({ err: settleError, job_id: job.job_id }, 'could not end the job of a failed call; the sweeper will'),
@@ -38,8 +43,8 @@ async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work
 
 /** Create, call and complete in one request; nothing is charged when the upstream fails. */
 export async function createAndCall(ctx: ServiceContext, input: CreateAndCallRequest, signal: AbortSignal): Promise<CreateAndCallResponse> {
-  return withJob(ctx, input, async (jobId) => {
-    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, false);
+  return withJob(ctx, input, async (jobId, route) => {
+    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, false, route);
     const result = await callLlm(ctx, handle, signal);
     const completion = await settle(ctx, jobId, 'completed');
     return { ...result, job_id: jobId, status: completion.status, costs: completion.costs };
@@ -52,8 +57,8 @@ export async function createAndCall(ctx: ServiceContext, input: CreateAndCallReq
  * cancelled (charged only in the consumption modes, for what was used).
  */
 export async function createAndCallStream(ctx: ServiceContext, input: CreateAndCallRequest, sink: StreamSink): Promise<{ job_id: string; call_id: string }> {
-  return withJob(ctx, input, async (jobId) => {
-    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, true);
+  return withJob(ctx, input, async (jobId, route) => {
+    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, true, route);
     await streamLlmCall(ctx, handle, sink, {
       headers: { 'X-Job-Id': jobId },
       beforeDone: async (outcome) => {

@@ -5,6 +5,8 @@ import { withTransaction, type Transaction } from '../../db/client.js';
 import { jobs, llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
+import { retryInBackground } from '../../lib/retry.js';
+import { storableText } from '../../lib/text.js';
 import { openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
@@ -49,7 +51,14 @@ export interface CallOutcome {
  * may use, and in the consumption modes the job must still be covered by its hold. The call is recorded as
  * in progress before the upstream is contacted, so a crash leaves a trace and a settle waits for it.
  */
-export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: string, request: LlmCallRequest, streamed: boolean): Promise<CallHandle> {
+export async function beginLlmCall(
+  ctx: ServiceContext,
+  jobId: string,
+  teamId: string,
+  request: LlmCallRequest,
+  streamed: boolean,
+  resolvedRoute?: ModelRoute,
+): Promise<CallHandle> {
   const params = Object.fromEntries(Object.entries(request).filter(([key]) => !OWN_FIELDS.has(key)));
   return withTransaction(ctx.db, async (tx) => {
     const job = await lockJob(tx, jobId, teamId);
@@ -64,7 +73,7 @@ export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: s
         });
       }
     }
-    const route = await resolveModelRoute(tx, teamId, request.model);
+    const route = resolvedRoute ?? (await resolveModelRoute(tx, teamId, request.model));
     await touchJob(tx, jobId, 'in_progress');
     const callId = newId('call');
     await tx.insert(llmCalls).values({
@@ -217,17 +226,29 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
     if (!sink.closed) await keepalive.write(format.error(errorBody(upstreamError))).catch(() => undefined);
   }
   upstream.release();
-  try {
+  const record = async () => {
     await finishLlmCall(ctx, handle, outcome);
     await options.beforeDone?.(outcome);
-    keepalive.stop();
-    if (!sink.closed) await sink.write(format.done()).catch(() => undefined);
+  };
+  try {
+    await record();
+  } catch (error) {
+    // The client has its answer but the call is not recorded (or its job not settled): say so in-band rather
+    // than end as if all were well, and record it once the database is back.
+    ctx.log.error({ err: error, call_id: handle.callId }, 'could not record a streamed call; retrying in the background');
+    if (!sink.closed) await keepalive.write(format.error(RECORDING_DEFERRED)).catch(() => undefined);
+    retryInBackground(record, ctx.log, `record call ${handle.callId}`);
   } finally {
     keepalive.stop();
+    if (!sink.closed) await sink.write(format.done()).catch(() => undefined);
     sink.end();
   }
   return outcome;
 }
+
+const RECORDING_DEFERRED: ErrorFrameBody = {
+  error: { type: 'api_error', code: 'recording_deferred', message: 'the call could not be recorded yet; it will be once the database answers', param: null },
+};
 
 /**
  * While the upstream is silent (a slow first token, a long tool step) an SSE comment goes out every
@@ -290,12 +311,18 @@ export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, out
   const price = modelUsed ? await findModelPrice(ctx.db, outcome.model ?? modelUsed) : undefined;
   const costPico = callCostPico(price, usage.prompt_tokens, usage.completion_tokens);
   const latencyMs = Math.round(performance.now() - handle.startedAt);
+  // Whatever the model produced is stored, even characters PostgreSQL refuses (they become U+FFFD).
+  const toolCalls = accumulator.toolCalls.map((call) => ({
+    ...call,
+    id: storableText(call.id),
+    function: { name: storableText(call.function.name), arguments: storableText(call.function.arguments) },
+  }));
   const record = {
     status: outcome.status,
-    modelUsed: outcome.model ?? modelUsed,
-    responseContent: accumulator.content || null,
-    toolCalls: accumulator.toolCalls.length > 0 ? accumulator.toolCalls : null,
-    finishReason: accumulator.finishReason,
+    modelUsed: storableText(outcome.model ?? modelUsed ?? '') || null,
+    responseContent: storableText(accumulator.content) || null,
+    toolCalls: toolCalls.length > 0 ? toolCalls : null,
+    finishReason: accumulator.finishReason ? storableText(accumulator.finishReason) : null,
     promptTokens: usage.prompt_tokens,
     completionTokens: usage.completion_tokens,
     totalTokens: usage.prompt_tokens + usage.completion_tokens,

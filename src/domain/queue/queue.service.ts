@@ -1,5 +1,6 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
+import { withTransaction } from '../../db/client.js';
 import { llmCalls, queueRequests } from '../../db/schema/index.js';
 import { conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -12,6 +13,7 @@ import { findJob, isOpen } from '../jobs/jobs.repository.js';
 import { createJob } from '../jobs/jobs.service.js';
 import { replayCallFrames } from '../llm/call-replay.js';
 import { beginLlmCall, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
+import { resolveModelRoute } from '../llm/model-routing.js';
 import { QueueBroadcast } from './queue-broadcast.js';
 
 type QueueRow = typeof queueRequests.$inferSelect;
@@ -42,28 +44,33 @@ export class QueueRuns {
 export async function submitQueued(ctx: ServiceContext, input: QueueSubmitRequest): Promise<QueueSubmitResponse> {
   const teamId = teamOf(ctx.actor);
   const { job_id: givenJobId, provider: _provider, stream: _stream, ...request } = input;
-  let jobId = givenJobId;
-  if (jobId) {
-    const job = await findJob(ctx.db, jobId, teamId);
-    if (!job) throw notFound('job', 'job_id');
-    if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
-  } else {
-    jobId = (await createJob(ctx, { team_id: teamId, job_type: 'queue' })).job_id;
-  }
-  const [item] = await ctx.db
-    .insert(queueRequests)
-    .values({ id: newId('q'), teamId, jobId, ownsJob: !givenJobId, model: input.model, request })
-    .returning();
+  await resolveModelRoute(ctx.db, teamId, input.model);
+  // The job's hold and the item commit together: a refused item leaves no credits held.
+  const item = await withTransaction(ctx.db, async (tx) => {
+    let jobId = givenJobId;
+    if (jobId) {
+      const job = await findJob(tx, jobId, teamId);
+      if (!job) throw notFound('job', 'job_id');
+      if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
+    } else {
+      jobId = (await createJob({ ...ctx, db: tx }, { team_id: teamId, job_type: 'queue' })).job_id;
+    }
+    const [row] = await tx
+      .insert(queueRequests)
+      .values({ id: newId('q'), teamId, jobId, ownsJob: !givenJobId, model: input.model, request })
+      .returning();
+    return row!;
+  });
   const broadcast = new QueueBroadcast();
-  ctx.queue.add(item!.id, broadcast);
-  const unregister = ctx.inflight.register([item!.id], broadcast.controller);
-  runQueued(ctx, item!, broadcast)
-    .catch((error: unknown) => ctx.log.error({ err: error, queue_id: item!.id }, 'queued call failed'))
+  ctx.queue.add(item.id, broadcast);
+  const unregister = ctx.inflight.register([item.id], broadcast.controller);
+  runQueued(ctx, item, broadcast)
+    .catch((error: unknown) => ctx.log.error({ err: error, queue_id: item.id }, 'queued call failed'))
     .finally(() => {
       unregister();
-      ctx.queue.finished(item!.id);
+      ctx.queue.finished(item.id);
     });
-  return { data: { queueId: item!.id, status: 'queued' } };
+  return { data: { queueId: item.id, status: 'queued' } };
 }
 
 async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBroadcast): Promise<void> {

@@ -35,7 +35,24 @@ export function toAppError(error: unknown): AppError {
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new AppError('validation_failed', 'the request could not be read (bad encoding or escape)', { reason: 'invalid_request' });
   }
+  if (isDatabaseUnavailable(error)) {
+    return new AppError('unavailable', 'the database is not reachable; retry shortly', { reason: 'database_unavailable', cause: error });
+  }
   return new AppError('internal', 'internal server error', { cause: error });
+}
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
+
+/** Losing the database is transient: the client should retry, not read it as a bug (SQLSTATE class 08 too). */
+function isDatabaseUnavailable(error: unknown): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || code.startsWith('08'))) return true;
+    if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not currently accepting connections|the database system is (starting up|shutting down)/i.test(current.message)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 function fromZodError(error: ZodError): AppError {
@@ -61,9 +78,11 @@ export function errorBody(error: AppError, requestId?: string): ErrorBody {
 export function errorHandler(error: unknown, req: Request, res: Response, _next: NextFunction): void {
   const appError = toAppError(error);
   if (appError.code === 'internal') req.log.error({ err: appError.cause ?? error }, 'unhandled error');
+  if (appError.reason === 'database_unavailable') req.log.warn({ err: appError.cause }, 'database unavailable');
   if (res.headersSent) {
     res.destroy();
     return;
   }
+  if (appError.code === 'unavailable') res.setHeader('Retry-After', '1');
   res.status(ERROR_STATUS[appError.code]).json(errorBody(appError, req.requestId));
 }

@@ -14,7 +14,6 @@ export function loadShedding(options: { maxInflight: number; maxDbWaiting: numbe
   return (req: Request, res: Response, next: NextFunction) => {
     if (EXEMPT.has(req.path)) return next();
     if (inflight >= options.maxInflight || options.pool.waitingCount >= options.maxDbWaiting) {
-      res.setHeader('Retry-After', '1');
       return next(new AppError('unavailable', 'creditgate is overloaded; retry shortly', { reason: 'overloaded' }));
     }
     inflight++;

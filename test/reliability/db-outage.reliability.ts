@@ -1,0 +1,210 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import {
+  MICRO,
+  ageOpenWork,
+  api,
+  expectLedgerConsistent,
+  expectedContent,
+  freshDatabase,
+  fundedTeam,
+  isErrorShape,
+  jobsOf,
+  openCalls,
+  openStream,
+  parseSse,
+  poll,
+  query,
+  safeJson,
+  sleep,
+  slowStream,
+  spawnServer,
+  stopAllServers,
+  type FreshDatabase,
+  type ServerProcess,
+  type StreamResult,
+} from './support.js';
+
+/**
+ * The database goes away while streams are running: every connection of the server's database is terminated over
+ * and over and new ones are refused (`ALLOW_CONNECTIONS false`) for OUTAGE_MS, then it comes back.
+ *
+ * What creditgate guarantees here (and this test checks):
+ * - No client hangs: a stream that had started ends within a bounded time, either complete (`[DONE]`, no error
+ *   event) or with an in-band `data: {"error": ...}` event; a request arriving during the outage gets a JSON error
+ *   at once.
+ * - A client that saw `[DONE]` was charged exactly once: the job is settled before `[DONE]` is written.
+ * - A client that got its whole answer but whose call could not be recorded sees an in-band `recording_deferred`
+ *   error before `[DONE]`; the call is recorded and its job settled (charged once) when the database is back, or,
+ *   if it stays away too long, the sweeper expires the job without a charge. Never twice.
+ * - A client that saw any other error was not charged (job_based mode): its job ends failed, or, when the failure came
+ *   from the database itself and nothing could be written, it stays open until the sweeper expires it and releases
+ *   its hold once the database is back.
+ * - Afterwards nothing is left in progress or held, every balance equals its ledger, no job is settled twice, and
+ *   the server (and its connection pool) serves new requests again without a restart.
+ */
+
+const OUTAGE_MS = 1_500;
+const CHUNK_DELAY_MS = 50;
+/** Stream lengths in chunks: some end before the outage starts, several inside it, some after it. */
+const LENGTHS = [4, 12, 16, 20, 24, 28, 32, 36, 44, 60, 80];
+const SERVER_ENV = { JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1', DB_POOL_MAX: '10' };
+
+let db: FreshDatabase;
+let admin: pg.Pool;
+let upstream: SimulatedUpstream;
+let server: ServerProcess;
+
+beforeAll(async () => {
+  [db, upstream] = await Promise.all([freshDatabase(), startSimulatedUpstream()]);
+  admin = new pg.Pool({ connectionString: db.serverUrl, max: 1 });
+  admin.on('error', () => undefined);
+  server = await spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env: SERVER_ENV });
+});
+
+afterAll(async () => {
+  // Whatever happened, the database must accept connections again before it can be dropped.
+  await admin?.query(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`).catch(() => undefined);
+  await stopAllServers();
+  await admin?.end();
+  await upstream?.close();
+  await db?.drop();
+});
+
+/** Cuts the database off for `ms`: refuses new connections and terminates every existing one every 50 ms. */
+async function outage(ms: number): Promise<void> {
+  await admin.query(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS false`);
+  try {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [db.name]);
+      await sleep(50);
+    }
+  } finally {
+    await admin.query(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`);
+  }
+}
+
+const chatFor = (chunks: number) => ({ messages: [{ role: 'user', content: `chunks=${chunks}` }] });
+
+describe('a database outage in the middle of streams', () => {
+  it('never hangs a client, never charges twice or for a failed stream, and recovers when the database returns', async () => {
+    const team = await fundedTeam(server.url, 50);
+    upstream.setResponder((request) => {
+      const text = String(request.body?.messages?.at(-1)?.content ?? '');
+      const chunks = Number(/chunks=(\d+)/.exec(text)?.[1] ?? 3);
+      return slowStream(chunks, CHUNK_DELAY_MS);
+    });
+
+    // A warm pool, so the outage also kills connections the server believes are fine.
+    for (let i = 0; i < 3; i++) expect((await api(server.url, 'GET', `/api/credits/teams/${team.teamId}/balance`)).status).toBe(200);
+
+    const streams = LENGTHS.map((chunks) =>
+      openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: `len-${chunks}`, ...chatFor(chunks) }, { timeoutMs: 60_000 }),
+    );
+    await Promise.all(streams.map((s) => s.started));
+
+    // Cut the database ~300 ms into the streams; meanwhile a new request and /ready must answer, not hang.
+    await sleep(300);
+    const cut = outage(OUTAGE_MS);
+    await sleep(300);
+    const duringStartedAt = performance.now();
+    const [during, readyDuring] = await Promise.all([
+      openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'during', ...chatFor(3) }, { timeoutMs: 20_000 }).done,
+      fetch(`${server.url}/ready`, { signal: AbortSignal.timeout(20_000) }).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    ]);
+    const duringMs = performance.now() - duringStartedAt;
+    await cut;
+
+    const results: StreamResult[] = await Promise.all(streams.map((s) => s.done));
+
+    // A request during the outage: answered quickly with an error in the contract's shape (or, if the pool got a
+    // connection in between, served in full). A database that is unreachable is a temporary condition the client
+    // should retry: 503 with Retry-After, like overload, not a 500 "internal server error".
+    expect(during.transportError).toBeUndefined();
+    expect(duringMs, 'a request during the outage is answered, not left hanging').toBeLessThan(10_000);
+    if (during.status !== 200) {
+      expect(isErrorShape(safeJson(during.text)), during.text).toBe(true);
+      expect(during.status, during.text).toBeGreaterThanOrEqual(500);
+      expect.soft(during.status, `a request during the database outage: ${during.text}\n${server.output().split('\n').filter((l) => l.includes('unhandled error')).join('\n').slice(0, 3000)}`).toBe(503);
+      expect.soft(during.headers?.get('retry-after') ?? '(no Retry-After)', 'a request during the database outage says when to retry').toMatch(/^\d+$/);
+    }
+    expect([200, 503], '/ready during the outage').toContain(readyDuring);
+
+    // Every client got its whole stream or an error event; never a silent cut.
+    const outcomes = results.map((result, i) => {
+      expect(result.transportError, `stream ${i} (${LENGTHS[i]} chunks) was cut: ${result.text.slice(-300)}`).toBeUndefined();
+      expect(result.status).toBe(200);
+      const parsed = parseSse(result.text);
+      const jobId = result.headers?.get('x-job-id') ?? '';
+      expect(jobId).toMatch(/^job_/);
+      const complete = parsed.endsWithDone && parsed.errors.length === 0;
+      const deferred =
+        parsed.endsWithDone && parsed.errors.length > 0 && parsed.errors.every((error) => (error as { code?: string }).code === 'recording_deferred');
+      if (complete || deferred) expect(parsed.content).toBe(expectedContent(LENGTHS[i]!));
+      // Soft, so the money checks below still run and report when this fails.
+      else expect.soft(parsed.errors.length, `stream ${i} (${LENGTHS[i]} chunks) ended without [DONE] and without an error event: ${result.text.slice(-300)}`).toBeGreaterThan(0);
+      return { jobId, complete, deferred, chunks: LENGTHS[i]! };
+    });
+    expect(outcomes.some((o) => !o.complete), 'the outage hit the end of at least one stream (else this test proves nothing)').toBe(true);
+    expect(outcomes.some((o) => o.complete), 'streams that ended outside the outage were served in full').toBe(true);
+
+    // The database is back: the server recovers by itself.
+    await poll(async () => ((await fetch(`${server.url}/ready`)).status === 200 ? true : undefined), 15_000, '/ready to answer 200 again');
+    // The LISTEN connection (cross-instance cancels, key revocations) is re-established too.
+    await poll(
+      async () => {
+        const [row] = await query(
+          admin,
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'creditgate-notifier'`,
+          [db.name],
+        );
+        return row.n >= 1 ? true : undefined;
+      },
+      15_000,
+      'the notifier to reconnect',
+    );
+    const after = await openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'after', ...chatFor(3) }).done;
+    expect(after.status, after.text).toBe(200);
+    expect(parseSse(after.text).endsWithDone).toBe(true);
+
+    // Whatever the outage left open is swept once its timeout passes.
+    await ageOpenWork(db.pool);
+    await poll(
+      async () => {
+        const [row] = await query(db.pool, `SELECT count(*)::int AS n FROM jobs WHERE status IN ('pending', 'in_progress')`);
+        return row.n === 0 ? true : undefined;
+      },
+      15_000,
+      'the sweeper to settle every job the outage left open',
+    );
+
+    const jobs = new Map((await jobsOf(db.pool, team.teamId)).map((job) => [job.id, job]));
+    for (const outcome of outcomes) {
+      const job = jobs.get(outcome.jobId);
+      expect(job, `job of the ${outcome.chunks}-chunk stream`).toBeDefined();
+      if (outcome.deferred) {
+        expect(['completed', 'expired'], `the ${outcome.chunks}-chunk stream was delivered, its recording deferred`).toContain(job!.status);
+        expect(job!.charges, `the ${outcome.chunks}-chunk stream: charged at most once`).toBe(job!.status === 'completed' ? 1 : 0);
+      } else if (outcome.complete) {
+        expect(job, `the ${outcome.chunks}-chunk stream saw [DONE]: its job is completed and charged once`).toMatchObject({
+          status: 'completed',
+          charges: 1,
+          charged_micro: MICRO,
+        });
+      } else {
+        expect(job!.status, `the ${outcome.chunks}-chunk stream saw an error: its job is not completed`).not.toBe('completed');
+        expect(job!.charges, `the ${outcome.chunks}-chunk stream saw an error: nothing is charged`).toBe(0);
+        expect(job!.releases).toBe(1);
+      }
+    }
+    expect(await openCalls(db.pool, team.teamId)).toBe(0);
+    const completed = [...jobs.values()].filter((job) => job.status === 'completed').length;
+    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: (50 - completed) * MICRO, heldMicro: 0 });
+    expect(server.exited(), 'the server survived the outage').toBe(false);
+  });
+});
