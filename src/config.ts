@@ -51,13 +51,13 @@ export const ConfigSchema = z.object({
   UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: durationMs(60_000, "how long a streamed call waits for a model's first chunk before trying the next model"),
   UPSTREAM_CHUNK_TIMEOUT_MS: durationMs(60_000, 'longest silence between two chunks of a stream before it is failed'),
   STREAM_KEEPALIVE_MS: durationMs(5_000, 'an SSE comment is sent after this much silence so proxies keep the connection'),
-  KEY_CACHE_TTL_MS: z.coerce
+  CACHE_TTL_MS: z.coerce
     .number()
     .int()
     .min(0)
     .max(60_000)
     .default(5_000)
-    .describe('how long a verified virtual key is trusted without a database lookup (0: never cached); bounds how late a revocation missed by NOTIFY is seen'),
+    .describe('how long verified keys, team settings and prices are trusted without a database lookup (0: never); bounds how late a change missed by NOTIFY is seen'),
   MAX_INFLIGHT_REQUESTS: z.coerce
     .number()
     .int()

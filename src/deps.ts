@@ -7,7 +7,7 @@ import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
 import { PgNotifier } from './db/notifier.js';
 import { QueueRuns } from './domain/queue/queue.service.js';
-import { AUTH_CHANNEL, KeyCache } from './domain/api-keys/key-cache.js';
+import { CACHE_CHANNEL, Caches } from './domain/caches.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
@@ -24,7 +24,7 @@ export interface Deps {
   upstream: UpstreamClient;
   inflight: InflightCalls;
   queue: QueueRuns;
-  keyCache: KeyCache;
+  caches: Caches;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -62,8 +62,8 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const notifier = new PgNotifier(databaseUrl, database.pool, log);
     const inflight = new InflightCalls((key) => notifier.publish(CANCEL_CHANNEL, key));
     notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
-    const keyCache = new KeyCache(config.KEY_CACHE_TTL_MS, (message) => notifier.publish(AUTH_CHANNEL, message));
-    notifier.on(AUTH_CHANNEL, (message) => keyCache.dropHere(message));
+    const caches = new Caches(config.CACHE_TTL_MS, (message) => notifier.publish(CACHE_CHANNEL, message));
+    notifier.on(CACHE_CHANNEL, (message) => caches.dropHere(message));
     await notifier.start();
     closers.push(() => notifier.stop());
 
@@ -85,7 +85,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
       inflight,
       queue: new QueueRuns(),
-      keyCache,
+      caches,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };

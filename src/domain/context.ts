@@ -3,7 +3,7 @@ import type { DbOrTx } from '../db/client.js';
 import { AppError, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { UpstreamClient } from '../upstream/client.js';
-import type { KeyCache } from './api-keys/key-cache.js';
+import type { Caches } from './caches.js';
 import type { InflightCalls } from './llm/inflight-calls.js';
 import type { QueueRuns } from './queue/queue.service.js';
 
@@ -22,7 +22,7 @@ export interface ServiceContext {
   upstream: UpstreamClient;
   inflight: InflightCalls;
   queue: QueueRuns;
-  keyCache: KeyCache;
+  caches: Caches;
 }
 
 /** How an actor is written into ledger entries and audit columns. */

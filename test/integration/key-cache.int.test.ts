@@ -9,8 +9,8 @@ import { createTeam } from '../helpers/factories.js';
 let a: TestApp;
 let b: TestApp;
 beforeAll(async () => {
-  a = await createTestApp({ KEY_CACHE_TTL_MS: '60000' });
-  b = await createTestApp({ KEY_CACHE_TTL_MS: '60000', DATABASE_URL: a.databaseUrl });
+  a = await createTestApp({ CACHE_TTL_MS: '60000' });
+  b = await createTestApp({ CACHE_TTL_MS: '60000', DATABASE_URL: a.databaseUrl });
 });
 afterAll(async () => {
   await b.close();

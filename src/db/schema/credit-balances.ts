@@ -15,6 +15,8 @@ export const creditBalances = pgTable(
       .references(() => teams.id),
     balanceMicro: bigint('balance_micro', { mode: 'number' }).notNull().default(0),
     heldMicro: bigint('held_micro', { mode: 'number' }).notNull().default(0),
+    /** The balance change of the latest entry: lets one statement both move the money and write its entry. */
+    lastAmountMicro: bigint('last_amount_micro', { mode: 'number' }).notNull().default(0),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

@@ -17,9 +17,9 @@ export const jobs = pgTable(
     /** Credits this job holds right now (micro-credits); zero once settled. */
     holdMicro: bigint('hold_micro', { mode: 'number' }).notNull().default(0),
     chargedMicro: bigint('charged_micro', { mode: 'number' }),
+    /** The team's available credits right after this job settled: with the job and its calls, the settle answer. */
+    availableAfterMicro: bigint('available_after_micro', { mode: 'number' }),
     errorMessage: text('error_message'),
-    /** The answer of the settling request, replayed to every later complete with the same status. */
-    completion: jsonb('completion'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true }),

@@ -7,7 +7,7 @@ import { newId } from '../../lib/ids.js';
 import { actorLabel, type Actor, type ServiceContext } from '../context.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
-import type { KeyCache } from './key-cache.js';
+import type { Caches } from '../caches.js';
 
 type ApiKeyRow = typeof apiKeys.$inferSelect;
 
@@ -50,7 +50,7 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
     .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)));
   const [row] = await ctx.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
   if (!row) throw notFound('key', 'key_id');
-  await ctx.keyCache.invalidate({ keyId });
+  await ctx.caches.invalidate({ keyId });
   return presentApiKey(row);
 }
 
@@ -58,9 +58,9 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
  * The team actor for a presented secret, or null when it is unknown, revoked, expired or its team is suspended.
  * Looked up by hash, so the secret itself is never compared or stored; recent answers come from the cache.
  */
-export async function verifyTeamKey(db: DbOrTx, cache: KeyCache, secret: string): Promise<Actor | null> {
+export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string): Promise<Actor | null> {
   const keyHash = hashSecret(secret);
-  const cached = cache.get(keyHash);
+  const cached = caches.keys.get(keyHash);
   if (cached) return cached;
   const [row] = await db
     .select({
@@ -83,7 +83,7 @@ export async function verifyTeamKey(db: DbOrTx, cache: KeyCache, secret: string)
   if (!row) return null;
   await touchApiKey(db, row.keyId, row.lastUsedAt);
   const actor = { kind: 'team' as const, teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId };
-  cache.set(keyHash, actor, row.expiresAt);
+  caches.keys.set(keyHash, actor, row.expiresAt?.getTime());
   return actor;
 }
 

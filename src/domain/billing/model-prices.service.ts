@@ -2,6 +2,7 @@ import { asc, inArray, sql } from 'drizzle-orm';
 import type { ModelPrice, SetModelPriceRequest } from '../../contracts/index.js';
 import type { DbOrTx } from '../../db/client.js';
 import { modelPrices } from '../../db/schema/index.js';
+import type { Caches } from '../caches.js';
 import type { ServiceContext } from '../context.js';
 import type { ModelPrice as Price } from './pricing.models.js';
 
@@ -19,6 +20,7 @@ export async function setModelPrice(ctx: ServiceContext, modelName: string, inpu
     .values({ modelName, ...values })
     .onConflictDoUpdate({ target: modelPrices.modelName, set: { ...values, updatedAt: sql`now()` } })
     .returning();
+  await ctx.caches.invalidate({ prices: true });
   return presentModelPrice(row!);
 }
 
@@ -26,16 +28,17 @@ export async function setModelPrice(ctx: ServiceContext, modelName: string, inpu
  * The price of a model as the upstream named it. Providers prefix names (`openai/gpt-4o`) and date them
  * (`gpt-4o-2024-08-06`), so the exact name is tried first, then without the prefix, then without the date.
  */
-export async function findModelPrice(db: DbOrTx, model: string): Promise<Price | undefined> {
+export async function findModelPrice(db: DbOrTx, caches: Caches, model: string): Promise<Price | undefined> {
+  const cached = caches.prices.get(model);
+  if (cached !== undefined) return cached ?? undefined;
   const bare = model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model;
   const undated = bare.replace(/-\d{4}-\d{2}-\d{2}$|-\d{8}$/, '');
   const names = [...new Set([model, bare, undated])];
   const rows = await db.select().from(modelPrices).where(inArray(modelPrices.modelName, names));
-  for (const name of names) {
-    const row = rows.find((candidate) => candidate.modelName === name);
-    if (row) return row;
-  }
-  return undefined;
+  const row = names.map((name) => rows.find((candidate) => candidate.modelName === name)).find((found) => found !== undefined);
+  const price = row ? { inputUsdPerMillion: row.inputUsdPerMillion, outputUsdPerMillion: row.outputUsdPerMillion } : null;
+  caches.prices.set(model, price);
+  return price ?? undefined;
 }
 
 function presentModelPrice(row: ModelPriceRow): ModelPrice {

@@ -2,8 +2,9 @@ import type { CreateAndCallRequest, CreateAndCallResponse, JobStatus } from '../
 import { withTransaction } from '../../db/client.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { actorLabel, teamOf, type ServiceContext } from '../context.js';
-import { beginLlmCall, callLlm, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
-import { resolveModelRoute, type ModelRoute } from '../llm/model-routing.js';
+import { callLlm, prepareCall, streamLlmCall, type CallHandle, type CallStatus } from '../llm/llm-call.service.js';
+import { resolveModelRoute } from '../llm/model-routing.js';
+import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { createJob, settleJob } from './jobs.service.js';
 
 /** How a job that exists for one call ends, by how that call ended. */
@@ -20,19 +21,30 @@ export function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobSt
 }
 
 /**
- * Runs `work` for a fresh job; if it throws, the job ends failed (its hold released) before the error goes on.
- * The model is resolved first, so a request for a model the team may not use is refused without touching credits.
+ * Runs `work` on a fresh job whose first call is created with it (one statement: hold, job, call); if `work`
+ * throws, the job ends failed (its hold released) before the error goes on. The model is resolved first, so a
+ * request for a model the team may not use is refused without touching credits.
  */
-async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work: (jobId: string, route: ModelRoute) => Promise<T>): Promise<T> {
-  const route = await resolveModelRoute(ctx.db, teamOf(ctx.actor), input.model);
-  const job = await createJob(ctx, {
-    team_id: input.team_id,
-    job_type: input.job_type,
-    ...(input.user_id !== undefined && { user_id: input.user_id }),
-    ...(input.job_metadata !== undefined && { metadata: input.job_metadata }),
-  });
+async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, streamed: boolean, work: (call: CallHandle) => Promise<T>): Promise<T> {
+  const teamId = teamOf(ctx.actor);
+  const route = resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches, teamId), input.model);
+  let call: CallHandle | undefined;
+  const job = await createJob(
+    ctx,
+    {
+      team_id: input.team_id,
+      job_type: input.job_type,
+      ...(input.user_id !== undefined && { user_id: input.user_id }),
+      ...(input.job_metadata !== undefined && { metadata: input.job_metadata }),
+    },
+    (jobId) => {
+      const prepared = prepareCall(jobId, teamId, route, input, streamed);
+      call = prepared.handle;
+      return prepared.record;
+    },
+  );
   try {
-    return await work(job.job_id, route);
+    return await work(call!);
   } catch (error) {
     await settle(ctx, job.job_id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
       ctx.log.error({ err: settleError, job_id: job.job_id }, 'could not end the job of a failed call; the sweeper will'),
@@ -43,11 +55,10 @@ async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, work
 
 /** Create, call and complete in one request; nothing is charged when the upstream fails. */
 export async function createAndCall(ctx: ServiceContext, input: CreateAndCallRequest, signal: AbortSignal): Promise<CreateAndCallResponse> {
-  return withJob(ctx, input, async (jobId, route) => {
-    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, false, route);
-    const result = await callLlm(ctx, handle, signal);
-    const completion = await settle(ctx, jobId, 'completed');
-    return { ...result, job_id: jobId, status: completion.status, costs: completion.costs };
+  return withJob(ctx, input, false, async (call) => {
+    const result = await callLlm(ctx, call, signal);
+    const completion = await settle(ctx, call.jobId, 'completed');
+    return { ...result, job_id: call.jobId, status: completion.status, costs: completion.costs };
   });
 }
 
@@ -57,14 +68,13 @@ export async function createAndCall(ctx: ServiceContext, input: CreateAndCallReq
  * cancelled (charged only in the consumption modes, for what was used).
  */
 export async function createAndCallStream(ctx: ServiceContext, input: CreateAndCallRequest, sink: StreamSink): Promise<{ job_id: string; call_id: string }> {
-  return withJob(ctx, input, async (jobId, route) => {
-    const handle = await beginLlmCall(ctx, jobId, teamOf(ctx.actor), input, true, route);
-    await streamLlmCall(ctx, handle, sink, {
-      headers: { 'X-Job-Id': jobId },
+  return withJob(ctx, input, true, async (call) => {
+    await streamLlmCall(ctx, call, sink, {
+      headers: { 'X-Job-Id': call.jobId },
       beforeDone: async (outcome) => {
-        await settle(ctx, jobId, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message);
+        await settle(ctx, call.jobId, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message);
       },
     });
-    return { job_id: jobId, call_id: handle.callId };
+    return { job_id: call.jobId, call_id: call.callId };
   });
 }

@@ -2,6 +2,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 import { creditBalances, jobs, llmCalls } from '../../db/schema/index.js';
 import { usdToPico } from '../billing/pricing.models.js';
+import { ledgerChangeSql } from '../ledger/ledger.repository.js';
 
 export type JobRow = typeof jobs.$inferSelect;
 export type LlmCallRow = typeof llmCalls.$inferSelect;
@@ -67,4 +68,108 @@ export async function touchJob(tx: DbOrTx, jobId: string, status?: JobRow['statu
     .update(jobs)
     .set({ updatedAt: sql`now()`, ...(status && { status }) })
     .where(eq(jobs.id, jobId));
+}
+
+export interface NewJob {
+  id: string;
+  teamId: string;
+  jobType: string;
+  userId: string | null;
+  metadata: Record<string, unknown>;
+  holdMicro: number;
+  actor: string;
+}
+
+export interface NewCall {
+  id: string;
+  streamed: boolean;
+  modelRequested: string;
+  requestMessages: unknown[];
+  requestParams: Record<string, unknown>;
+}
+
+/**
+ * Holds the job's price, creates the job and, for a one-shot request, its first call, in one statement: when the
+ * team cannot afford the hold nothing at all is written and undefined comes back. One round trip, and the team's
+ * balance row is locked only for that statement.
+ */
+export async function openJob(db: DbOrTx, job: NewJob, call?: NewCall): Promise<{ createdAt: Date } | undefined> {
+  const callSql = call
+    ? sql`, call AS (
+        INSERT INTO ${llmCalls} (id, job_id, team_id, streamed, model_requested, request_messages, request_params)
+        SELECT ${call.id}, ${job.id}, ${job.teamId}, ${call.streamed}, ${call.modelRequested},
+               ${JSON.stringify(call.requestMessages)}::jsonb, ${JSON.stringify(call.requestParams)}::jsonb
+          FROM job
+      )`
+    : sql``;
+  const then = sql`, job AS (
+      INSERT INTO ${jobs} (id, team_id, job_type, user_id, metadata, hold_micro, status)
+      SELECT ${job.id}, ${job.teamId}, ${job.jobType}, ${job.userId}, ${JSON.stringify(job.metadata)}::jsonb, ${job.holdMicro}::bigint,
+             ${call ? 'in_progress' : 'pending'}::job_status
+        FROM entry
+      RETURNING created_at
+    )${callSql}
+    SELECT created_at FROM job`;
+  const result = await db.execute<{ created_at: string | Date }>(
+    ledgerChangeSql(
+      { teamId: job.teamId, entryType: 'hold', amountMicro: 0, heldDeltaMicro: job.holdMicro, jobId: job.id, reason: `hold for ${job.jobType} job`, actor: job.actor },
+      then,
+    ),
+  );
+  const row = result.rows[0];
+  return row ? { createdAt: new Date(row.created_at) } : undefined;
+}
+
+export interface JobSettlement {
+  status: JobRow['status'];
+  /** What the job should cost; less is charged when the team has less, its hold included. */
+  chargeMicro: number;
+  errorMessage?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  actor: string;
+}
+
+/**
+ * Turns a locked open job's hold into its charge (or releases it) and closes the job, in one statement, so the
+ * team's balance row is locked only from this statement to the commit. Also records the team's available
+ * credits right after, which makes the settle answer reproducible for replays.
+ */
+export async function settleJobRow(tx: DbOrTx, job: JobRow, settlement: JobSettlement): Promise<JobRow | undefined> {
+  const change = {
+    teamId: job.teamId,
+    entryType: settlement.chargeMicro > 0 ? ('charge' as const) : ('release' as const),
+    ...(settlement.chargeMicro > 0 ? { chargeUpToMicro: settlement.chargeMicro } : { amountMicro: 0 }),
+    heldDeltaMicro: -job.holdMicro,
+    jobId: job.id,
+    reason: `job ${settlement.status}`,
+    actor: settlement.actor,
+  };
+  const then = sql`, settled AS (
+      UPDATE ${jobs}
+         SET status = ${settlement.status}::job_status,
+             hold_micro = 0,
+             charged_micro = -(SELECT amount_micro FROM entry),
+             available_after_micro = (SELECT balance_after_micro - held_after_micro FROM entry),
+             error_message = coalesce(${settlement.errorMessage ?? null}, error_message),
+             metadata = metadata || ${JSON.stringify(settlement.metadata ?? {})}::jsonb,
+             completed_at = now(),
+             updated_at = now()
+       WHERE id = ${job.id} AND EXISTS (SELECT 1 FROM entry)
+      RETURNING *
+    )
+    SELECT * FROM settled`;
+  const result = await tx.execute<Record<string, unknown>>(ledgerChangeSql(change, then));
+  const row = result.rows[0];
+  if (!row) return undefined;
+  return {
+    ...job,
+    status: row.status as JobRow['status'],
+    holdMicro: 0,
+    chargedMicro: Number(row.charged_micro),
+    availableAfterMicro: Number(row.available_after_micro),
+    errorMessage: row.error_message as string | null,
+    metadata: row.metadata as Record<string, unknown>,
+    completedAt: new Date(row.completed_at as string | Date),
+    updatedAt: new Date(row.updated_at as string | Date),
+  };
 }

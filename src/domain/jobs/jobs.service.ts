@@ -1,4 +1,4 @@
-import { and, count, eq, sql } from 'drizzle-orm';
+import { and, count, eq } from 'drizzle-orm';
 import type {
   CompleteJobRequest,
   CompleteJobResponse,
@@ -10,15 +10,16 @@ import type {
   LlmCallSummary,
 } from '../../contracts/index.js';
 import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
-import { jobs, llmCalls } from '../../db/schema/index.js';
+import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
-import { applyLedgerChange, findBalance } from '../ledger/ledger.repository.js';
+import { findBalance } from '../ledger/ledger.repository.js';
+import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
-import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf, findJob, type JobRow, type LlmCallRow } from './jobs.repository.js';
+import { findJob, isOpen, listJobCalls, lockJob, openJob, settleJobRow, totalsOf, type JobRow, type LlmCallRow, type NewCall } from './jobs.repository.js';
 
 const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
 
@@ -28,39 +29,33 @@ export function holdForNewJob(team: TeamRow, consumptionHoldCredits: number): nu
 }
 
 /**
- * Creates a job and holds its price in the same transaction, so N concurrent jobs of a team that can afford K
+ * Creates a job and holds its price in the same statement, so N concurrent jobs of a team that can afford K
  * of them leave exactly K running and N-K refused with 402 before any upstream call.
  */
-export async function createJob(ctx: ServiceContext, input: CreateJobRequest): Promise<CreateJobResponse> {
+export async function createJob(
+  ctx: ServiceContext,
+  input: CreateJobRequest,
+  firstCall?: (jobId: string) => NewCall,
+): Promise<CreateJobResponse> {
   assertTeamAccess(ctx.actor, input.team_id);
-  return withTransaction(ctx.db, async (tx) => {
-    const team = await requireTeam(tx, input.team_id);
-    const holdMicro = holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
-    const [job] = await tx
-      .insert(jobs)
-      .values({
-        id: newId('job'),
-        teamId: team.id,
-        jobType: input.job_type,
-        userId: input.user_id ?? null,
-        metadata: input.metadata ?? {},
-        holdMicro,
-      })
-      .returning();
-    const hold = await applyLedgerChange(tx, {
+  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, input.team_id);
+  const holdMicro = holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
+  const jobId = newId('job');
+  const opened = await openJob(
+    ctx.db,
+    {
+      id: jobId,
       teamId: team.id,
-      entryType: 'hold',
-      amountMicro: 0,
-      heldDeltaMicro: holdMicro,
-      jobId: job!.id,
-      reason: `hold for ${job!.jobType} job`,
+      jobType: input.job_type,
+      userId: input.user_id ?? null,
+      metadata: input.metadata ?? {},
+      holdMicro,
       actor: actorLabel(ctx.actor),
-    });
-    if (!hold) {
-      throw insufficientCredits(`team ${team.id} has fewer than the ${microToCredits(holdMicro)} credits a new job reserves`);
-    }
-    return { job_id: job!.id, status: 'pending', created_at: job!.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) };
-  });
+    },
+    firstCall?.(jobId),
+  );
+  if (!opened) throw insufficientCredits(`team ${team.id} has fewer than the ${microToCredits(holdMicro)} credits a new job reserves`);
+  return { job_id: jobId, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) };
 }
 
 export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
@@ -146,61 +141,42 @@ export interface Settlement {
 /**
  * Ends a job exactly once, in the caller's transaction: the job row is locked, its hold is turned into a charge
  * (completed; or, in the consumption modes, cancelled and expired jobs pay for what they used) or released, and
- * the answer is stored on the job so that every later settle with the same status replays it. A different
- * status afterwards is a conflict. The charge never exceeds what the team has, the hold included.
+ * the job is closed. Every later settle with the same status answers the same (the answer is rebuilt from the
+ * closed job); a different status is a conflict. The charge never exceeds what the team has, the hold included.
  */
 export async function settleJob(tx: Transaction, settlement: Settlement): Promise<CompleteJobResponse> {
   const job = await lockJob(tx, settlement.jobId, settlement.teamId);
   if (!job) throw notFound('job', 'job_id');
+  const calls = await listJobCalls(tx, job.id);
   if (!isOpen(job)) {
-    if (job.status === settlement.status && job.completion) return job.completion as CompleteJobResponse;
+    if (job.status === settlement.status) return completionOf(job, calls);
     throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
   }
-  const calls = await listJobCalls(tx, job.id);
   const totals = totalsOf(calls);
   if (totals.inProgress > 0 && (settlement.status === 'completed' || settlement.status === 'failed')) {
     throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
   }
   const team = await requireTeam(tx, job.teamId);
   const billsUsage = settlement.status === 'completed' || (team.budgetMode !== 'job_based' && settlement.status !== 'failed');
-  const balance = await lockBalance(tx, job.teamId);
-  const affordable = (balance ? balance.balanceMicro - balance.heldMicro : 0) + job.holdMicro;
-  const chargeMicro = billsUsage
-    ? Math.min(jobChargeMicro(team, { totalTokens: totals.totalTokens, costPico: totals.costPico }), affordable)
-    : 0;
-  const entry = await applyLedgerChange(tx, {
-    teamId: job.teamId,
-    entryType: chargeMicro > 0 ? 'charge' : 'release',
-    amountMicro: -chargeMicro,
-    heldDeltaMicro: -job.holdMicro,
-    jobId: job.id,
-    reason: `job ${settlement.status}`,
+  const settled = await settleJobRow(tx, job, {
+    status: settlement.status,
+    chargeMicro: billsUsage ? jobChargeMicro(team, totals) : 0,
+    errorMessage: settlement.errorMessage,
+    metadata: settlement.metadata,
     actor: settlement.actor,
   });
-  if (!entry) throw new AppError('internal', `settling job ${job.id} failed its balance check`);
+  if (!settled) throw new AppError('internal', `settling job ${job.id} failed its balance check`);
+  return completionOf(settled, calls);
+}
 
-  const [settled] = await tx
-    .update(jobs)
-    .set({
-      status: settlement.status,
-      holdMicro: 0,
-      chargedMicro: chargeMicro,
-      errorMessage: settlement.errorMessage ?? job.errorMessage,
-      metadata: { ...job.metadata, ...settlement.metadata },
-      completedAt: sql`now()`,
-      updatedAt: sql`now()`,
-    })
-    .where(eq(jobs.id, job.id))
-    .returning();
-  const completion: CompleteJobResponse = {
+function completionOf(job: JobRow, calls: LlmCallRow[]): CompleteJobResponse {
+  return {
     job_id: job.id,
-    status: settlement.status,
-    completed_at: settled!.completedAt!.toISOString(),
-    costs: costsOf(settled!, calls, entry.balanceAfterMicro - entry.heldAfterMicro),
+    status: job.status,
+    completed_at: (job.completedAt ?? job.updatedAt).toISOString(),
+    costs: costsOf(job, calls, job.availableAfterMicro ?? 0),
     calls: calls.map(presentCall),
   };
-  await tx.update(jobs).set({ completion }).where(eq(jobs.id, job.id));
-  return completion;
 }
 
 async function presentCosts(db: DbOrTx, job: JobRow, calls: LlmCallRow[]): Promise<JobCosts> {

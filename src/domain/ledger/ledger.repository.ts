@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, sql } from 'drizzle-orm';
+import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 import { creditBalances, creditLedger } from '../../db/schema/index.js';
 import { newId } from '../../lib/ids.js';
@@ -9,8 +9,10 @@ export type LedgerEntryType = LedgerEntry['entryType'];
 export interface LedgerChange {
   teamId: string;
   entryType: LedgerEntryType;
-  /** Change of the balance, in micro-credits. */
-  amountMicro: number;
+  /** Change of the balance, in micro-credits; or, with `chargeUpToMicro`, decided in the statement. */
+  amountMicro?: number;
+  /** A debit of this much, or of everything available (the held change included) if that is less. */
+  chargeUpToMicro?: number;
   /** Change of the held amount, in micro-credits. */
   heldDeltaMicro?: number;
   jobId?: string | null;
@@ -18,36 +20,52 @@ export interface LedgerChange {
   actor: string;
 }
 
-/**
- * Moves credits in one statement: the balance row is updated only if the result keeps both the held amount and
- * the available balance non-negative, and the ledger entry is written from the row it produced. Concurrent
- * callers serialise on the balance row lock and each re-checks the condition against the committed balance, so
- * no update is lost and none overspends. Returns undefined when the condition fails (or the team has no balance).
- */
-export async function applyLedgerChange(db: DbOrTx, change: LedgerChange): Promise<LedgerEntry | undefined> {
+/** The balance change of a ledger change, as SQL over the balance row being updated (its values before it). */
+export function amountSql(change: LedgerChange): SQL {
   const held = change.heldDeltaMicro ?? 0;
-  const result = await db.execute<Record<string, unknown>>(sql`
+  if (change.chargeUpToMicro === undefined) return sql`${change.amountMicro ?? 0}::bigint`;
+  return sql`(-LEAST(${change.chargeUpToMicro}::bigint, balance_micro - (held_micro + ${held}::bigint)))`;
+}
+
+/**
+ * The statement that moves credits: the balance row is updated only if the result keeps both the held amount
+ * and the available balance non-negative, and the ledger entry is written from the row it produced (its
+ * `last_amount_micro` carries the amount when the statement decided it). Concurrent callers serialise on the
+ * balance row lock and each re-checks the condition against the committed balance, so no update is lost and none
+ * overspends. `then` may add CTEs that read `entry`.
+ */
+export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``): SQL {
+  const held = change.heldDeltaMicro ?? 0;
+  const amount = amountSql(change);
+  return sql`
     WITH moved AS (
       UPDATE ${creditBalances}
-         SET balance_micro = balance_micro + ${change.amountMicro},
-             held_micro = held_micro + ${held},
+         SET balance_micro = balance_micro + ${amount},
+             held_micro = held_micro + ${held}::bigint,
+             last_amount_micro = ${amount},
              updated_at = now()
        WHERE team_id = ${change.teamId}
-         AND held_micro + ${held} >= 0
-         AND (balance_micro + ${change.amountMicro}) - (held_micro + ${held}) >= 0
-       RETURNING balance_micro, held_micro
-    )
-    INSERT INTO ${creditLedger}
-      (id, team_id, entry_type, amount_micro, held_delta_micro, balance_after_micro, held_after_micro, job_id, reason, actor)
-    SELECT ${newId('led')}, ${change.teamId}, ${change.entryType}, ${change.amountMicro}, ${held},
-           moved.balance_micro, moved.held_micro, ${change.jobId ?? null}, ${change.reason ?? null}, ${change.actor}
-      FROM moved
-    RETURNING *`);
+         AND held_micro + ${held}::bigint >= 0
+         AND (balance_micro + ${amount}) - (held_micro + ${held}::bigint) >= 0
+       RETURNING balance_micro, held_micro, last_amount_micro
+    ), entry AS (
+      INSERT INTO ${creditLedger}
+        (id, team_id, entry_type, amount_micro, held_delta_micro, balance_after_micro, held_after_micro, job_id, reason, actor)
+      SELECT ${newId('led')}, ${change.teamId}, ${change.entryType}, moved.last_amount_micro, ${held}::bigint,
+             moved.balance_micro, moved.held_micro, ${change.jobId ?? null}, ${change.reason ?? null}, ${change.actor}
+        FROM moved
+      RETURNING *
+    )${then}`;
+}
+
+/** Moves credits (see ledgerChangeSql); undefined when the condition fails or the team has no balance. */
+export async function applyLedgerChange(db: DbOrTx, change: LedgerChange): Promise<LedgerEntry | undefined> {
+  const result = await db.execute<Record<string, unknown>>(sql`${ledgerChangeSql(change)} SELECT * FROM entry`);
   const row = result.rows[0];
   return row ? ledgerEntryFromRow(row) : undefined;
 }
 
-function ledgerEntryFromRow(row: Record<string, unknown>): LedgerEntry {
+export function ledgerEntryFromRow(row: Record<string, unknown>): LedgerEntry {
   return {
     id: row.id as string,
     teamId: row.team_id as string,

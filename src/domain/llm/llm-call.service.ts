@@ -13,10 +13,11 @@ import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
 import { findModelPrice } from '../billing/model-prices.service.js';
 import { callCostPico, jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
 import { actorLabel, type ServiceContext } from '../context.js';
-import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf, touchJob } from '../jobs/jobs.repository.js';
+import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf, touchJob, type NewCall } from '../jobs/jobs.repository.js';
 import { applyLedgerChange } from '../ledger/ledger.repository.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import { resolveModelRoute, type ModelRoute } from './model-routing.js';
+import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { StreamAccumulator } from './stream-accumulator.js';
 import { estimateCompletionTokens, estimatePromptTokens } from './token-estimate.js';
 import { completeWithFallback, openStreamWithFallback, withTimeout } from './upstream-attempts.js';
@@ -46,55 +47,47 @@ export interface CallOutcome {
   error: UpstreamError | null;
 }
 
+/** A call about to be made: the row that records it and the handle that runs it. */
+export function prepareCall(jobId: string, teamId: string, route: ModelRoute, request: LlmCallRequest, streamed: boolean) {
+  const params = Object.fromEntries(Object.entries(request).filter(([key]) => !OWN_FIELDS.has(key)));
+  const record: NewCall = { id: newId('call'), streamed, modelRequested: route.requested, requestMessages: request.messages, requestParams: params };
+  const handle: CallHandle = {
+    callId: record.id,
+    jobId,
+    teamId,
+    route,
+    messages: request.messages,
+    params: { ...params, messages: request.messages },
+    wantsUsage: request.stream_options?.include_usage === true,
+    startedAt: performance.now(),
+  };
+  return { record, handle };
+}
+
 /**
  * Opens a call on a job: the job must be open and belong to the caller's team, the model must be one the team
  * may use, and in the consumption modes the job must still be covered by its hold. The call is recorded as
  * in progress before the upstream is contacted, so a crash leaves a trace and a settle waits for it.
  */
-export async function beginLlmCall(
-  ctx: ServiceContext,
-  jobId: string,
-  teamId: string,
-  request: LlmCallRequest,
-  streamed: boolean,
-  resolvedRoute?: ModelRoute,
-): Promise<CallHandle> {
-  const params = Object.fromEntries(Object.entries(request).filter(([key]) => !OWN_FIELDS.has(key)));
+export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: string, request: LlmCallRequest, streamed: boolean): Promise<CallHandle> {
+  const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, teamId);
+  const route = resolveModelRoute(snapshot, request.model);
   return withTransaction(ctx.db, async (tx) => {
     const job = await lockJob(tx, jobId, teamId);
     if (!job) throw notFound('job', 'job_id');
     if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
-    const team = await requireTeam(tx, teamId);
-    if (team.budgetMode !== 'job_based') {
-      const totals = totalsOf(await listJobCalls(tx, jobId));
-      if (jobChargeMicro(team, totals) > job.holdMicro) {
+    if (snapshot.team.budgetMode !== 'job_based') {
+      const team = await requireTeam(tx, teamId);
+      if (jobChargeMicro(team, totalsOf(await listJobCalls(tx, jobId))) > job.holdMicro) {
         throw new AppError('insufficient_credits', 'this job has used all the credits the team could reserve for it', {
           reason: 'insufficient_credits',
         });
       }
     }
-    const route = resolvedRoute ?? (await resolveModelRoute(tx, teamId, request.model));
+    const { record, handle } = prepareCall(jobId, teamId, route, request, streamed);
     await touchJob(tx, jobId, 'in_progress');
-    const callId = newId('call');
-    await tx.insert(llmCalls).values({
-      id: callId,
-      jobId,
-      teamId,
-      streamed,
-      modelRequested: route.requested,
-      requestMessages: request.messages,
-      requestParams: params,
-    });
-    return {
-      callId,
-      jobId,
-      teamId,
-      route,
-      messages: request.messages,
-      params: { ...params, messages: request.messages },
-      wantsUsage: request.stream_options?.include_usage === true,
-      startedAt: performance.now(),
-    };
+    await tx.insert(llmCalls).values({ ...record, jobId, teamId });
+    return handle;
   });
 }
 
@@ -308,7 +301,7 @@ export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, out
     completion_tokens: await estimateCompletionTokens(accumulator.content, accumulator.toolCalls),
   };
   const modelUsed = accumulator.model ?? outcome.model;
-  const price = modelUsed ? await findModelPrice(ctx.db, outcome.model ?? modelUsed) : undefined;
+  const price = modelUsed ? await findModelPrice(ctx.db, ctx.caches, outcome.model ?? modelUsed) : undefined;
   const costPico = callCostPico(price, usage.prompt_tokens, usage.completion_tokens);
   const latencyMs = Math.round(performance.now() - handle.startedAt);
   // Whatever the model produced is stored, even characters PostgreSQL refuses (they become U+FFFD).
@@ -333,10 +326,11 @@ export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, out
     error: outcome.error?.message ?? null,
     completedAt: sql`now()`,
   };
+  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, handle.teamId);
   await withTransaction(ctx.db, async (tx) => {
     await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
     await touchJob(tx, handle.jobId);
-    await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
+    if (team.budgetMode !== 'job_based') await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
   });
   return record;
 }

@@ -1,7 +1,5 @@
 import { AppError } from '../../lib/errors.js';
-import type { DbOrTx } from '../../db/client.js';
-import { modelsOf } from '../tenancy/model-groups.service.js';
-import { listTeamModelGroups } from '../tenancy/teams.repository.js';
+import type { TeamSnapshot } from '../tenancy/team-snapshot.js';
 
 export interface ModelRoute {
   /** What the caller asked for (or the default group's name). */
@@ -14,12 +12,11 @@ export interface ModelRoute {
  * `model` may name one of the team's model groups (its models in priority order) or a model inside one of
  * them (just that model); omitted, the team's first group is used. Anything else is refused.
  */
-export async function resolveModelRoute(db: DbOrTx, teamId: string, model: string | undefined): Promise<ModelRoute> {
-  const groups = await listTeamModelGroups(db, teamId);
+export function resolveModelRoute(snapshot: TeamSnapshot, model: string | undefined): ModelRoute {
+  const { groups, models } = snapshot;
   if (groups.length === 0) {
     throw new AppError('forbidden', 'this team has no model groups; an admin must assign one', { reason: 'no_model_access', param: 'model' });
   }
-  const models = await modelsOf(db, groups);
   const requested = model ?? groups[0]!;
   const group = models.get(requested);
   if (group && group.length > 0) return { requested, candidates: group.map((m) => m.model_name) };

@@ -14,6 +14,7 @@ import { createJob } from '../jobs/jobs.service.js';
 import { replayCallFrames } from '../llm/call-replay.js';
 import { beginLlmCall, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
+import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { QueueBroadcast } from './queue-broadcast.js';
 
 type QueueRow = typeof queueRequests.$inferSelect;
@@ -44,7 +45,7 @@ export class QueueRuns {
 export async function submitQueued(ctx: ServiceContext, input: QueueSubmitRequest): Promise<QueueSubmitResponse> {
   const teamId = teamOf(ctx.actor);
   const { job_id: givenJobId, provider: _provider, stream: _stream, ...request } = input;
-  await resolveModelRoute(ctx.db, teamId, input.model);
+  resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches, teamId), input.model);
   // The job's hold and the item commit together: a refused item leaves no credits held.
   const item = await withTransaction(ctx.db, async (tx) => {
     let jobId = givenJobId;

@@ -35,6 +35,7 @@ export async function updateModelGroup(ctx: ServiceContext, groupName: string, i
       .returning({ name: modelGroups.name });
     if (updated.length === 0) throw notFound('model group', 'group_name');
     if (input.models) await replaceModels(tx, groupName, input.models);
+    await ctx.caches.invalidate({ allTeams: true });
     return requireModelGroup(tx, groupName);
   });
 }
@@ -52,6 +53,7 @@ export async function deleteModelGroup(ctx: ServiceContext, groupName: string): 
     }
     const deleted = await tx.delete(modelGroups).where(eq(modelGroups.name, groupName)).returning({ name: modelGroups.name });
     if (deleted.length === 0) throw notFound('model group', 'group_name');
+    await ctx.caches.invalidate({ allTeams: true });
     return { group_name: groupName, deleted: true as const };
   });
 }

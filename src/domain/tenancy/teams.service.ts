@@ -77,7 +77,7 @@ export async function setTeamStatus(ctx: ServiceContext, teamId: string, status:
     .where(eq(teams.id, teamId))
     .returning({ id: teams.id });
   if (updated.length === 0) throw notFound('team', 'team_id');
-  if (status === 'suspended') await ctx.keyCache.invalidate({ teamId });
+  await ctx.caches.invalidate({ teamId });
   return getTeam(ctx, teamId);
 }
 
@@ -86,6 +86,7 @@ export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: 
     const team = await requireTeam(tx, teamId);
     const budget = resolveBudgetSettings(team, input);
     await tx.update(teams).set({ ...budget, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
+    await ctx.caches.invalidate({ teamId });
     return getCreditBalance({ ...ctx, db: tx }, teamId);
   });
 }

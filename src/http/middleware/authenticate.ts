@@ -17,7 +17,7 @@ export async function authenticate(auth: Exclude<RouteAuth, 'public'>, req: Requ
   if (!match) throw unauthenticated('missing bearer credential: send Authorization: Bearer <key>');
   const credential = match[1]!;
   const actor = credential.startsWith(TEAM_KEY_PREFIX)
-    ? await verifyTeamKey(deps.db, deps.keyCache, credential)
+    ? await verifyTeamKey(deps.db, deps.caches, credential)
     : isMasterKey(deps.adminAuth, credential)
       ? ({ kind: 'admin', adminUserId: null } as const)
       : await verifyAdminToken(deps.db, deps.adminAuth, credential);

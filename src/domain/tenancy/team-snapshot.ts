@@ -1,0 +1,23 @@
+import type { DbOrTx } from '../../db/client.js';
+import type { Caches } from '../caches.js';
+import { modelsOf } from './model-groups.service.js';
+import { listTeamModelGroups, requireTeam, type TeamRow } from './teams.repository.js';
+
+/** A team's settings and the models it may use, as the hot path needs them. */
+export interface TeamSnapshot {
+  team: TeamRow;
+  /** Its model groups, the default first. */
+  groups: string[];
+  /** The models of each group, in the order they are tried. */
+  models: Map<string, { model_name: string; priority: number }[]>;
+}
+
+/** From the cache when fresh; a change of the team or of a model group drops it (see Caches). */
+export async function loadTeamSnapshot(db: DbOrTx, caches: Caches, teamId: string): Promise<TeamSnapshot> {
+  const cached = caches.teams.get(teamId);
+  if (cached) return cached;
+  const [team, groups] = await Promise.all([requireTeam(db, teamId), listTeamModelGroups(db, teamId)]);
+  const snapshot = { team, groups, models: await modelsOf(db, groups) };
+  caches.teams.set(teamId, snapshot);
+  return snapshot;
+}
