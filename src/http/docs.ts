@@ -1,7 +1,10 @@
 import express, { Router } from 'express';
-import { getAbsoluteFSPath } from 'swagger-ui-dist';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 
-// Served from the npm package, not a CDN: the docs work on a closed network too.
+// Served from the npm package, not a CDN: the docs work on a closed network too. Located without importing the
+// package, whose entry point loads its megabyte bundle into the server.
+const SWAGGER_UI_DIR = path.dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -29,6 +32,6 @@ export function docsRouter(): Router {
     res.locals.route = '/docs';
     res.type('js').send(INIT);
   });
-  router.use('/docs/assets', express.static(getAbsoluteFSPath(), { index: false, maxAge: '1d' }));
+  router.use('/docs/assets', express.static(SWAGGER_UI_DIR, { index: false, maxAge: '1d' }));
   return router;
 }
