@@ -1,5 +1,4 @@
 import type { CreateAndCallRequest, CreateAndCallResponse, JobStatus } from '../../contracts/index.js';
-import { withTransaction } from '../../db/client.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { actorLabel, teamOf, type ServiceContext } from '../context.js';
 import { callLlm, prepareCall, streamLlmCall, type CallHandle, type CallStatus } from '../llm/llm-call.service.js';
@@ -15,9 +14,7 @@ export const JOB_STATUS_OF_CALL: Record<CallStatus, Exclude<JobStatus, 'pending'
 };
 
 export function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobStatus, 'pending' | 'in_progress'>, errorMessage?: string) {
-  return withTransaction(ctx.db, (tx) =>
-    settleJob(tx, { jobId, teamId: teamOf(ctx.actor), status, errorMessage, actor: actorLabel(ctx.actor) }),
-  );
+  return settleJob(ctx.db, { jobId, teamId: teamOf(ctx.actor), status, errorMessage, actor: actorLabel(ctx.actor) });
 }
 
 /**

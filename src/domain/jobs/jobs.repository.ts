@@ -130,11 +130,13 @@ export interface JobSettlement {
 }
 
 /**
- * Turns a locked open job's hold into its charge (or releases it) and closes the job, in one statement, so the
- * team's balance row is locked only from this statement to the commit. Also records the team's available
- * credits right after, which makes the settle answer reproducible for replays.
+ * Closes an open job and turns its hold into its charge (or releases it) in one autocommit statement: the job
+ * row is locked by the statement itself and must still be open with the hold the caller saw, and the team's
+ * balance row is locked only while the statement runs, never across a round trip to the application. Returns
+ * undefined when the job changed meanwhile (settled by someone else, or its hold grew): the caller looks again.
+ * The team's available credits right after are recorded, which makes the settle answer reproducible.
  */
-export async function settleJobRow(tx: DbOrTx, job: JobRow, settlement: JobSettlement): Promise<JobRow | undefined> {
+export async function settleJobRow(db: DbOrTx, job: JobRow, settlement: JobSettlement): Promise<JobRow | undefined> {
   const change = {
     teamId: job.teamId,
     entryType: settlement.chargeMicro > 0 ? ('charge' as const) : ('release' as const),
@@ -144,6 +146,9 @@ export async function settleJobRow(tx: DbOrTx, job: JobRow, settlement: JobSettl
     reason: `job ${settlement.status}`,
     actor: settlement.actor,
   };
+  const stillOpen = sql`EXISTS (
+    SELECT 1 FROM ${jobs} WHERE id = ${job.id} AND status IN ('pending', 'in_progress') AND hold_micro = ${job.holdMicro}::bigint
+    FOR UPDATE)`;
   const then = sql`, settled AS (
       UPDATE ${jobs}
          SET status = ${settlement.status}::job_status,
@@ -158,7 +163,7 @@ export async function settleJobRow(tx: DbOrTx, job: JobRow, settlement: JobSettl
       RETURNING *
     )
     SELECT * FROM settled`;
-  const result = await tx.execute<Record<string, unknown>>(ledgerChangeSql(change, then));
+  const result = await db.execute<Record<string, unknown>>(ledgerChangeSql(change, then, stillOpen));
   const row = result.rows[0];
   if (!row) return undefined;
   return {

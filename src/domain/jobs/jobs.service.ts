@@ -9,7 +9,7 @@ import type {
   JobStatus,
   LlmCallSummary,
 } from '../../contracts/index.js';
-import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
+import { sqlState, UNIQUE_VIOLATION, type DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -19,7 +19,7 @@ import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
-import { findJob, isOpen, listJobCalls, lockJob, openJob, settleJobRow, totalsOf, type JobRow, type LlmCallRow, type NewCall } from './jobs.repository.js';
+import { findJob, isOpen, listJobCalls, openJob, settleJobRow, totalsOf, type JobRow, type LlmCallRow, type NewCall } from './jobs.repository.js';
 
 const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
 
@@ -86,16 +86,14 @@ export async function getJobCosts(ctx: ServiceContext, jobId: string): Promise<J
 }
 
 export async function completeJob(ctx: ServiceContext, jobId: string, input: CompleteJobRequest): Promise<CompleteJobResponse> {
-  return withTransaction(ctx.db, (tx) =>
-    settleJob(tx, {
-      jobId,
-      teamId: teamOf(ctx.actor),
-      status: input.status,
-      metadata: input.metadata,
-      errorMessage: input.error_message,
-      actor: actorLabel(ctx.actor),
-    }),
-  );
+  return settleJob(ctx.db, {
+    jobId,
+    teamId: teamOf(ctx.actor),
+    status: input.status,
+    metadata: input.metadata,
+    errorMessage: input.error_message,
+    actor: actorLabel(ctx.actor),
+  });
 }
 
 const CANCEL_WAIT_MS = 5_000;
@@ -113,7 +111,7 @@ export async function cancelJob(ctx: ServiceContext, jobId: string): Promise<Com
     await ctx.inflight.cancel(jobId);
     await waitForCallsToEnd(ctx.db, jobId, CANCEL_WAIT_MS);
   }
-  return withTransaction(ctx.db, (tx) => settleJob(tx, { jobId, teamId, status: 'cancelled', actor: actorLabel(ctx.actor) }));
+  return settleJob(ctx.db, { jobId, teamId, status: 'cancelled', actor: actorLabel(ctx.actor) });
 }
 
 async function waitForCallsToEnd(db: DbOrTx, jobId: string, timeoutMs: number): Promise<void> {
@@ -139,35 +137,44 @@ export interface Settlement {
 }
 
 /**
- * Ends a job exactly once, in the caller's transaction: the job row is locked, its hold is turned into a charge
- * (completed; or, in the consumption modes, cancelled and expired jobs pay for what they used) or released, and
- * the job is closed. Every later settle with the same status answers the same (the answer is rebuilt from the
- * closed job); a different status is a conflict. The charge never exceeds what the team has, the hold included.
+ * Ends a job exactly once: its hold is turned into a charge (completed; or, in the consumption modes, cancelled
+ * and expired jobs pay for what they used) or released, and the job is closed, in one statement that also checks
+ * the job is still as it was read (see settleJobRow). Every later settle with the same status answers the same
+ * (the answer is rebuilt from the closed job); a different status is a conflict. The charge never exceeds what
+ * the team has, the hold included.
  */
-export async function settleJob(tx: Transaction, settlement: Settlement): Promise<CompleteJobResponse> {
-  const job = await lockJob(tx, settlement.jobId, settlement.teamId);
-  if (!job) throw notFound('job', 'job_id');
-  const calls = await listJobCalls(tx, job.id);
-  if (!isOpen(job)) {
-    if (job.status === settlement.status) return completionOf(job, calls);
-    throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
+export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<CompleteJobResponse> {
+  for (let attempt = 0; attempt < SETTLE_ATTEMPTS; attempt++) {
+    const job = await findJob(db, settlement.jobId, settlement.teamId);
+    if (!job) throw notFound('job', 'job_id');
+    const calls = await listJobCalls(db, job.id);
+    if (!isOpen(job)) {
+      if (job.status === settlement.status) return completionOf(job, calls);
+      throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
+    }
+    const totals = totalsOf(calls);
+    if (totals.inProgress > 0 && (settlement.status === 'completed' || settlement.status === 'failed')) {
+      throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
+    }
+    const team = await requireTeam(db, job.teamId);
+    const billsUsage = settlement.status === 'completed' || (team.budgetMode !== 'job_based' && settlement.status !== 'failed');
+    const settled = await settleJobRow(db, job, {
+      status: settlement.status,
+      chargeMicro: billsUsage ? jobChargeMicro(team, totals) : 0,
+      errorMessage: settlement.errorMessage,
+      metadata: settlement.metadata,
+      actor: settlement.actor,
+    }).catch((error: unknown) => {
+      // Another settle of the same job won the race: the ledger allows one settlement per job.
+      if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
+      throw error;
+    });
+    if (settled) return completionOf(settled, calls);
   }
-  const totals = totalsOf(calls);
-  if (totals.inProgress > 0 && (settlement.status === 'completed' || settlement.status === 'failed')) {
-    throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
-  }
-  const team = await requireTeam(tx, job.teamId);
-  const billsUsage = settlement.status === 'completed' || (team.budgetMode !== 'job_based' && settlement.status !== 'failed');
-  const settled = await settleJobRow(tx, job, {
-    status: settlement.status,
-    chargeMicro: billsUsage ? jobChargeMicro(team, totals) : 0,
-    errorMessage: settlement.errorMessage,
-    metadata: settlement.metadata,
-    actor: settlement.actor,
-  });
-  if (!settled) throw new AppError('internal', `settling job ${job.id} failed its balance check`);
-  return completionOf(settled, calls);
+  throw conflict(`job ${settlement.jobId} kept changing while it was being settled; retry`, 'job_busy');
 }
+
+const SETTLE_ATTEMPTS = 5;
 
 function completionOf(job: JobRow, calls: LlmCallRow[]): CompleteJobResponse {
   return {

@@ -32,9 +32,9 @@ export function amountSql(change: LedgerChange): SQL {
  * and the available balance non-negative, and the ledger entry is written from the row it produced (its
  * `last_amount_micro` carries the amount when the statement decided it). Concurrent callers serialise on the
  * balance row lock and each re-checks the condition against the committed balance, so no update is lost and none
- * overspends. `then` may add CTEs that read `entry`.
+ * overspends. `then` may add CTEs that read `entry`; `onlyIf` is a further condition for moving anything.
  */
-export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``): SQL {
+export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`): SQL {
   const held = change.heldDeltaMicro ?? 0;
   const amount = amountSql(change);
   return sql`
@@ -45,6 +45,7 @@ export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``): SQL {
              last_amount_micro = ${amount},
              updated_at = now()
        WHERE team_id = ${change.teamId}
+         AND ${onlyIf}
          AND held_micro + ${held}::bigint >= 0
          AND (balance_micro + ${amount}) - (held_micro + ${held}::bigint) >= 0
        RETURNING balance_micro, held_micro, last_amount_micro
