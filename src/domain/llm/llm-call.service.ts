@@ -327,11 +327,15 @@ export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, out
     completedAt: sql`now()`,
   };
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, handle.teamId);
-  await withTransaction(ctx.db, async (tx) => {
-    await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
-    await touchJob(tx, handle.jobId);
-    if (team.budgetMode !== 'job_based') await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
-  });
+  // The job was touched when the call began; only the consumption modes move credits here.
+  if (team.budgetMode === 'job_based') {
+    await ctx.db.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+  } else {
+    await withTransaction(ctx.db, async (tx) => {
+      await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+      await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
+    });
+  }
   return record;
 }
 
