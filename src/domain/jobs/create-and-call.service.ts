@@ -4,7 +4,7 @@ import { actorLabel, teamOf, type ServiceContext } from '../context.js';
 import { callLlm, prepareCall, streamLlmCall, type CallHandle, type CallStatus } from '../llm/llm-call.service.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
-import { createJob, settleJob } from './jobs.service.js';
+import { createJobWithCall, settleJob, settleOneShotJob } from './jobs.service.js';
 
 /** How a job that exists for one call ends, by how that call ended. */
 export const JOB_STATUS_OF_CALL: Record<CallStatus, Exclude<JobStatus, 'pending' | 'in_progress'>> = {
@@ -22,11 +22,16 @@ export function settle(ctx: ServiceContext, jobId: string, status: Exclude<JobSt
  * throws, the job ends failed (its hold released) before the error goes on. The model is resolved first, so a
  * request for a model the team may not use is refused without touching credits.
  */
-async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, streamed: boolean, work: (call: CallHandle) => Promise<T>): Promise<T> {
+async function withJob<T>(
+  ctx: ServiceContext,
+  input: CreateAndCallRequest,
+  streamed: boolean,
+  work: (call: CallHandle, holdMicro: number) => Promise<T>,
+): Promise<T> {
   const teamId = teamOf(ctx.actor);
   const route = resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches, teamId), input.model);
   let call: CallHandle | undefined;
-  const job = await createJob(
+  const { job, holdMicro } = await createJobWithCall(
     ctx,
     {
       team_id: input.team_id,
@@ -41,7 +46,7 @@ async function withJob<T>(ctx: ServiceContext, input: CreateAndCallRequest, stre
     },
   );
   try {
-    return await work(call!);
+    return await work(call!, holdMicro);
   } catch (error) {
     await settle(ctx, job.job_id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
       ctx.log.error({ err: settleError, job_id: job.job_id }, 'could not end the job of a failed call; the sweeper will'),
@@ -65,12 +70,11 @@ export async function createAndCall(ctx: ServiceContext, input: CreateAndCallReq
  * cancelled (charged only in the consumption modes, for what was used).
  */
 export async function createAndCallStream(ctx: ServiceContext, input: CreateAndCallRequest, sink: StreamSink): Promise<{ job_id: string; call_id: string }> {
-  return withJob(ctx, input, true, async (call) => {
+  return withJob(ctx, input, true, async (call, holdMicro) => {
     await streamLlmCall(ctx, call, sink, {
       headers: { 'X-Job-Id': call.jobId },
-      beforeDone: async (outcome) => {
-        await settle(ctx, call.jobId, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message);
-      },
+      beforeDone: (outcome, recorded) =>
+        settleOneShotJob(ctx, { id: call.jobId, teamId: call.teamId, holdMicro }, recorded, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message),
     });
     return { job_id: call.jobId, call_id: call.callId };
   });

@@ -136,7 +136,11 @@ export interface JobSettlement {
  * undefined when the job changed meanwhile (settled by someone else, or its hold grew): the caller looks again.
  * The team's available credits right after are recorded, which makes the settle answer reproducible.
  */
-export async function settleJobRow(db: DbOrTx, job: JobRow, settlement: JobSettlement): Promise<JobRow | undefined> {
+export async function settleJobRow(
+  db: DbOrTx,
+  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
+  settlement: JobSettlement,
+): Promise<JobRow | undefined> {
   const change = {
     teamId: job.teamId,
     entryType: settlement.chargeMicro > 0 ? ('charge' as const) : ('release' as const),
@@ -165,16 +169,25 @@ export async function settleJobRow(db: DbOrTx, job: JobRow, settlement: JobSettl
     SELECT * FROM settled`;
   const result = await db.execute<Record<string, unknown>>(ledgerChangeSql(change, then, stillOpen));
   const row = result.rows[0];
-  if (!row) return undefined;
+  return row ? jobFromRow(row) : undefined;
+}
+
+const date = (value: unknown) => (value === null || value === undefined ? null : new Date(value as string | Date));
+
+function jobFromRow(row: Record<string, unknown>): JobRow {
   return {
-    ...job,
+    id: row.id as string,
+    teamId: row.team_id as string,
+    jobType: row.job_type as string,
+    userId: row.user_id as string | null,
     status: row.status as JobRow['status'],
-    holdMicro: 0,
-    chargedMicro: Number(row.charged_micro),
-    availableAfterMicro: Number(row.available_after_micro),
-    errorMessage: row.error_message as string | null,
     metadata: row.metadata as Record<string, unknown>,
-    completedAt: new Date(row.completed_at as string | Date),
-    updatedAt: new Date(row.updated_at as string | Date),
+    holdMicro: Number(row.hold_micro),
+    chargedMicro: row.charged_micro === null ? null : Number(row.charged_micro),
+    availableAfterMicro: row.available_after_micro === null ? null : Number(row.available_after_micro),
+    errorMessage: row.error_message as string | null,
+    createdAt: date(row.created_at)!,
+    updatedAt: date(row.updated_at)!,
+    completedAt: date(row.completed_at),
   };
 }

@@ -13,13 +13,24 @@ import { sqlState, UNIQUE_VIOLATION, type DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
+import { jobChargeMicro, picoToUsd, usdToPico, type JobUsage } from '../billing/pricing.models.js';
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
-import { findJob, isOpen, listJobCalls, openJob, settleJobRow, totalsOf, type JobRow, type LlmCallRow, type NewCall } from './jobs.repository.js';
+import {
+  findJob,
+  isOpen,
+  listJobCalls,
+  openJob,
+  settleJobRow,
+  totalsOf,
+  type JobRow,
+  type JobSettlement,
+  type LlmCallRow,
+  type NewCall,
+} from './jobs.repository.js';
 
 const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
 
@@ -32,11 +43,16 @@ export function holdForNewJob(team: TeamRow, consumptionHoldCredits: number): nu
  * Creates a job and holds its price in the same statement, so N concurrent jobs of a team that can afford K
  * of them leave exactly K running and N-K refused with 402 before any upstream call.
  */
-export async function createJob(
+export async function createJob(ctx: ServiceContext, input: CreateJobRequest): Promise<CreateJobResponse> {
+  return (await createJobWithCall(ctx, input)).job;
+}
+
+/** createJob, optionally with the job's first call written in the same statement (one-shot requests). */
+export async function createJobWithCall(
   ctx: ServiceContext,
   input: CreateJobRequest,
   firstCall?: (jobId: string) => NewCall,
-): Promise<CreateJobResponse> {
+): Promise<{ job: CreateJobResponse; holdMicro: number }> {
   assertTeamAccess(ctx.actor, input.team_id);
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, input.team_id);
   const holdMicro = holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
@@ -55,7 +71,10 @@ export async function createJob(
     firstCall?.(jobId),
   );
   if (!opened) throw insufficientCredits(`team ${team.id} has fewer than the ${microToCredits(holdMicro)} credits a new job reserves`);
-  return { job_id: jobId, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) };
+  return {
+    job: { job_id: jobId, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) },
+    holdMicro,
+  };
 }
 
 export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
@@ -157,17 +176,12 @@ export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<Com
       throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
     }
     const team = await requireTeam(db, job.teamId);
-    const billsUsage = settlement.status === 'completed' || (team.budgetMode !== 'job_based' && settlement.status !== 'failed');
-    const settled = await settleJobRow(db, job, {
+    const settled = await trySettle(db, job, {
       status: settlement.status,
-      chargeMicro: billsUsage ? jobChargeMicro(team, totals) : 0,
+      chargeMicro: chargeFor(team, settlement.status, totals),
       errorMessage: settlement.errorMessage,
       metadata: settlement.metadata,
       actor: settlement.actor,
-    }).catch((error: unknown) => {
-      // Another settle of the same job won the race: the ledger allows one settlement per job.
-      if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
-      throw error;
     });
     if (settled) return completionOf(settled, calls);
   }
@@ -175,6 +189,39 @@ export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<Com
 }
 
 const SETTLE_ATTEMPTS = 5;
+
+/** Completed jobs pay by their budget mode; in the consumption modes cancelled and expired ones pay for use too. */
+function chargeFor(team: Pick<TeamRow, 'budgetMode' | 'creditsPerJob' | 'tokensPerCredit' | 'creditsPerDollar'>, status: Settlement['status'], totals: JobUsage): number {
+  const billsUsage = status === 'completed' || (team.budgetMode !== 'job_based' && status !== 'failed');
+  return billsUsage ? jobChargeMicro(team, totals) : 0;
+}
+
+function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement) {
+  return settleJobRow(db, job, settlement).catch((error: unknown) => {
+    // Another settle of the same job won the race: the ledger allows one settlement per job.
+    if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
+    throw error;
+  });
+}
+
+/**
+ * Settles a job that exists for one call this process just recorded, without reading back what it knows (the
+ * job's hold, its one call, the team's budget). If the job changed meanwhile (a cancel got there first), the
+ * general settle decides instead.
+ */
+export async function settleOneShotJob(
+  ctx: ServiceContext,
+  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
+  call: { totalTokens: number; costUsd: string },
+  status: Settlement['status'],
+  errorMessage?: string,
+): Promise<void> {
+  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, job.teamId);
+  const usage = { totalTokens: call.totalTokens, costPico: usdToPico(call.costUsd) };
+  const actor = actorLabel(ctx.actor);
+  const settled = await trySettle(ctx.db, job, { status, chargeMicro: chargeFor(team, status, usage), errorMessage, actor });
+  if (!settled) await settleJob(ctx.db, { jobId: job.id, teamId: job.teamId, status, errorMessage, actor });
+}
 
 function completionOf(job: JobRow, calls: LlmCallRow[]): CompleteJobResponse {
   return {

@@ -162,7 +162,7 @@ export interface StreamOptions {
   /** OpenAI's wire format unless said otherwise. */
   format?: StreamFormat;
   /** Runs after the call is recorded and before [DONE] (create-and-call-stream settles its job here). */
-  beforeDone?: (outcome: CallOutcome) => Promise<void>;
+  beforeDone?: (outcome: CallOutcome, recorded: RecordedCall) => Promise<void>;
 }
 
 /**
@@ -220,8 +220,8 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   }
   upstream.release();
   const record = async () => {
-    await finishLlmCall(ctx, handle, outcome);
-    await options.beforeDone?.(outcome);
+    const recorded = await finishLlmCall(ctx, handle, outcome);
+    await options.beforeDone?.(outcome, recorded);
   };
   try {
     await record();
@@ -294,6 +294,8 @@ export function toAppError(error: UpstreamError): AppError {
  * a tokenizer), cost from the price table, latency and time to first token. In the consumption modes it then
  * extends the job's hold to cover what the job has used so far, as far as the team's credits allow.
  */
+export type RecordedCall = Awaited<ReturnType<typeof finishLlmCall>>;
+
 export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome) {
   const { accumulator } = outcome;
   const usage = accumulator.usage ?? {
