@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { inject } from 'vitest';
 import { createApp } from '../../src/app.js';
@@ -6,7 +6,7 @@ import { loadConfig } from '../../src/config.js';
 import { createDeps, type Deps } from '../../src/deps.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
-import { createDatabaseFromTemplate } from './postgres.js';
+import { closeSharedPool, createDatabaseFromTemplate } from './postgres.js';
 
 export const TEST_MASTER_KEY = 'mk-test-master-key-0123456789';
 
@@ -22,6 +22,47 @@ export interface RequestOptions {
   /** Sent as-is instead of JSON-encoding `body`. */
   rawBody?: string;
   headers?: Record<string, string>;
+}
+
+/**
+ * A JSON request to `baseUrl + path`: `token` (default `defaultToken`, `null` for none) as the bearer credential,
+ * `body` JSON-encoded (or `rawBody` as is); a JSON answer is parsed, any other is returned as text.
+ */
+export async function jsonRequest<T = any>(
+  baseUrl: string,
+  defaultToken: string,
+  method: string,
+  path: string,
+  options: RequestOptions & { timeoutMs?: number } = {},
+): Promise<ApiResponse<T>> {
+  const token = options.token === undefined ? defaultToken : options.token;
+  const headers: Record<string, string> = { ...options.headers };
+  if (token) headers.authorization = `Bearer ${token}`;
+  let body: string | undefined = options.rawBody;
+  if (body === undefined && options.body !== undefined) body = JSON.stringify(options.body);
+  if (body !== undefined) headers['content-type'] ??= 'application/json';
+  const response = await fetch(baseUrl + path, {
+    method,
+    headers,
+    ...(body !== undefined && { body }),
+    ...(options.timeoutMs !== undefined && { signal: AbortSignal.timeout(options.timeoutMs) }),
+  });
+  const text = await response.text();
+  const isJson = response.headers.get('content-type')?.includes('json');
+  return { status: response.status, headers: response.headers, body: isJson && text ? JSON.parse(text) : text };
+}
+
+/** A free TCP port on 127.0.0.1 (nothing listens on it once this resolves). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 export interface TestApp {
@@ -56,23 +97,13 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     deps,
     upstream,
     databaseUrl: database.url,
-    async request(method, path, options = {}) {
-      const token = options.token === undefined ? TEST_MASTER_KEY : options.token;
-      const headers: Record<string, string> = { ...options.headers };
-      if (token) headers.authorization = `Bearer ${token}`;
-      let body: string | undefined = options.rawBody;
-      if (body === undefined && options.body !== undefined) body = JSON.stringify(options.body);
-      if (body !== undefined) headers['content-type'] ??= 'application/json';
-      const response = await fetch(url + path, { method, headers, ...(body !== undefined && { body }) });
-      const text = await response.text();
-      const isJson = response.headers.get('content-type')?.includes('json');
-      return { status: response.status, headers: response.headers, body: isJson && text ? JSON.parse(text) : text };
-    },
+    request: (method, path, options) => jsonRequest(url, TEST_MASTER_KEY, method, path, options),
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await deps.close();
       await upstream.close();
+      await closeSharedPool(database.url);
       await database.drop();
     },
   };

@@ -1,79 +1,31 @@
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { sweepExpiredJobs } from '../../src/domain/jobs/job-sweeper.js';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
-import { createModelGroup, createTeam, uniqueId } from '../helpers/factories.js';
+import { setupTeam } from '../helpers/factories.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { parseSse, postRaw, safeJson, type RawResponse } from '../helpers/sse.js';
+import { maxOverlap } from '../helpers/upstream.js';
+import { poll } from '../helpers/wait.js';
 
 /**
  * Money invariants of the job API under concurrency, retries and timeouts: nothing is lost, nothing is charged
  * twice, and the balance row always equals the sum of the team's ledger.
  */
 
-const MICRO = 1_000_000;
 const CHAT = { messages: [{ role: 'user', content: 'Say hello' }] };
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-const pools = new Map<TestApp, pg.Pool>();
-
-function poolOf(app: TestApp): pg.Pool {
-  let pool = pools.get(app);
-  if (!pool) {
-    pool = new pg.Pool({ connectionString: app.databaseUrl, max: 3 });
-    pools.set(app, pool);
-  }
-  return pool;
-}
-
-async function closeApp(app: TestApp | undefined): Promise<void> {
-  if (!app) return;
-  const pool = pools.get(app);
-  pools.delete(app);
-  await pool?.end();
-  await app.close();
-}
-
-async function query<T extends pg.QueryResultRow = any>(app: TestApp, text: string, params: unknown[] = []): Promise<T[]> {
-  const { rows } = await poolOf(app).query<T>(text, params);
-  return rows;
-}
-
-interface Funded {
-  teamId: string;
-  key: string;
-}
-
-async function fundedTeam(app: TestApp, credits: number, overrides: Record<string, unknown> = {}): Promise<Funded> {
-  const group = await createModelGroup(app, uniqueId('grp'), ['sim-small']);
-  const team = await createTeam(app, { model_groups: [group], credits_allocated: credits, ...overrides });
-  return { teamId: team.team_id, key: team.virtual_key };
-}
-
 /**
- * Checks that the balance row equals the sum of the ledger (amount and held), that the API reports the same,
- * and that nothing is negative. Returns the balance and held amount in credits.
+ * The balance row equals the sum of the ledger and nothing is negative (test/helpers/ledger.ts), and the API reports
+ * the same. Returns the balance, held and available amounts in credits.
  */
-async function expectLedgerConsistent(app: TestApp, teamId: string): Promise<{ balance: number; held: number; available: number }> {
-  const [row] = await query(
-    app,
-    `SELECT b.balance_micro::bigint AS balance_micro, b.held_micro::bigint AS held_micro,
-            (SELECT coalesce(sum(amount_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_balance,
-            (SELECT coalesce(sum(held_delta_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_held
-       FROM credit_balances b WHERE b.team_id = $1`,
-    [teamId],
-  );
-  expect(row, `no balance row for ${teamId}`).toBeDefined();
-  const balanceMicro = Number(row.balance_micro);
-  const heldMicro = Number(row.held_micro);
-  expect(Number(row.ledger_balance), 'SUM(amount_micro) = balance_micro').toBe(balanceMicro);
-  expect(Number(row.ledger_held), 'SUM(held_delta_micro) = held_micro').toBe(heldMicro);
-  expect(balanceMicro).toBeGreaterThanOrEqual(0);
-  expect(heldMicro).toBeGreaterThanOrEqual(0);
-  expect(balanceMicro - heldMicro).toBeGreaterThanOrEqual(0);
-
+async function expectBooksConsistent(app: TestApp, teamId: string): Promise<{ balance: number; held: number; available: number }> {
+  const { balanceMicro, heldMicro } = await expectLedgerConsistent(app, teamId);
   const api = await app.request('GET', `/api/credits/teams/${teamId}/balance`);
   expect(api.status, JSON.stringify(api.body)).toBe(200);
   expect(api.body).toMatchObject({
@@ -108,93 +60,11 @@ async function jobsOf(app: TestApp, teamId: string): Promise<{ id: string; statu
   return query(app, `SELECT id, status::text, hold_micro::text, charged_micro::text FROM jobs WHERE team_id = $1 ORDER BY created_at, id`, [teamId]);
 }
 
-interface RawResponse {
-  status: number;
-  headers: Headers;
-  contentType: string;
-  text: string;
-}
-
-/** A POST read to the end as text: for SSE endpoints, whose answer is either an event stream or a JSON error. */
-async function postRaw(app: TestApp, path: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const response = await fetch(app.url + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, contentType: response.headers.get('content-type') ?? '', text };
-}
-
-interface ParsedStream {
-  content: string;
-  finishReasons: string[];
-  errors: unknown[];
-  endsWithDone: boolean;
-  chunks: number;
-}
-
-function parseSse(text: string): ParsedStream {
-  const data = text
-    .split('\n')
-    .filter((line) => line.startsWith('data: '))
-    .map((line) => line.slice('data: '.length));
-  const parsed: ParsedStream = { content: '', finishReasons: [], errors: [], endsWithDone: data.at(-1) === '[DONE]', chunks: 0 };
-  for (const payload of data) {
-    if (payload === '[DONE]') continue;
-    const event = JSON.parse(payload);
-    if (event.error) {
-      parsed.errors.push(event.error);
-      continue;
-    }
-    parsed.chunks++;
-    for (const choice of event.choices ?? []) {
-      if (typeof choice.delta?.content === 'string') parsed.content += choice.delta.content;
-      if (choice.finish_reason) parsed.finishReasons.push(choice.finish_reason);
-    }
-  }
-  return parsed;
-}
-
 function expectJsonError(response: RawResponse | ApiResponse, status: number, code: string): void {
-  const body = 'text' in response ? safeJson(response.text) : response.body;
+  const body: any = 'text' in response ? (safeJson(response.text) ?? response.text) : response.body;
   expect(response.status, JSON.stringify(body)).toBe(status);
   if ('contentType' in response) expect(response.contentType).toContain('application/json');
   expect(body?.error?.code, JSON.stringify(body)).toBe(code);
-}
-
-function safeJson(text: string): any {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
-
-/** The largest number of upstream requests that were open at the same time. */
-function maxOverlap(requests: { startedAt: number; closedAt?: number; finishedAt?: number }[]): number {
-  const events = requests.flatMap((r) => [
-    { at: r.startedAt, delta: 1 },
-    { at: r.closedAt ?? r.finishedAt ?? Number.MAX_SAFE_INTEGER, delta: -1 },
-  ]);
-  events.sort((a, b) => a.at - b.at || a.delta - b.delta);
-  let open = 0;
-  let max = 0;
-  for (const event of events) {
-    open += event.delta;
-    max = Math.max(max, open);
-  }
-  return max;
-}
-
-async function poll<T>(check: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 const slowWords = (delayMs: number): UpstreamScript => ({
@@ -214,14 +84,14 @@ let app: TestApp;
 beforeAll(async () => {
   app = await createTestApp();
 });
-afterAll(() => closeApp(app));
+afterAll(() => app?.close());
 afterEach(() => {
   app.upstream.setResponder(undefined);
 });
 
 describe('concurrent job creation never oversells credits', () => {
   it('50 concurrent create-and-call-stream with 20 credits: exactly 20 streams, 30 refused before any upstream call', async () => {
-    const team = await fundedTeam(app, 20);
+    const team = await setupTeam(app, { credits: 20 });
     app.upstream.setResponder(() => slowWords(25));
     const upstreamBefore = app.upstream.requests.length;
 
@@ -237,7 +107,7 @@ describe('concurrent job creation never oversells credits', () => {
     expect(refused).toHaveLength(30);
     for (const response of ok) {
       expect(response.contentType).toContain('text/event-stream');
-      const stream = parseSse(response.text);
+      const stream = parseSse(response.text, { strict: true });
       expect(stream.endsWithDone, response.text).toBe(true);
       expect(stream.errors).toEqual([]);
       expect(stream.content).toBe('Hello from creditgate');
@@ -267,11 +137,11 @@ describe('concurrent job creation never oversells credits', () => {
     expect(await ledgerEntries(app, team.teamId, { type: 'release' })).toHaveLength(0);
     expect(await ledgerEntries(app, team.teamId, { type: 'hold' })).toHaveLength(20);
 
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 
   it('30 concurrent POST /api/jobs/create with 10 credits: exactly 10 jobs; completing them all spends the 10', async () => {
-    const team = await fundedTeam(app, 10);
+    const team = await setupTeam(app, { credits: 10 });
     const upstreamBefore = app.upstream.requests.length;
     const responses = await Promise.all(
       Array.from({ length: 30 }, () => app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'batch' } })),
@@ -282,7 +152,7 @@ describe('concurrent job creation never oversells credits', () => {
     for (const response of created) expect(response.body).toMatchObject({ status: 'pending', credits_reserved: 1, job_id: expect.stringMatching(/^job_/) });
 
     expect(await jobsOf(app, team.teamId)).toHaveLength(10);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
 
     const completions = await Promise.all(
       created.map((r) => app.request('POST', `/api/jobs/${r.body.job_id}/complete`, { token: team.key, body: { status: 'completed' } })),
@@ -293,13 +163,13 @@ describe('concurrent job creation never oversells credits', () => {
     }
     expect(app.upstream.requests.length).toBe(upstreamBefore);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(10);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 });
 
 describe('a job is settled exactly once', () => {
   it('20 concurrent completes of one job all answer the same and charge once', async () => {
-    const team = await fundedTeam(app, 5);
+    const team = await setupTeam(app, { credits: 5 });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'once' } });
     expect(job.status).toBe(201);
     const jobId: string = job.body.job_id;
@@ -320,25 +190,25 @@ describe('a job is settled exactly once', () => {
     const settlements = (await ledgerEntries(app, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
     expect(settlements).toHaveLength(1);
     expect(settlements[0]).toMatchObject({ entry_type: 'charge', amount_micro: String(-MICRO), held_delta_micro: String(-MICRO) });
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
 
     // A later complete replays too and a conflicting one is refused; neither moves money.
     const later = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(later.status).toBe(200);
     expect(later.body).toEqual(responses[0]!.body);
     expectJsonError(await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'failed' } }), 409, 'job_already_settled');
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 
   it('racing completed and failed on one job: exactly one status wins, the others replay it or get 409', async () => {
-    const team = await fundedTeam(app, 5);
+    const team = await setupTeam(app, { credits: 5 });
     for (let round = 0; round < 3; round++) {
       const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'race' } });
       expect(job.status).toBe(201);
       const jobId: string = job.body.job_id;
       const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
       expect(call.status).toBe(200);
-      const before = await expectLedgerConsistent(app, team.teamId);
+      const before = await expectBooksConsistent(app, team.teamId);
 
       const statuses = Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? 'completed' : 'failed'));
       const responses = await Promise.all(
@@ -359,7 +229,7 @@ describe('a job is settled exactly once', () => {
       const settlements = (await ledgerEntries(app, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
       expect(settlements).toHaveLength(1);
       expect(settlements[0]!.entry_type).toBe(winner === 'completed' ? 'charge' : 'release');
-      const after = await expectLedgerConsistent(app, team.teamId);
+      const after = await expectBooksConsistent(app, team.teamId);
       expect(after.held).toBe(before.held - 1);
       expect(after.balance).toBe(before.balance - (winner === 'completed' ? 1 : 0));
     }
@@ -368,7 +238,7 @@ describe('a job is settled exactly once', () => {
 
 describe('create-and-call with an Idempotency-Key', () => {
   it('replays the first answer to every retry, calling the upstream and charging once', async () => {
-    const team = await fundedTeam(app, 10);
+    const team = await setupTeam(app, { credits: 10 });
     const upstreamBefore = app.upstream.requests.length;
     const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
     const headers = { 'Idempotency-Key': 'order-1' };
@@ -391,7 +261,7 @@ describe('create-and-call with an Idempotency-Key', () => {
     expect(app.upstream.requests.length - upstreamBefore).toBe(1);
     expect(await jobsOf(app, team.teamId)).toHaveLength(1);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
 
     // The same key asking for something else is refused and changes nothing.
     const reused = await app.request('POST', '/api/jobs/create-and-call', {
@@ -402,11 +272,11 @@ describe('create-and-call with an Idempotency-Key', () => {
     expectJsonError(reused, 409, 'idempotency_key_reused');
     expect(app.upstream.requests.length - upstreamBefore).toBe(1);
     expect(await jobsOf(app, team.teamId)).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
   });
 
   it('refuses a retry while the first attempt is still running, and the first still charges once', async () => {
-    const team = await fundedTeam(app, 10);
+    const team = await setupTeam(app, { credits: 10 });
     const upstreamBefore = app.upstream.requests.length;
     const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
     const headers = { 'Idempotency-Key': 'slow-order' };
@@ -429,11 +299,11 @@ describe('create-and-call with an Idempotency-Key', () => {
     expect(app.upstream.requests.length - upstreamBefore).toBe(1);
     expect(await jobsOf(app, team.teamId)).toHaveLength(1);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
   });
 
   it('retries racing the first attempt: one runs, the others get 409 in progress or the replay; one call, one charge', async () => {
-    const team = await fundedTeam(app, 10);
+    const team = await setupTeam(app, { credits: 10 });
     app.upstream.setResponder(() => slowWords(40));
     const upstreamBefore = app.upstream.requests.length;
     const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
@@ -450,11 +320,11 @@ describe('create-and-call with an Idempotency-Key', () => {
     expect(app.upstream.requests.length - upstreamBefore).toBe(1);
     expect(await jobsOf(app, team.teamId)).toHaveLength(1);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
   });
 
   it('frees the key when the first attempt failed upstream, so the retry runs again', async () => {
-    const team = await fundedTeam(app, 10);
+    const team = await setupTeam(app, { credits: 10 });
     const upstreamBefore = app.upstream.requests.length;
     const body = { team_id: team.teamId, job_type: 'idem', ...CHAT };
     const headers = { 'Idempotency-Key': 'flaky-order' };
@@ -466,7 +336,7 @@ describe('create-and-call with an Idempotency-Key', () => {
     const [failedJob] = await jobsOf(app, team.teamId);
     expect(failedJob).toMatchObject({ status: 'failed', hold_micro: '0' });
     expect(await ledgerEntries(app, team.teamId, { jobId: failedJob!.id, type: 'release' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 0, available: 10 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 0, available: 10 });
 
     const retry = await app.request('POST', '/api/jobs/create-and-call', { token: team.key, body, headers });
     expect(retry.status, JSON.stringify(retry.body)).toBe(201);
@@ -480,13 +350,13 @@ describe('create-and-call with an Idempotency-Key', () => {
     expect(again.body).toEqual(retry.body);
     expect(app.upstream.requests.length - upstreamBefore).toBe(2);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 9, held: 0, available: 9 });
   });
 });
 
 describe('streamed calls retried with the same Idempotency-Key', () => {
   it('create-and-call-stream: the retry replays the same stream without a second upstream call or charge', async () => {
-    const team = await fundedTeam(app, 5);
+    const team = await setupTeam(app, { credits: 5 });
     app.upstream.setResponder(() => slowWords(5));
     const upstreamBefore = app.upstream.requests.length;
     const body = { team_id: team.teamId, job_type: 'stream-idem', ...CHAT };
@@ -494,26 +364,26 @@ describe('streamed calls retried with the same Idempotency-Key', () => {
 
     // A retry while the first stream is still running is refused, as JSON, without touching the first.
     app.upstream.setResponder(() => slowWords(150));
-    const running = postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers);
+    const running = postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, { headers });
     await app.upstream.waitForRequests(upstreamBefore + 1);
-    expectJsonError(await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers), 409, 'idempotency_key_in_progress');
+    expectJsonError(await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, { headers }), 409, 'idempotency_key_in_progress');
     const first = await running;
     expect(first.status, first.text).toBe(200);
     expect(first.contentType).toContain('text/event-stream');
     expect(first.headers.get('idempotent-replayed')).toBeNull();
-    const original = parseSse(first.text);
+    const original = parseSse(first.text, { strict: true });
     expect(original).toMatchObject({ content: 'Hello from creditgate', endsWithDone: true, errors: [], finishReasons: ['stop'] });
 
     for (const retry of [
-      await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers),
-      ...(await Promise.all(Array.from({ length: 3 }, () => postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, headers)))),
+      await postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, { headers }),
+      ...(await Promise.all(Array.from({ length: 3 }, () => postRaw(app, '/api/jobs/create-and-call-stream', team.key, body, { headers })))),
     ]) {
       expect(retry.status, retry.text).toBe(200);
       expect(retry.contentType).toContain('text/event-stream');
       expect(retry.headers.get('idempotent-replayed')).toBe('true');
       expect(retry.headers.get('x-job-id')).toBe(first.headers.get('x-job-id'));
       expect(retry.headers.get('x-call-id')).toBe(first.headers.get('x-call-id'));
-      const replayed = parseSse(retry.text);
+      const replayed = parseSse(retry.text, { strict: true });
       expect(replayed.content).toBe(original.content);
       expect(replayed.finishReasons).toEqual(original.finishReasons);
       expect(replayed.errors).toEqual([]);
@@ -525,11 +395,11 @@ describe('streamed calls retried with the same Idempotency-Key', () => {
     expect(jobs).toHaveLength(1);
     expect(jobs[0]!.status).toBe('completed');
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 
   it('llm-call-stream: the retry replays the recorded call; the job is charged once', async () => {
-    const team = await fundedTeam(app, 5);
+    const team = await setupTeam(app, { credits: 5 });
     app.upstream.setResponder(() => slowWords(5));
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stream-idem' } });
     expect(job.status).toBe(201);
@@ -538,17 +408,17 @@ describe('streamed calls retried with the same Idempotency-Key', () => {
     const headers = { 'Idempotency-Key': 'call-1' };
     const path = `/api/jobs/${jobId}/llm-call-stream`;
 
-    const first = await postRaw(app, path, team.key, CHAT, headers);
+    const first = await postRaw(app, path, team.key, CHAT, { headers });
     expect(first.status, first.text).toBe(200);
-    const original = parseSse(first.text);
+    const original = parseSse(first.text, { strict: true });
     expect(original).toMatchObject({ content: 'Hello from creditgate', endsWithDone: true, errors: [] });
 
-    const retries = [await postRaw(app, path, team.key, CHAT, headers), ...(await Promise.all([1, 2, 3].map(() => postRaw(app, path, team.key, CHAT, headers))))];
+    const retries = [await postRaw(app, path, team.key, CHAT, { headers }), ...(await Promise.all([1, 2, 3].map(() => postRaw(app, path, team.key, CHAT, { headers }))))];
     for (const retry of retries) {
       expect(retry.status, retry.text).toBe(200);
       expect(retry.contentType).toContain('text/event-stream');
       expect(retry.headers.get('idempotent-replayed')).toBe('true');
-      const replayed = parseSse(retry.text);
+      const replayed = parseSse(retry.text, { strict: true });
       expect(replayed.content).toBe(original.content);
       expect(replayed.finishReasons).toEqual(original.finishReasons);
       expect(replayed.endsWithDone).toBe(true);
@@ -562,20 +432,20 @@ describe('streamed calls retried with the same Idempotency-Key', () => {
     expect(completed.body.costs).toMatchObject({ total_calls: 1, credits_charged: 1 });
 
     // Replaying after the job closed still does not call or charge again.
-    const afterClose = await postRaw(app, path, team.key, CHAT, headers);
+    const afterClose = await postRaw(app, path, team.key, CHAT, { headers });
     expect(afterClose.status).toBe(200);
     expect(afterClose.headers.get('idempotent-replayed')).toBe('true');
-    expect(parseSse(afterClose.text).content).toBe(original.content);
+    expect(parseSse(afterClose.text, { strict: true }).content).toBe(original.content);
     expect(app.upstream.requests.length - upstreamBefore).toBe(1);
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 });
 
 describe('create and complete with an Idempotency-Key', () => {
   it('replays create and complete: one hold, one charge; keys are scoped per team', async () => {
-    const a = await fundedTeam(app, 5);
-    const b = await fundedTeam(app, 5);
+    const a = await setupTeam(app, { credits: 5 });
+    const b = await setupTeam(app, { credits: 5 });
     const createA = () =>
       app.request('POST', '/api/jobs/create', { token: a.key, body: { team_id: a.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'shared-key' } });
 
@@ -591,7 +461,7 @@ describe('create and complete with an Idempotency-Key', () => {
     const jobId: string = first.body.job_id;
     expect(await jobsOf(app, a.teamId)).toHaveLength(1);
     expect(await ledgerEntries(app, a.teamId, { type: 'hold' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
     // Racing first attempts with a fresh key also create exactly one job.
     const racingCreates = await Promise.all(
@@ -606,7 +476,7 @@ describe('create and complete with an Idempotency-Key', () => {
     expect(racedJobId).not.toBe(jobId);
     expect(await jobsOf(app, a.teamId)).toHaveLength(2);
     expect(await ledgerEntries(app, a.teamId, { type: 'hold' })).toHaveLength(2);
-    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 2, available: 3 });
+    expect(await expectBooksConsistent(app, a.teamId)).toEqual({ balance: 5, held: 2, available: 3 });
     const racingCompletes = await Promise.all(
       Array.from({ length: 8 }, () =>
         app.request('POST', `/api/jobs/${racedJobId}/complete`, { token: a.key, body: { status: 'failed' }, headers: { 'Idempotency-Key': 'racing-complete' } }),
@@ -616,7 +486,7 @@ describe('create and complete with an Idempotency-Key', () => {
     for (const response of racingCompletes) expect(response.body).toEqual(racingCompletes[0]!.body);
     expect(racingCompletes[0]!.body).toMatchObject({ status: 'failed', costs: { credits_charged: 0 } });
     expect(await ledgerEntries(app, a.teamId, { jobId: racedJobId, type: 'release' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(app, a.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
     // Team B sends the same key string: its own fresh job, not team A's answer and not a conflict.
     const createB = () =>
@@ -630,7 +500,7 @@ describe('create and complete with an Idempotency-Key', () => {
     expect(fromBAgain.body).toEqual(fromB.body);
     expect(await jobsOf(app, b.teamId)).toHaveLength(1);
     expect(await jobsOf(app, a.teamId)).toHaveLength(2);
-    expect(await expectLedgerConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
     const complete = () =>
       app.request('POST', `/api/jobs/${jobId}/complete`, { token: a.key, body: { status: 'completed' }, headers: { 'Idempotency-Key': 'done-1' } });
@@ -652,14 +522,14 @@ describe('create and complete with an Idempotency-Key', () => {
     expectJsonError(reused, 409, 'idempotency_key_reused');
 
     expect(await ledgerEntries(app, a.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, a.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(app, a.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
     // Team B's job is untouched by team A's completion.
     expect((await jobsOf(app, b.teamId))[0]!.status).toBe('pending');
-    expect(await expectLedgerConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
   });
 
   it('a create refused with 402 under a key leaves no claim: after a top-up the same key creates the job', async () => {
-    const team = await fundedTeam(app, 0);
+    const team = await setupTeam(app, { credits: 0 });
     const create = () =>
       app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'idem' }, headers: { 'Idempotency-Key': 'k402' } });
     expectJsonError(await create(), 402, 'insufficient_credits');
@@ -669,17 +539,17 @@ describe('create and complete with an Idempotency-Key', () => {
     const created = await create();
     expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.headers.get('idempotent-replayed')).toBeNull();
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
   });
 });
 
 describe('running out of credits', () => {
   it('a team with 1 credit settles the job it reserved and never goes negative', async () => {
-    const team = await fundedTeam(app, 1);
+    const team = await setupTeam(app, { credits: 1 });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'last' } });
     expect(job.status).toBe(201);
     expect(job.body.credits_reserved).toBe(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 1, held: 1, available: 0 });
 
     const call = await app.request('POST', `/api/jobs/${job.body.job_id}/llm-call`, { token: team.key, body: CHAT });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
@@ -701,11 +571,11 @@ describe('running out of credits', () => {
     expect(completed.status, JSON.stringify(completed.body)).toBe(200);
     expect(completed.body.costs).toMatchObject({ credits_charged: 1, credit_applied: true, credits_remaining: 0 });
     expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(1);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 
   it('consumption_tokens: a call extends the hold to its usage when the balance allows', async () => {
-    const team = await fundedTeam(app, 10, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const team = await setupTeam(app, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
     expect(job.body.credits_reserved).toBe(1);
@@ -719,18 +589,18 @@ describe('running out of credits', () => {
     const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
     expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 4 * MICRO]);
     expect(holds[1]!.reason).toMatch(/usage/);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 10, held: 5, available: 5 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 5, available: 5 });
     const fetched = await app.request('GET', `/api/jobs/${jobId}`, { token: team.key });
     expect(fetched.body.credits_reserved).toBe(5);
 
     const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(completed.status).toBe(200);
     expect(completed.body.costs).toMatchObject({ total_tokens: 50, credits_charged: 5, credits_remaining: 5 });
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 5, held: 0, available: 5 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 5, held: 0, available: 5 });
   });
 
   it('consumption_tokens: the hold grows only as far as the balance; then the job is refused more calls and charges at most what the team had', async () => {
-    const team = await fundedTeam(app, 3, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const team = await setupTeam(app, { credits: 3, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
     const jobId: string = job.body.job_id;
@@ -742,7 +612,7 @@ describe('running out of credits', () => {
     const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
     expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 2 * MICRO]);
     expect(holds[1]!.reason).toMatch(/usage/);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 3, held: 3, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 3, held: 3, available: 0 });
 
     const upstreamBefore = app.upstream.requests.length;
     expectJsonError(await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT }), 402, 'insufficient_credits');
@@ -761,7 +631,7 @@ describe('running out of credits', () => {
     const charges = await ledgerEntries(app, team.teamId, { type: 'charge' });
     expect(charges).toHaveLength(1);
     expect(Number(charges[0]!.amount_micro)).toBe(-3 * MICRO);
-    expect(await expectLedgerConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 });
 
@@ -777,8 +647,8 @@ describe('job sweeper', () => {
   let swept: TestApp | undefined;
   let manual: TestApp | undefined;
   afterAll(async () => {
-    await closeApp(swept);
-    await closeApp(manual);
+    await swept?.close();
+    await manual?.close();
   });
   /** Swept only at start-up and by hand, so each direct sweep sees every stale job. */
   const manualApp = async () => (manual ??= await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '3600' }));
@@ -786,7 +656,7 @@ describe('job sweeper', () => {
   it('expires stale jobs, releases their holds and leaves fresh jobs alone', async () => {
     swept = await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1' });
     const target = swept;
-    const team = await fundedTeam(target, 5);
+    const team = await setupTeam(target, { credits: 5 });
     const create = async () => {
       const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
       expect(response.status, JSON.stringify(response.body)).toBe(201);
@@ -797,7 +667,7 @@ describe('job sweeper', () => {
     const fresh = await create();
     const call = await target.request('POST', `/api/jobs/${called}/llm-call`, { token: team.key, body: CHAT });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 3, available: 2 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 3, available: 2 });
 
     await ageJobs(target, [pending, called]);
     const statuses = await poll(
@@ -819,7 +689,7 @@ describe('job sweeper', () => {
       expect(job.body).toMatchObject({ status: 'expired', credits_reserved: 0, costs: { credits_charged: 0, credit_applied: false } });
     }
     // Job-based: an expired job is free; only the fresh job still holds its credit.
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
     expectJsonError(
       await target.request('POST', `/api/jobs/${pending}/complete`, { token: team.key, body: { status: 'completed' } }),
@@ -841,12 +711,12 @@ describe('job sweeper', () => {
     const completed = await target.request('POST', `/api/jobs/${fresh}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(completed.status).toBe(200);
     expect(completed.body.costs).toMatchObject({ credits_charged: 1 });
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 
   it('sweepExpiredJobs is idempotent: concurrent sweeps expire each job once and a second sweep changes nothing', async () => {
     const target = await manualApp();
-    const team = await fundedTeam(target, 5);
+    const team = await setupTeam(target, { credits: 5 });
     const jobIds: string[] = [];
     for (let i = 0; i < 3; i++) {
       const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
@@ -866,19 +736,19 @@ describe('job sweeper', () => {
     expect(counts[0] + counts[1]).toBe(3);
     const afterFirst = await ledgerEntries(target, team.teamId);
     expect(afterFirst.filter((e) => e.entry_type === 'release' && e.actor === 'system:sweeper').map((e) => e.job_id).sort()).toEqual([...jobIds].sort());
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
     expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
     expect(await ledgerEntries(target, team.teamId)).toEqual(afterFirst);
     const jobs = await jobsOf(target, team.teamId);
     expect(jobs.filter((job) => job.status === 'expired').map((job) => job.id).sort()).toEqual([...jobIds].sort());
     expect(jobs.find((job) => job.id === fresh.body.job_id)?.status).toBe('pending');
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
   });
 
   it('consumption_tokens: an expired job pays for the tokens it used, an unused one is released', async () => {
     const target = await manualApp();
-    const team = await fundedTeam(target, 10, { budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const team = await setupTeam(target, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const create = async () => {
       const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'stale' } });
       expect(response.status, JSON.stringify(response.body)).toBe(201);
@@ -889,7 +759,7 @@ describe('job sweeper', () => {
     target.upstream.enqueue({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
     const call = await target.request('POST', `/api/jobs/${used}/llm-call`, { token: team.key, body: CHAT });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 10, held: 4, available: 6 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 10, held: 4, available: 6 });
 
     await ageJobs(target, [used, unused]);
     expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(2);
@@ -898,9 +768,9 @@ describe('job sweeper', () => {
     const [release] = await ledgerEntries(target, team.teamId, { jobId: unused, type: 'release' });
     expect(release).toMatchObject({ actor: 'system:sweeper', amount_micro: '0', held_delta_micro: String(-MICRO) });
     expect((await jobsOf(target, team.teamId)).map((job) => job.status)).toEqual(['expired', 'expired']);
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
 
     expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
-    expect(await expectLedgerConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
   });
 });

@@ -1,28 +1,14 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { createTeam } from '../helpers/factories.js';
+import { ledgerSum } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
 
 let app: TestApp;
 beforeAll(async () => {
   app = await createTestApp();
 });
 afterAll(() => app.close());
-
-async function ledgerSum(teamId: string): Promise<{ balance: number; held: number; entries: number }> {
-  const client = new pg.Client({ connectionString: app.databaseUrl });
-  await client.connect();
-  try {
-    const { rows } = await client.query(
-      `SELECT coalesce(sum(amount_micro), 0)::bigint AS balance, coalesce(sum(held_delta_micro), 0)::bigint AS held, count(*) AS entries
-         FROM credit_ledger WHERE team_id = $1`,
-      [teamId],
-    );
-    return { balance: Number(rows[0].balance) / 1e6, held: Number(rows[0].held) / 1e6, entries: Number(rows[0].entries) };
-  } finally {
-    await client.end();
-  }
-}
 
 describe('credits', () => {
   it('adds credits with a reason, reports the balance and lists the ledger newest first', async () => {
@@ -69,7 +55,7 @@ describe('credits', () => {
       expect(response.body.transaction.balance_after).toBe(expected);
     }
     const balance = await app.request('GET', `/api/credits/teams/${team.team_id}/balance`);
-    const sum = await ledgerSum(team.team_id);
+    const sum = await ledgerSum(app, team.team_id, { entries: true });
     expect(balance.body.balance).toBe(expected);
     expect(sum).toEqual({ balance: expected, held: 0, entries: 41 });
   });
@@ -87,7 +73,7 @@ describe('credits', () => {
     expect(balancesAfter).toEqual(Array.from({ length: 50 }, (_, i) => 2 * (i + 1)));
     const balance = await app.request('GET', `/api/credits/teams/${team.team_id}/balance`);
     expect(balance.body.balance).toBe(100);
-    expect(await ledgerSum(team.team_id)).toEqual({ balance: 100, held: 0, entries: 50 });
+    expect(await ledgerSum(app, team.team_id, { entries: true })).toEqual({ balance: 100, held: 0, entries: 50 });
   });
 
   it('replays an add retried with the same Idempotency-Key, also when the retries race', async () => {
@@ -102,11 +88,11 @@ describe('credits', () => {
     const transactionIds = new Set(responses.map((r) => r.body.transaction.transaction_id));
     expect(transactionIds.size).toBe(1);
     expect(responses.filter((r) => r.headers.get('idempotent-replayed') === 'true')).toHaveLength(9);
-    expect((await ledgerSum(team.team_id)).balance).toBe(7);
+    expect((await ledgerSum(app, team.team_id)).balance).toBe(7);
 
     const later = await add();
     expect(later.body).toEqual(responses[0]!.body);
-    expect((await ledgerSum(team.team_id)).entries).toBe(1);
+    expect((await ledgerSum(app, team.team_id, { entries: true })).entries).toBe(1);
   });
 
   it('rejects an Idempotency-Key reused with another body and changes nothing', async () => {
@@ -117,7 +103,7 @@ describe('credits', () => {
     const reused = await app.request('POST', path, { body: { credits: 1000, reason: 'second' }, headers });
     expect(reused.status).toBe(409);
     expect(reused.body.error).toMatchObject({ type: 'invalid_request_error', code: 'idempotency_key_reused' });
-    expect((await ledgerSum(team.team_id)).balance).toBe(1);
+    expect((await ledgerSum(app, team.team_id)).balance).toBe(1);
   });
 
   it('keeps idempotency keys of different callers apart', async () => {
@@ -129,7 +115,7 @@ describe('credits', () => {
     // Same admin scope, different request: a conflict, not a replay of team a's answer.
     const second = await app.request('POST', `/api/credits/teams/${b.team_id}/add`, { body: { credits: 1, reason: 'x' }, headers });
     expect(second.status).toBe(409);
-    expect((await ledgerSum(b.team_id)).balance).toBe(0);
+    expect((await ledgerSum(app, b.team_id)).balance).toBe(0);
   });
 
   it('rejects invalid amounts without touching the ledger', async () => {
@@ -140,7 +126,7 @@ describe('credits', () => {
       expect(response.body.error.type).toBe('invalid_request_error');
       expect(response.body.error.param).toMatch(/credits|reason/);
     }
-    expect(await ledgerSum(team.team_id)).toEqual({ balance: 5, held: 0, entries: 1 });
+    expect(await ledgerSum(app, team.team_id, { entries: true })).toEqual({ balance: 5, held: 0, entries: 1 });
     const missing = await app.request('POST', '/api/credits/teams/no-such-team/add', { body: { credits: 1, reason: 'x' } });
     expect(missing.status).toBe(404);
   });
@@ -172,17 +158,11 @@ describe('credits', () => {
 
   it('refuses to edit or delete ledger entries in the database itself', async () => {
     const team = await createTeam(app, { credits_allocated: 5 });
-    const client = new pg.Client({ connectionString: app.databaseUrl });
-    await client.connect();
-    try {
-      await expect(client.query('UPDATE credit_ledger SET amount_micro = 0 WHERE team_id = $1', [team.team_id])).rejects.toThrow(/append-only/);
-      await expect(client.query('DELETE FROM credit_ledger WHERE team_id = $1', [team.team_id])).rejects.toThrow(/append-only/);
-      await expect(
-        client.query('UPDATE credit_balances SET held_micro = balance_micro + 1 WHERE team_id = $1', [team.team_id]),
-      ).rejects.toThrow(/credit_balances_available_non_negative/);
-    } finally {
-      await client.end();
-    }
-    expect(await ledgerSum(team.team_id)).toEqual({ balance: 5, held: 0, entries: 1 });
+    await expect(query(app, 'UPDATE credit_ledger SET amount_micro = 0 WHERE team_id = $1', [team.team_id])).rejects.toThrow(/append-only/);
+    await expect(query(app, 'DELETE FROM credit_ledger WHERE team_id = $1', [team.team_id])).rejects.toThrow(/append-only/);
+    await expect(
+      query(app, 'UPDATE credit_balances SET held_micro = balance_micro + 1 WHERE team_id = $1', [team.team_id]),
+    ).rejects.toThrow(/credit_balances_available_non_negative/);
+    expect(await ledgerSum(app, team.team_id, { entries: true })).toEqual({ balance: 5, held: 0, entries: 1 });
   });
 });

@@ -1,9 +1,12 @@
-import { createServer, type AddressInfo } from 'node:net';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
-import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
-import { createModelGroup, createOrganization, createTeam, uniqueId } from '../helpers/factories.js';
+import { balanceOf, expectErrorBody } from '../helpers/api.js';
+import { createTestApp, freePort, type TestApp } from '../helpers/app.js';
+import { createModelGroup, createOrganization, setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
+import { ledgerSum } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { expectSseHeaders, postStream, sseFrames } from '../helpers/sse.js';
+import { weatherToolScript } from '../helpers/upstream.js';
 
 /**
  * The job API over HTTP, end to end: the real app against a real PostgreSQL and the scriptable simulated
@@ -20,27 +23,6 @@ afterAll(() => app?.close());
 // ---------------------------------------------------------------------------------------------------------
 // helpers
 
-interface TeamSetup {
-  teamId: string;
-  key: string;
-  group: string;
-  organizationId: string;
-}
-
-async function setupTeam(
-  target: TestApp,
-  options: { models?: string[]; credits?: number; organizationId?: string; noGroup?: boolean } = {},
-): Promise<TeamSetup> {
-  const organizationId = options.organizationId ?? (await createOrganization(target));
-  const group = await createModelGroup(target, uniqueId('group'), options.models ?? ['sim-small']);
-  const team = await createTeam(target, {
-    organization_id: organizationId,
-    ...(options.noGroup ? {} : { model_groups: [group] }),
-    credits_allocated: options.credits ?? 10,
-  });
-  return { teamId: team.team_id, key: team.virtual_key, group, organizationId };
-}
-
 const messages = (text = 'Say something') => [{ role: 'user', content: text }];
 
 /** The scripted reply: content steps, then the finish reason, with the given usage. */
@@ -49,12 +31,6 @@ const script = (parts: string[], usage: { prompt_tokens: number; completion_toke
   usage,
   ...extra,
 });
-
-async function balanceOf(teamId: string, target = app) {
-  const response = await target.request('GET', `/api/credits/teams/${teamId}/balance`);
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body as { balance: number; held: number; credits_remaining: number; credits_used: number };
-}
 
 /** The ledger entries of one job, oldest first. */
 async function jobLedger(teamId: string, jobId: string, target = app) {
@@ -66,33 +42,9 @@ async function jobLedger(teamId: string, jobId: string, target = app) {
     .map(({ type, amount, held_change }) => ({ type, amount, held_change }));
 }
 
-async function query<T = any>(sqlText: string, params: unknown[], target = app): Promise<T[]> {
-  const client = new pg.Client({ connectionString: target.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sqlText, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-async function ledgerSum(teamId: string, target = app): Promise<{ balance: number; held: number }> {
-  const [row] = await query(
-    `SELECT coalesce(sum(amount_micro), 0)::bigint AS balance, coalesce(sum(held_delta_micro), 0)::bigint AS held
-       FROM credit_ledger WHERE team_id = $1`,
-    [teamId],
-    target,
-  );
-  return { balance: Number(row.balance) / 1e6, held: Number(row.held) / 1e6 };
-}
-
-const dbCall = async (callId: string, target = app) => (await query('SELECT * FROM llm_calls WHERE id = $1', [callId], target))[0];
+const dbCall = async (callId: string, target = app) => (await query(target, 'SELECT * FROM llm_calls WHERE id = $1', [callId]))[0];
 const dbJobs = (teamId: string, target = app) =>
-  query<{ id: string; status: string; charged_micro: string | number; hold_micro: string | number }>(
-    'SELECT * FROM jobs WHERE team_id = $1 ORDER BY created_at',
-    [teamId],
-    target,
-  );
+  query<{ id: string; status: string; charged_micro: string | number; hold_micro: string | number }>(target, 'SELECT * FROM jobs WHERE team_id = $1 ORDER BY created_at', [teamId]);
 
 /** USD per million tokens with six decimals → pico-USD per token, so costs are computed exactly. */
 const PRICES: Record<string, [number, number]> = { 'sim-small': [500_000, 1_500_000], 'sim-large': [5_000_000, 15_000_000] };
@@ -105,47 +57,11 @@ async function createJob(setup: TeamSetup, jobType = 'summarize', target = app) 
   return response.body.job_id as string;
 }
 
-function expectErrorBody(response: ApiResponse, status: number, code?: string) {
-  const dump = JSON.stringify(response.body);
-  expect(response.status, dump).toBe(status);
-  expect(response.headers.get('content-type'), dump).toMatch(/^application\/json/);
-  expect(Object.keys(response.body), dump).toEqual(['error']);
-  expect(typeof response.body.error.message, dump).toBe('string');
-  expect(typeof response.body.error.type, dump).toBe('string');
-  if (code !== undefined) expect(response.body.error.code, dump).toBe(code);
-  return response.body.error as { type: string; code: string; message: string; param: string | null };
-}
-
 // --- SSE ---------------------------------------------------------------------------------------------------
 
-function postStream(path: string, key: string, body: unknown, target = app): Promise<Response> {
-  return fetch(target.url + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-}
-
-/** Reads the body incrementally and yields the payload of every `data:` line as soon as its frame is complete. */
+/** The payload of every `data:` line, as soon as its frame is complete (`:` keepalive comments carry none). */
 async function* sseData(response: Response): AsyncGenerator<string> {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      for (const line of frame.split('\n')) {
-        if (line.startsWith('data:')) yield line.slice(5).trimStart();
-        // `:` comment lines (keepalive) are ignored, as SSE clients do.
-      }
-    }
-  }
-  expect(buffer.trim(), 'no incomplete frame at the end of the stream').toBe('');
+  for await (const frame of sseFrames(response)) yield* frame.dataLines;
 }
 
 async function collectSse(response: Response): Promise<string[]> {
@@ -154,11 +70,9 @@ async function collectSse(response: Response): Promise<string[]> {
   return all;
 }
 
-function expectSseHeaders(response: Response) {
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  expect(response.headers.get('cache-control')).toMatch(/no-cache/);
-  expect(response.headers.get('x-accel-buffering')).toBe('no');
+/** A 200 with the SSE headers and the call's id. */
+function expectCallStream(response: Response) {
+  expectSseHeaders(response.headers, response.status);
   expect(response.headers.get('x-call-id')).toMatch(/^call_[a-z0-9]{21}$/);
 }
 
@@ -189,14 +103,6 @@ function expectTextChunks(chunks: any[], parts: string[], model = 'sim-small') {
 
 const jsonOf = async (response: Response): Promise<any> => response.json();
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 
 describe('job lifecycle', () => {
@@ -213,7 +119,7 @@ describe('job lifecycle', () => {
     expect(created.body).toEqual({ job_id: expect.stringMatching(/^job_[a-z0-9]{21}$/), status: 'pending', created_at: expect.any(String), credits_reserved: 1 });
     expect(Number.isNaN(Date.parse(created.body.created_at))).toBe(false);
     const jobId: string = created.body.job_id;
-    expect(await balanceOf(teamId)).toMatchObject({ balance: 10, held: 1, credits_remaining: 9 });
+    expect(await balanceOf(app, teamId)).toMatchObject({ balance: 10, held: 1, credits_remaining: 9 });
 
     const fresh = await app.request('GET', `/api/jobs/${jobId}`, { token: key });
     expect(fresh.status).toBe(200);
@@ -270,8 +176,8 @@ describe('job lifecycle', () => {
       ],
       usage: { prompt_tokens: 20, completion_tokens: 3 },
     });
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, key, { messages: messages('Count to three') });
-    expectSseHeaders(response);
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, key, { messages: messages('Count to three') });
+    expectCallStream(response);
     const streamCallId = response.headers.get('x-call-id')!;
     const frames: string[] = [];
     let sawEarlyChunk = false;
@@ -384,8 +290,8 @@ describe('job lifecycle', () => {
     const costs = await app.request('GET', `/api/jobs/${jobId}/costs`, { token: key });
     expect(costs.status).toBe(200);
     expect(costs.body).toEqual(completed.body.costs);
-    expect(await balanceOf(teamId)).toMatchObject({ balance: 9, held: 0, credits_remaining: 9, credits_used: 1 });
-    expect(await ledgerSum(teamId)).toEqual({ balance: 9, held: 0 });
+    expect(await balanceOf(app, teamId)).toMatchObject({ balance: 9, held: 0, credits_remaining: 9, credits_used: 1 });
+    expect(await ledgerSum(app, teamId)).toEqual({ balance: 9, held: 0 });
     expect(await jobLedger(teamId, jobId)).toEqual([
       { type: 'hold', amount: 0, held_change: 1 },
       { type: 'charge', amount: -1, held_change: -1 },
@@ -399,7 +305,7 @@ describe('job lifecycle', () => {
     expect(again.body).toEqual(completed.body);
     const otherStatus = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: key, body: { status: 'failed' } });
     expectErrorBody(otherStatus, 409, 'job_already_settled');
-    expect(await balanceOf(teamId)).toMatchObject({ balance: 9, held: 0 });
+    expect(await balanceOf(app, teamId)).toMatchObject({ balance: 9, held: 0 });
     expect(await jobLedger(teamId, jobId)).toHaveLength(2);
 
     // --- a settled job takes no more calls, and nothing reaches the upstream
@@ -417,11 +323,11 @@ describe('job lifecycle', () => {
     const jobId = await createJob(setup);
     const before = app.upstream.requests.length;
     app.upstream.enqueue(script(['Alpha', ' beta'], { prompt_tokens: 9, completion_tokens: 2 }));
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, {
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, {
       messages: messages(),
       stream_options: { include_usage: true },
     });
-    expectSseHeaders(response);
+    expectCallStream(response);
     const chunks = chunksOf(await collectSse(response));
     expectTextChunks(chunks.filter((chunk) => chunk.choices.length > 0), ['Alpha', ' beta']);
     const usageChunks = chunks.filter((chunk) => chunk.choices.length === 0);
@@ -438,7 +344,7 @@ describe('job lifecycle', () => {
   it('releases the hold of a job completed as failed and charges nothing', async () => {
     const setup = await setupTeam(app, { credits: 4 });
     const jobId = await createJob(setup);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 4, held: 1 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 4, held: 1 });
     const failed = await app.request('POST', `/api/jobs/${jobId}/complete`, {
       token: setup.key,
       body: { status: 'failed', error_message: 'user gave up' },
@@ -450,7 +356,7 @@ describe('job lifecycle', () => {
       calls: [],
       costs: { total_calls: 0, total_tokens: 0, total_cost_usd: 0, credits_charged: 0, credit_applied: false, credits_remaining: 4 },
     });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 4, held: 0, credits_remaining: 4, credits_used: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 4, held: 0, credits_remaining: 4, credits_used: 0 });
     expect(await jobLedger(setup.teamId, jobId)).toEqual([
       { type: 'hold', amount: 0, held_change: 1 },
       { type: 'release', amount: 0, held_change: -1 },
@@ -460,7 +366,7 @@ describe('job lifecycle', () => {
     // Replays with the same status, conflicts with another.
     expect((await app.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'failed' } })).body).toEqual(failed.body);
     expectErrorBody(await app.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'completed' } }), 409, 'job_already_settled');
-    expect(await ledgerSum(setup.teamId)).toEqual({ balance: 4, held: 0 });
+    expect(await ledgerSum(app, setup.teamId)).toEqual({ balance: 4, held: 0 });
   });
 });
 
@@ -482,7 +388,7 @@ describe('create-and-call', () => {
       costs: { total_calls: 1, successful_calls: 1, failed_calls: 0, total_tokens: 18, credits_charged: 1, credit_applied: true, credits_remaining: 4 },
     });
     expect(response.body.metadata.job_id).toBe(response.body.job_id);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 4, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 4, held: 0 });
     expect(await jobLedger(setup.teamId, response.body.job_id)).toEqual([
       { type: 'hold', amount: 0, held_change: 1 },
       { type: 'charge', amount: -1, held_change: -1 },
@@ -501,8 +407,8 @@ describe('create-and-call', () => {
     const setup = await setupTeam(app, { credits: 5 });
     const before = app.upstream.requests.length;
     app.upstream.enqueue(script(['Stream', 'ing ', 'job'], { prompt_tokens: 12, completion_tokens: 3 }));
-    const response = await postStream('/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'stream', messages: messages() });
-    expectSseHeaders(response);
+    const response = await postStream(app, '/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'stream', messages: messages() });
+    expectCallStream(response);
     const jobId = response.headers.get('x-job-id')!;
     expect(jobId).toMatch(/^job_[a-z0-9]{21}$/);
     const frames: string[] = [];
@@ -510,7 +416,7 @@ describe('create-and-call', () => {
       frames.push(data);
       if (data === '[DONE]') {
         // The client has [DONE] in hand: the job is already settled and charged.
-        expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 4, held: 0, credits_remaining: 4 });
+        expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 4, held: 0, credits_remaining: 4 });
         const job = await app.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
         expect(job.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1, credit_applied: true } });
       }
@@ -546,13 +452,13 @@ describe('budget modes', () => {
     expect(mode.status).toBe(200);
     const created = await app.request('POST', '/api/jobs/create', { token: setup.key, body: { team_id: setup.teamId, job_type: 'x' } });
     expect(created.body.credits_reserved).toBe(3);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 3 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 3 });
     app.upstream.enqueue(script(['ok'], { prompt_tokens: 1000, completion_tokens: 1000 }));
     expect((await app.request('POST', `/api/jobs/${created.body.job_id}/llm-call`, { token: setup.key, body: { messages: messages() } })).status).toBe(200);
     const completed = await app.request('POST', `/api/jobs/${created.body.job_id}/complete`, { token: setup.key, body: { status: 'completed' } });
     expect(completed.body.costs).toMatchObject({ credits_charged: 3, credit_applied: true, credits_remaining: 7, total_tokens: 2000 });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 7, held: 0 });
-    expect(await ledgerSum(setup.teamId)).toEqual({ balance: 7, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 7, held: 0 });
+    expect(await ledgerSum(app, setup.teamId)).toEqual({ balance: 7, held: 0 });
   });
 
   it('consumption_tokens charges total tokens / tokens_per_credit exactly (250 tokens at 100 per credit = 2.5)', async () => {
@@ -562,18 +468,18 @@ describe('budget modes', () => {
     });
     expect(mode.status).toBe(200);
     const jobId = await createJob(setup);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 1 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 1 });
     app.upstream.enqueue(script(['counted'], { prompt_tokens: 120, completion_tokens: 130 }));
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
-    expectSseHeaders(response);
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
+    expectCallStream(response);
     expectTextChunks(chunksOf(await collectSse(response)), ['counted']);
     // The hold grew to cover what the job used.
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 2.5 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 2.5 });
     const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'completed' } });
     expect(completed.status).toBe(200);
     expect(completed.body.costs).toMatchObject({ total_tokens: 250, credits_charged: 2.5, credit_applied: true, credits_remaining: 7.5 });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 7.5, held: 0, credits_remaining: 7.5, credits_used: 2.5 });
-    expect(await ledgerSum(setup.teamId)).toEqual({ balance: 7.5, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 7.5, held: 0, credits_remaining: 7.5, credits_used: 2.5 });
+    expect(await ledgerSum(app, setup.teamId)).toEqual({ balance: 7.5, held: 0 });
     const ledger = await jobLedger(setup.teamId, jobId);
     expect(ledger.at(-1)).toEqual({ type: 'charge', amount: -2.5, held_change: -2.5 });
     expect(ledger.filter((entry) => entry.type === 'hold').reduce((sum, entry) => sum + entry.held_change, 0)).toBe(2.5);
@@ -601,12 +507,12 @@ describe('budget modes', () => {
       expect(first.status).toBe(200);
       expect(first.body.metadata.cost_usd).toBe(0.0028);
       usdApp.upstream.enqueue(script(['second'], { prompt_tokens: 123, completion_tokens: 457 }));
-      const second = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() }, usdApp);
+      const second = await postStream(usdApp, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
       expectTextChunks(chunksOf(await collectSse(second)), ['second']);
 
       const job = await usdApp.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
       expect(job.body.calls.map((c: { cost_usd: number }) => c.cost_usd)).toEqual([0.0028, 0.001037]);
-      const rows = await query('SELECT cost_usd FROM llm_calls WHERE job_id = $1 ORDER BY created_at', [jobId], usdApp);
+      const rows = await query(usdApp, 'SELECT cost_usd FROM llm_calls WHERE job_id = $1 ORDER BY created_at', [jobId]);
       expect(rows.map((row) => row.cost_usd)).toEqual(['0.002800000000', '0.001037000000']);
 
       const completed = await usdApp.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'completed' } });
@@ -620,10 +526,10 @@ describe('budget modes', () => {
         credit_applied: true,
         credits_remaining: 96.163,
       });
-      expect(await balanceOf(setup.teamId, usdApp)).toMatchObject({ balance: 96.163, held: 0 });
-      const [jobRow] = await query('SELECT charged_micro FROM jobs WHERE id = $1', [jobId], usdApp);
+      expect(await balanceOf(usdApp, setup.teamId)).toMatchObject({ balance: 96.163, held: 0 });
+      const [jobRow] = await query(usdApp, 'SELECT charged_micro FROM jobs WHERE id = $1', [jobId]);
       expect(Number(jobRow.charged_micro)).toBe(3_837_000);
-      expect(await ledgerSum(setup.teamId, usdApp)).toEqual({ balance: 96.163, held: 0 });
+      expect(await ledgerSum(usdApp, setup.teamId)).toEqual({ balance: 96.163, held: 0 });
     } finally {
       await usdApp.close();
     }
@@ -642,13 +548,13 @@ describe('refusals', () => {
       body: { team_id: setup.teamId, job_type: 'x', messages: messages() },
     });
     expectErrorBody(oneShot, 402, 'insufficient_credits');
-    const stream = await postStream('/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() });
+    const stream = await postStream(app, '/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() });
     expect(stream.status).toBe(402);
     expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
     expect((await jsonOf(stream)).error.code).toBe('insufficient_credits');
     expect(app.upstream.requests).toHaveLength(before);
     expect(await dbJobs(setup.teamId)).toEqual([]);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 0, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 0, held: 0 });
   });
 
   it("answers 404 for another team's team_id and job id, and for unknown jobs; 400 for an ill-formed id", async () => {
@@ -660,7 +566,7 @@ describe('refusals', () => {
       404,
     );
     expect(await dbJobs(b.teamId)).toEqual([]);
-    expect(await balanceOf(b.teamId)).toMatchObject({ balance: 10, held: 0 });
+    expect(await balanceOf(app, b.teamId)).toMatchObject({ balance: 10, held: 0 });
 
     const bJob = await createJob(b);
     const before = app.upstream.requests.length;
@@ -672,7 +578,7 @@ describe('refusals', () => {
     expect(app.upstream.requests).toHaveLength(before);
     const untouched = await app.request('GET', `/api/jobs/${bJob}`, { token: b.key });
     expect(untouched.body).toMatchObject({ status: 'pending', calls: [] });
-    expect(await balanceOf(b.teamId)).toMatchObject({ balance: 10, held: 1 });
+    expect(await balanceOf(app, b.teamId)).toMatchObject({ balance: 10, held: 1 });
 
     const unknown = `job_${'a'.repeat(21)}`;
     expectErrorBody(await app.request('GET', `/api/jobs/${unknown}`, { token: a.key }), 404);
@@ -692,7 +598,7 @@ describe('refusals', () => {
     for (const model of ['sim-large', 'gpt-4o', otherGroup]) {
       const refused = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: setup.key, body: { messages: messages(), model } });
       expect(expectErrorBody(refused, 403, 'model_not_allowed')).toMatchObject({ type: 'permission_error', param: 'model' });
-      const refusedStream = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages(), model });
+      const refusedStream = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages(), model });
       expect(refusedStream.status).toBe(403);
       expect(refusedStream.headers.get('content-type')).toMatch(/^application\/json/);
       expect((await jsonOf(refusedStream)).error.code).toBe('model_not_allowed');
@@ -707,7 +613,7 @@ describe('refusals', () => {
     });
     expectErrorBody(oneShot, 403, 'model_not_allowed');
     expect(app.upstream.requests).toHaveLength(before);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 1 }); // only the first job's hold
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 1 }); // only the first job's hold
     const jobs = await dbJobs(setup.teamId);
     expect(jobs.map((j) => j.status)).toEqual(['pending']);
   });
@@ -756,8 +662,8 @@ describe('fallback and upstream failures', () => {
 
     // The same for a stream: nothing was sent to the client before the fallback.
     app.upstream.enqueue({ status: 503 }, script(['streamed ', 'large'], { prompt_tokens: 8, completion_tokens: 2 }));
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
-    expectSseHeaders(response);
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
+    expectCallStream(response);
     expectTextChunks(chunksOf(await collectSse(response)), ['streamed ', 'large'], 'sim-large');
     expect(app.upstream.requests.slice(before).map((r) => r.body.model)).toEqual(['sim-small', 'sim-large', 'sim-small', 'sim-large']);
 
@@ -776,7 +682,7 @@ describe('fallback and upstream failures', () => {
     const before = app.upstream.requests.length;
 
     app.upstream.enqueue({ status: 500, errorMessage: secret }, { status: 500, errorMessage: secret });
-    const stream = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
+    const stream = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
     expect(stream.status).toBe(502);
     expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
     const streamError = await jsonOf(stream);
@@ -801,7 +707,7 @@ describe('fallback and upstream failures', () => {
     // The job stays usable; failing it releases the hold.
     const failed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'failed' } });
     expect(failed.body.costs).toMatchObject({ credits_charged: 0, credit_applied: false, failed_calls: 2 });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0 });
   });
 
   it('create-and-call and create-and-call-stream answer 502 when every model fails, end the job failed and charge nothing', async () => {
@@ -814,14 +720,14 @@ describe('fallback and upstream failures', () => {
       body: { team_id: setup.teamId, job_type: 'oneshot', messages: messages() },
     });
     expectErrorBody(plain, 502, 'upstream_error');
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5 });
 
     app.upstream.enqueue({ status: 500 }, { status: 500 });
-    const stream = await postStream('/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'oneshot', messages: messages() });
+    const stream = await postStream(app, '/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'oneshot', messages: messages() });
     expect(stream.status).toBe(502);
     expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
     expect((await jsonOf(stream)).error).toMatchObject({ type: 'upstream_error', code: 'upstream_error' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5, credits_used: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5, credits_used: 0 });
     expect(app.upstream.requests).toHaveLength(before + 4);
 
     const jobs = await dbJobs(setup.teamId);
@@ -837,7 +743,7 @@ describe('fallback and upstream failures', () => {
         { type: 'release', amount: 0, held_change: -1 },
       ]);
     }
-    expect(await ledgerSum(setup.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(await ledgerSum(app, setup.teamId)).toEqual({ balance: 5, held: 0 });
   });
 
   it('answers 502 when the upstream is down, for calls and one-shot jobs alike, and charges nothing', async () => {
@@ -847,14 +753,14 @@ describe('fallback and upstream failures', () => {
       const jobId = await createJob(setup, 'x', downApp);
       const plain = await downApp.request('POST', `/api/jobs/${jobId}/llm-call`, { token: setup.key, body: { messages: messages() } });
       expectErrorBody(plain, 502, 'upstream_error');
-      const stream = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() }, downApp);
+      const stream = await postStream(downApp, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
       expect(stream.status).toBe(502);
       expect(stream.headers.get('content-type')).toMatch(/^application\/json/);
       expect((await jsonOf(stream)).error.code).toBe('upstream_error');
       const job = await downApp.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
       expect(job.body.calls.map((c: { status: string }) => c.status)).toEqual(['failed', 'failed']);
 
-      const oneShot = await postStream('/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() }, downApp);
+      const oneShot = await postStream(downApp, '/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() });
       expect(oneShot.status).toBe(502);
       expect((await jsonOf(oneShot)).error.type).toBe('upstream_error');
       const oneShotPlain = await downApp.request('POST', '/api/jobs/create-and-call', {
@@ -863,7 +769,7 @@ describe('fallback and upstream failures', () => {
       });
       expectErrorBody(oneShotPlain, 502, 'upstream_error');
       expect((await dbJobs(setup.teamId, downApp)).map((j) => j.status)).toEqual(['in_progress', 'failed', 'failed']);
-      expect(await balanceOf(setup.teamId, downApp)).toMatchObject({ balance: 5, held: 1 }); // the open job's hold only
+      expect(await balanceOf(downApp, setup.teamId)).toMatchObject({ balance: 5, held: 1 }); // the open job's hold only
       expect(downApp.upstream.requests).toHaveLength(0);
     } finally {
       await downApp.close();
@@ -880,8 +786,8 @@ describe('fallback and upstream failures', () => {
         { type: 'error', message: 'boom' },
       ],
     });
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
-    expectSseHeaders(response);
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
+    expectCallStream(response);
     const frames = await collectSse(response);
     expect(frames.at(-1)).toBe('[DONE]');
     const parsed = frames.slice(0, -1).map((frame) => JSON.parse(frame));
@@ -915,8 +821,8 @@ describe('fallback and upstream failures', () => {
   it('create-and-call-stream with an error mid-stream ends the job failed, charges nothing, and still ends with [DONE]', async () => {
     const setup = await setupTeam(app, { credits: 5 });
     app.upstream.enqueue({ steps: [{ type: 'content', text: 'half' }, { type: 'error', message: 'boom' }] });
-    const response = await postStream('/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() });
-    expectSseHeaders(response);
+    const response = await postStream(app, '/api/jobs/create-and-call-stream', setup.key, { team_id: setup.teamId, job_type: 'x', messages: messages() });
+    expectCallStream(response);
     const jobId = response.headers.get('x-job-id')!;
     const frames = await collectSse(response);
     expect(frames.at(-1)).toBe('[DONE]');
@@ -927,7 +833,7 @@ describe('fallback and upstream failures', () => {
     const job = await app.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
     expect(job.body).toMatchObject({ status: 'failed', costs: { credits_charged: 0, credit_applied: false, failed_calls: 1 } });
     expect(job.body.calls[0]).toMatchObject({ status: 'failed', response_content: 'half' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0 });
   });
 
   it('carries the finish reasons length and content_filter through and records them', async () => {
@@ -935,8 +841,8 @@ describe('fallback and upstream failures', () => {
     const jobId = await createJob(setup);
     for (const reason of ['length', 'content_filter'] as const) {
       app.upstream.enqueue({ steps: [{ type: 'content', text: 'cut' }, { type: 'finish', reason }], usage: { prompt_tokens: 4, completion_tokens: 1 } });
-      const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
-      expectSseHeaders(response);
+      const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages() });
+      expectCallStream(response);
       const chunks = chunksOf(await collectSse(response));
       expect(contentsOf(chunks)).toEqual(['cut']);
       expect(chunks.at(-1).choices[0].finish_reason).toBe(reason);
@@ -949,19 +855,11 @@ describe('fallback and upstream failures', () => {
     const setup = await setupTeam(app);
     const jobId = await createJob(setup);
     const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
-    const toolScript: UpstreamScript = {
-      steps: [
-        { type: 'tool_call', index: 0, id: 'call_weather_1', name: 'get_weather', arguments: '' },
-        { type: 'tool_call', index: 0, arguments: '{"city":' },
-        { type: 'tool_call', index: 0, arguments: '"Paris"}' },
-        { type: 'finish', reason: 'tool_calls' },
-      ],
-      usage: { prompt_tokens: 30, completion_tokens: 12 },
-    };
+    const toolScript = weatherToolScript();
     const before = app.upstream.requests.length;
     app.upstream.enqueue(toolScript);
-    const response = await postStream(`/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages('Weather in Paris?'), tools, tool_choice: 'auto' });
-    expectSseHeaders(response);
+    const response = await postStream(app, `/api/jobs/${jobId}/llm-call-stream`, setup.key, { messages: messages('Weather in Paris?'), tools, tool_choice: 'auto' });
+    expectCallStream(response);
     const chunks = chunksOf(await collectSse(response));
     expect(chunks[0].choices[0].delta.role).toBe('assistant');
     const deltas = chunks.flatMap((chunk) => chunk.choices[0]?.delta?.tool_calls ?? []);

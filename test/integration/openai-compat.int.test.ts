@@ -1,10 +1,11 @@
 import OpenAI from 'openai';
 import type { ChatCompletionChunk, ChatCompletionTool } from 'openai/resources/chat/completions';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RecordedRequest, UpstreamScript } from '../../src/upstream/simulated-server.js';
+import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
+import { balanceOf, getJob, waitForJobStatus } from '../helpers/api.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createModelGroup, createOrganization, createTeam, uniqueId } from '../helpers/factories.js';
+import { createModelGroup, setupTeam, uniqueId } from '../helpers/factories.js';
+import { upstreamRequest, weatherToolScript } from '../helpers/upstream.js';
 
 /**
  * The OpenAI-compatible API driven by the official `openai` npm package, as a customer would: `baseURL` is
@@ -21,23 +22,6 @@ afterAll(() => app?.close());
 // ---------------------------------------------------------------------------------------------------------
 // helpers
 
-interface TeamSetup {
-  teamId: string;
-  key: string;
-  group: string;
-}
-
-async function setupTeam(options: { models?: string[]; credits?: number; extraGroups?: string[] } = {}): Promise<TeamSetup> {
-  const organizationId = await createOrganization(app);
-  const group = await createModelGroup(app, uniqueId('group'), options.models ?? ['sim-small']);
-  const team = await createTeam(app, {
-    organization_id: organizationId,
-    model_groups: [group, ...(options.extraGroups ?? [])],
-    credits_allocated: options.credits ?? 10,
-  });
-  return { teamId: team.team_id, key: team.virtual_key, group };
-}
-
 const clientFor = (key: string) => new OpenAI({ apiKey: key, baseURL: `${app.url}/v1`, maxRetries: 0, timeout: 20_000 });
 
 const messages = (text = 'Say something'): OpenAI.Chat.ChatCompletionMessageParam[] => [{ role: 'user', content: text }];
@@ -46,32 +30,6 @@ const script = (parts: string[], usage: { prompt_tokens: number; completion_toke
   steps: parts.map((text) => ({ type: 'content' as const, text, delayMs })),
   usage,
 });
-
-async function balanceOf(teamId: string) {
-  const response = await app.request('GET', `/api/credits/teams/${teamId}/balance`);
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body as { balance: number; held: number; credits_remaining: number; credits_used: number };
-}
-
-async function getJob(setup: TeamSetup, jobId: string): Promise<any> {
-  const response = await app.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body;
-}
-
-async function waitForJobStatus(setup: TeamSetup, jobId: string, wanted: string, timeoutMs = 10_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await getJob(setup, jobId);
-    if (job.status === wanted) return job;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${job.status} after ${timeoutMs} ms, expected ${wanted}`);
-    await sleep(25);
-  }
-}
-
-async function upstreamRequest(index: number, timeoutMs = 10_000): Promise<RecordedRequest> {
-  return (await app.upstream.waitForRequests(index + 1, timeoutMs))[index]!;
-}
 
 /** What a promise rejected with (fails the test when it resolves). */
 async function rejectionOf(promise: Promise<unknown>): Promise<any> {
@@ -92,16 +50,6 @@ const weatherTools: ChatCompletionTool[] = [
   },
 ];
 
-const weatherScript = (): UpstreamScript => ({
-  steps: [
-    { type: 'tool_call', index: 0, id: 'call_weather_1', name: 'get_weather', arguments: '' },
-    { type: 'tool_call', index: 0, arguments: '{"city":' },
-    { type: 'tool_call', index: 0, arguments: '"Paris"}' },
-    { type: 'finish', reason: 'tool_calls' },
-  ],
-  usage: { prompt_tokens: 30, completion_tokens: 12 },
-});
-
 const expectedToolCalls = [{ id: 'call_weather_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -110,7 +58,7 @@ describe('models', () => {
   it("lists the team's model groups and the models inside them, and nothing else", async () => {
     const second = await createModelGroup(app, uniqueId('second'), ['gpt-4o']);
     await createModelGroup(app, uniqueId('unassigned'), ['claude-3-5-sonnet']);
-    const setup = await setupTeam({ models: ['sim-small', 'sim-large'], extraGroups: [second] });
+    const setup = await setupTeam(app, { models: ['sim-small', 'sim-large'], extraGroups: [second] });
 
     const page = await clientFor(setup.key).models.list();
     const ids = page.data.map((model) => model.id);
@@ -128,7 +76,7 @@ describe('models', () => {
 
 describe('chat completions', () => {
   it('answers a non-streamed request with content and usage, and bills one credit per request as a chat_completion job', async () => {
-    const setup = await setupTeam({ credits: 10 });
+    const setup = await setupTeam(app, { credits: 10 });
     const client = clientFor(setup.key);
     const before = app.upstream.requests.length;
 
@@ -147,22 +95,22 @@ describe('chat completions', () => {
     const jobId = response.headers.get('x-job-id');
     expect(jobId).toMatch(/^job_[a-z0-9]{21}$/);
     expect(response.headers.get('x-call-id')).toMatch(/^call_[a-z0-9]{21}$/);
-    const job = await getJob(setup, jobId!);
+    const job = await getJob(app, setup, jobId!);
     expect(job).toMatchObject({ job_type: 'chat_completion', status: 'completed', costs: { total_calls: 1, credits_charged: 1, credit_applied: true } });
     expect(job.calls[0]).toMatchObject({ status: 'success', streamed: false, response_content: 'Hello from the SDK', prompt_tokens: 12, completion_tokens: 3 });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 9, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0 });
 
     // A second request, then a streamed one: one credit each.
     app.upstream.enqueue(script(['Again'], { prompt_tokens: 5, completion_tokens: 1 }));
     const again = await client.chat.completions.create({ model: setup.group, messages: messages() });
     expect(again.choices[0]!.message.content).toBe('Again');
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 8, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 8, held: 0 });
     app.upstream.enqueue(script(['Streamed'], { prompt_tokens: 5, completion_tokens: 1 }));
     const stream = await client.chat.completions.create({ model: setup.group, messages: messages(), stream: true });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     expect(contentOf(chunks)).toBe('Streamed');
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 7, held: 0, credits_used: 3 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 7, held: 0, credits_used: 3 });
 
     const usage = await app.request('GET', `/api/teams/${setup.teamId}/usage`, { token: setup.key });
     expect(usage.status, JSON.stringify(usage.body)).toBe(200);
@@ -173,7 +121,7 @@ describe('chat completions', () => {
   });
 
   it('streams with create({stream: true}): the scripted text, and a usage-only last chunk only with include_usage', async () => {
-    const setup = await setupTeam();
+    const setup = await setupTeam(app);
     const client = clientFor(setup.key);
 
     app.upstream.enqueue(script(['One ', 'two ', 'three'], { prompt_tokens: 9, completion_tokens: 3 }));
@@ -205,7 +153,7 @@ describe('chat completions', () => {
   });
 
   it("works with the SDK's streaming helper: content events and finalChatCompletion()", async () => {
-    const setup = await setupTeam();
+    const setup = await setupTeam(app);
     const parts = ['The ', 'helper ', 'assembles ', 'this.'];
     app.upstream.enqueue(script(parts, { prompt_tokens: 8, completion_tokens: 4 }, 20));
     const runner = clientFor(setup.key).chat.completions.stream({ model: setup.group, messages: messages('Helper?') });
@@ -223,17 +171,17 @@ describe('chat completions', () => {
   });
 
   it('returns tool calls non-streamed, and the streaming helper reassembles them with finish_reason tool_calls', async () => {
-    const setup = await setupTeam();
+    const setup = await setupTeam(app);
     const client = clientFor(setup.key);
     const before = app.upstream.requests.length;
 
-    app.upstream.enqueue(weatherScript());
+    app.upstream.enqueue(weatherToolScript());
     const plain = await client.chat.completions.create({ model: setup.group, messages: messages('Weather in Paris?'), tools: weatherTools, tool_choice: 'auto' });
     expect(plain.choices[0]!.finish_reason).toBe('tool_calls');
     expect(plain.choices[0]!.message.tool_calls).toEqual(expectedToolCalls);
     expect(app.upstream.requests[before]!.body).toMatchObject({ tools: weatherTools, tool_choice: 'auto' });
 
-    app.upstream.enqueue(weatherScript());
+    app.upstream.enqueue(weatherToolScript());
     const runner = client.chat.completions.stream({ model: setup.group, messages: messages('Weather in Paris?'), tools: weatherTools });
     const argumentsDone: { name: string; arguments: string }[] = [];
     runner.on('tool_calls.function.arguments.done', (event) => argumentsDone.push({ name: event.name, arguments: event.arguments }));
@@ -243,7 +191,7 @@ describe('chat completions', () => {
     expect(argumentsDone).toEqual([{ name: 'get_weather', arguments: '{"city":"Paris"}' }]);
 
     // Raw streaming: the deltas carry the call in pieces.
-    app.upstream.enqueue(weatherScript());
+    app.upstream.enqueue(weatherToolScript());
     const raw = await client.chat.completions.create({ model: setup.group, messages: messages('Weather in Paris?'), tools: weatherTools, stream: true });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of raw) chunks.push(chunk);
@@ -269,7 +217,7 @@ describe('errors reach the SDK as its typed errors', () => {
   });
 
   it('a team out of credits gets an APIError with status 402 and the contract code and type, and nothing reaches the upstream', async () => {
-    const setup = await setupTeam({ credits: 0 });
+    const setup = await setupTeam(app, { credits: 0 });
     const client = clientFor(setup.key);
     const before = app.upstream.requests.length;
     for (const stream of [false, true]) {
@@ -279,11 +227,11 @@ describe('errors reach the SDK as its typed errors', () => {
       expect(typeof error.message).toBe('string');
     }
     expect(app.upstream.requests).toHaveLength(before);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 0, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 0, held: 0 });
   });
 
   it('a model the team may not use is a PermissionDeniedError (403)', async () => {
-    const setup = await setupTeam({ models: ['sim-small'], credits: 5 });
+    const setup = await setupTeam(app, { models: ['sim-small'], credits: 5 });
     const client = clientFor(setup.key);
     const before = app.upstream.requests.length;
     for (const stream of [false, true]) {
@@ -292,11 +240,11 @@ describe('errors reach the SDK as its typed errors', () => {
       expect(error).toMatchObject({ status: 403, code: 'model_not_allowed', type: 'permission_error', param: 'model' });
     }
     expect(app.upstream.requests).toHaveLength(before);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0 });
   });
 
   it('an upstream 500 is an InternalServerError with status 502, and nothing is charged', async () => {
-    const setup = await setupTeam({ credits: 5 });
+    const setup = await setupTeam(app, { credits: 5 });
     const client = clientFor(setup.key);
     for (const stream of [false, true]) {
       app.upstream.enqueue({ status: 500, errorMessage: 'secret upstream detail' });
@@ -305,7 +253,7 @@ describe('errors reach the SDK as its typed errors', () => {
       expect(error).toMatchObject({ status: 502, code: 'upstream_error', type: 'upstream_error' });
       expect(error.message).not.toContain('secret upstream detail');
     }
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_used: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_used: 0 });
     const usage = await app.request('GET', `/api/teams/${setup.teamId}/usage`, { token: setup.key });
     expect(usage.body.totals).toMatchObject({ jobs: 2, credits_charged: 0 });
   });
@@ -313,7 +261,7 @@ describe('errors reach the SDK as its typed errors', () => {
 
 describe('abort', () => {
   it('aborting a streaming create mid-stream closes the upstream request at once; the job ends cancelled, nothing charged', async () => {
-    const setup = await setupTeam({ credits: 10 });
+    const setup = await setupTeam(app, { credits: 10 });
     const before = app.upstream.requests.length;
     app.upstream.enqueue(script(['Slow ', 'words ', 'one ', 'at ', 'a ', 'time ', 'until ', 'the ', 'very ', 'end.'], { prompt_tokens: 6, completion_tokens: 10 }, 300));
     const controller = new AbortController();
@@ -342,15 +290,15 @@ describe('abort', () => {
     if (caught !== undefined) expect(caught).toBeInstanceOf(OpenAI.APIUserAbortError);
     expect(received).toEqual(['Slow ', 'words ']);
 
-    const upstream = await upstreamRequest(before);
+    const upstream = await upstreamRequest(app, before);
     const closed = await app.upstream.waitForClosed(upstream.id, 1_000);
     expect(closed.abortedByClient).toBe(true);
     expect(closed.finishedAt).toBeUndefined();
 
-    const job = await waitForJobStatus(setup, jobId!, 'cancelled');
+    const job = await waitForJobStatus(app, setup, jobId!, 'cancelled');
     expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
     expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
     expect(job.calls[0].response_content ?? '').not.toContain('end.');
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_used: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_used: 0 });
   });
 });

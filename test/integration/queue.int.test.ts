@@ -1,9 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedRequest, UpstreamScript } from '../../src/upstream/simulated-server.js';
-import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
-import { createModelGroup, createOrganization, createTeam, uniqueId } from '../helpers/factories.js';
+import { balanceOf, expectErrorBody, getJob, waitForJobStatus } from '../helpers/api.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { setupTeam, type TeamSetup } from '../helpers/factories.js';
+import { query } from '../helpers/postgres.js';
+import { expectSseHeaders, postStream, sseFrames } from '../helpers/sse.js';
+import { upstreamRequest, weatherToolScript } from '../helpers/upstream.js';
 
 /**
  * The queue API over HTTP, end to end: a call submitted with `POST /api/llm/complete` runs server-side at once,
@@ -20,19 +23,6 @@ afterAll(() => app?.close());
 
 // ---------------------------------------------------------------------------------------------------------
 // helpers
-
-interface TeamSetup {
-  teamId: string;
-  key: string;
-  group: string;
-}
-
-async function setupTeam(target: TestApp, options: { models?: string[]; credits?: number } = {}): Promise<TeamSetup> {
-  const organizationId = await createOrganization(target);
-  const group = await createModelGroup(target, uniqueId('group'), options.models ?? ['sim-small']);
-  const team = await createTeam(target, { organization_id: organizationId, model_groups: [group], credits_allocated: options.credits ?? 10 });
-  return { teamId: team.team_id, key: team.virtual_key, group };
-}
 
 const messages = (text = 'Say something') => [{ role: 'user', content: text }];
 
@@ -68,54 +58,6 @@ async function waitForStatus(setup: TeamSetup, queueId: string, wanted: string[]
   }
 }
 
-async function getJob(setup: TeamSetup, jobId: string, target = app): Promise<any> {
-  const response = await target.request('GET', `/api/jobs/${jobId}`, { token: setup.key });
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body;
-}
-
-async function waitForJobStatus(setup: TeamSetup, jobId: string, wanted: string, target = app, timeoutMs = 10_000): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await getJob(setup, jobId, target);
-    if (job.status === wanted) return job;
-    if (Date.now() > deadline) throw new Error(`job ${jobId} is still ${job.status} after ${timeoutMs} ms, expected ${wanted}`);
-    await sleep(25);
-  }
-}
-
-async function balanceOf(teamId: string, target = app) {
-  const response = await target.request('GET', `/api/credits/teams/${teamId}/balance`);
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body as { balance: number; held: number; credits_remaining: number; credits_used: number };
-}
-
-async function query<T = any>(sqlText: string, params: unknown[], target = app): Promise<T[]> {
-  const client = new pg.Client({ connectionString: target.databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query(sqlText, params)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-/** The upstream request number `index` (0-based) of that upstream, once it has arrived. */
-async function upstreamRequest(target: TestApp, index: number, timeoutMs = 10_000): Promise<RecordedRequest> {
-  return (await target.upstream.waitForRequests(index + 1, timeoutMs))[index]!;
-}
-
-function expectErrorBody(response: ApiResponse, status: number, code?: string) {
-  const dump = JSON.stringify(response.body);
-  expect(response.status, dump).toBe(status);
-  expect(response.headers.get('content-type'), dump).toMatch(/^application\/json/);
-  expect(Object.keys(response.body), dump).toEqual(['error']);
-  expect(typeof response.body.error.message, dump).toBe('string');
-  expect(typeof response.body.error.type, dump).toBe('string');
-  if (code !== undefined) expect(response.body.error.code, dump).toBe(code);
-  return response.body.error as { type: string; code: string; message: string; param: string | null };
-}
-
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -135,30 +77,11 @@ interface SseEvent {
   data: any;
 }
 
-/** Parses the body incrementally and yields every event as soon as its frame is complete; comments are skipped. */
+/** Every event as soon as its frame is complete; `:` comment lines (keepalive) carry none. */
 async function* sseEvents(response: Response): AsyncGenerator<SseEvent> {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of frame.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
-        else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-        // `:` comment lines (keepalive) carry no event.
-      }
-      if (data.length > 0) yield { event, data: JSON.parse(data.join('\n')) };
-    }
+  for await (const frame of sseFrames(response)) {
+    if (frame.data !== null) yield { event: frame.event ?? 'message', data: JSON.parse(frame.data) };
   }
-  expect(buffer.trim(), 'no incomplete frame at the end of the stream').toBe('');
 }
 
 /** One attached reader: events are read one at a time, so a test can act between them. */
@@ -209,16 +132,20 @@ class Attached {
 }
 
 async function attach(setup: TeamSetup, queueId: string, target = app): Promise<Attached> {
-  const response = await fetch(`${target.url}/api/llm/queue/stream`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${setup.key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ queueId }),
-  });
-  expect(response.status).toBe(200);
-  expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-  expect(response.headers.get('cache-control')).toMatch(/no-cache/);
-  expect(response.headers.get('x-accel-buffering')).toBe('no');
+  const response = await postStream(target, '/api/llm/queue/stream', setup.key, { queueId });
+  expectSseHeaders(response.headers, response.status);
   return new Attached(response);
+}
+
+/** Submits a call the upstream answers with `script`, attaches once its upstream request arrived and reads the start event. */
+async function submitAndAttach(setup: TeamSetup, script: UpstreamScript): Promise<{ queueId: string; upstream: RecordedRequest; reader: Attached }> {
+  const before = app.upstream.requests.length;
+  app.upstream.enqueue(script);
+  const queueId = await submitOk(setup);
+  const upstream = await upstreamRequest(app, before);
+  const reader = await attach(setup, queueId);
+  expect(await reader.next()).toEqual({ event: 'start', data: { queueId } });
+  return { queueId, upstream, reader };
 }
 
 const chunksOf = (events: SseEvent[]) => events.filter((event) => event.event === 'chunk').map((event) => event.data);
@@ -243,6 +170,14 @@ function expectCompleteStream(events: SseEvent[], queueId: string, parts: string
   expect(textOf(events), dump).toBe(parts.join(''));
   expect(chunks.at(-1).finishReason, dump).toBe(finishReason);
   expect(chunks.slice(0, -1).every((chunk) => chunk.finishReason === null), dump).toBe(true);
+}
+
+/** Reads both readers to the end: each gets the complete stream of `parts`, and the second the same events as the first. */
+async function expectSameCompleteStreams(first: Attached, second: Attached, queueId: string, parts: string[]) {
+  const [firstEvents, secondEvents] = await Promise.all([first.rest(), second.rest()]);
+  expectCompleteStream(firstEvents, queueId, parts);
+  expectCompleteStream(secondEvents, queueId, parts);
+  expect(secondEvents).toEqual(firstEvents);
 }
 
 /** start, then whatever chunks were produced, then an error event and done; nothing after done. */
@@ -300,11 +235,11 @@ describe('submit and run server-side', () => {
     expect(upstream.abortedByClient).toBe(false);
 
     // The job it created for the call is completed and charged one credit.
-    const job = await waitForJobStatus(setup, item.jobId, 'completed');
+    const job = await waitForJobStatus(app, setup, item.jobId, 'completed');
     expect(job).toMatchObject({ team_id: setup.teamId, costs: { total_calls: 1, successful_calls: 1, credits_charged: 1, credit_applied: true } });
     expect(job.calls).toHaveLength(1);
     expect(job.calls[0]).toMatchObject({ call_id: item.callId, status: 'success', streamed: true, response_content: PARTS.join('') });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 9, held: 0, credits_remaining: 9 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0, credits_remaining: 9 });
   });
 
   it('streams live to a reader attached at once: start, chunk events as they are produced, done', async () => {
@@ -341,10 +276,7 @@ describe('attaching late, after the end, and several readers', () => {
     expect((await upstreamRequest(app, before)).finishedAt).toBeUndefined();
     expect(contentDeltas(late.events)).toEqual(PARTS.slice(0, 3));
 
-    const [earlyEvents, lateEvents] = await Promise.all([early.rest(), late.rest()]);
-    expectCompleteStream(earlyEvents, queueId, PARTS);
-    expectCompleteStream(lateEvents, queueId, PARTS);
-    expect(lateEvents).toEqual(earlyEvents);
+    await expectSameCompleteStreams(early, late, queueId, PARTS);
   });
 
   it('replays the whole call, then done, to a reader attaching after it completed', async () => {
@@ -365,10 +297,7 @@ describe('attaching late, after the end, and several readers', () => {
     app.upstream.enqueue(slowScript(PARTS, 100));
     const queueId = await submitOk(setup);
     const [a, b] = await Promise.all([attach(setup, queueId), attach(setup, queueId)]);
-    const [eventsA, eventsB] = await Promise.all([a.rest(), b.rest()]);
-    expectCompleteStream(eventsA, queueId, PARTS);
-    expectCompleteStream(eventsB, queueId, PARTS);
-    expect(eventsB).toEqual(eventsA);
+    await expectSameCompleteStreams(a, b, queueId, PARTS);
   });
 
   it('a reader that leaves does not stop the call', async () => {
@@ -377,12 +306,7 @@ describe('attaching late, after the end, and several readers', () => {
     app.upstream.enqueue(slowScript(PARTS, 100));
     const queueId = await submitOk(setup);
     const controller = new AbortController();
-    const response = await fetch(`${app.url}/api/llm/queue/stream`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${setup.key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ queueId }),
-      signal: controller.signal,
-    });
+    const response = await postStream(app, '/api/llm/queue/stream', setup.key, { queueId }, { signal: controller.signal });
     const reader = new Attached(response);
     await reader.until(isContent(PARTS[0]!), 'the first content chunk');
     controller.abort();
@@ -400,15 +324,7 @@ describe('tool calls', () => {
     const setup = await setupTeam(app);
     const before = app.upstream.requests.length;
     const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
-    app.upstream.enqueue({
-      steps: [
-        { type: 'tool_call', index: 0, id: 'call_weather_1', name: 'get_weather', arguments: '', delayMs: 50 },
-        { type: 'tool_call', index: 0, arguments: '{"city":', delayMs: 50 },
-        { type: 'tool_call', index: 0, arguments: '"Paris"}', delayMs: 50 },
-        { type: 'finish', reason: 'tool_calls' },
-      ],
-      usage: { prompt_tokens: 30, completion_tokens: 12 },
-    });
+    app.upstream.enqueue(weatherToolScript(50));
     const queueId = await submitOk(setup, { messages: messages('Weather in Paris?'), tools, tool_choice: 'auto' });
     const events = await (await attach(setup, queueId)).rest();
     const dump = JSON.stringify(events);
@@ -440,6 +356,22 @@ describe('tool calls', () => {
 });
 
 describe('cancel', () => {
+  /**
+   * Cancels the item `reader` is attached to: the upstream request is aborted at once, the reader gets an error and
+   * done, and the job ends cancelled with nothing charged, so the team still has `credits`.
+   */
+  async function cancelAttached(setup: TeamSetup, queueId: string, upstream: RecordedRequest, reader: Attached, credits: number) {
+    const cancelled = await app.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
+    expect(cancelled.body).toEqual({ data: { queueId, status: 'cancelled' } });
+    expect((await app.upstream.waitForClosed(upstream.id, 1_000)).abortedByClient).toBe(true);
+    expectErrorThenDone(await reader.rest(5_000), queueId);
+    const item = await waitForStatus(setup, queueId, ['cancelled']);
+    const job = await waitForJobStatus(app, setup, item.jobId, 'cancelled');
+    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
+    expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: credits, held: 0 });
+  }
+
   it('aborts the upstream request at once, ends the reader with error and done, and charges nothing', async () => {
     const setup = await setupTeam(app, { credits: 10 });
     const before = app.upstream.requests.length;
@@ -464,10 +396,10 @@ describe('cancel', () => {
 
     const item = await waitForStatus(setup, queueId, ['cancelled']);
     expect(item).toMatchObject({ status: 'cancelled', finishedAt: expect.any(String) });
-    const job = await waitForJobStatus(setup, item.jobId, 'cancelled');
+    const job = await waitForJobStatus(app, setup, item.jobId, 'cancelled');
     expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
     expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_remaining: 10 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_remaining: 10 });
     // It stays cancelled; cancelling again answers the same and nothing else reaches the upstream.
     const again = await app.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
     expect(again.body).toEqual({ data: { queueId, status: 'cancelled' } });
@@ -477,43 +409,17 @@ describe('cancel', () => {
 
   it('cancels a call whose upstream has not answered yet', async () => {
     const setup = await setupTeam(app, { credits: 3 });
-    const before = app.upstream.requests.length;
-    app.upstream.enqueue({ headersDelayMs: 20_000, steps: [{ type: 'content', text: 'too late' }] });
-    const queueId = await submitOk(setup);
-    const upstream = await upstreamRequest(app, before);
-    const reader = await attach(setup, queueId);
-    expect(await reader.next()).toEqual({ event: 'start', data: { queueId } });
+    const { queueId, upstream, reader } = await submitAndAttach(setup, { headersDelayMs: 20_000, steps: [{ type: 'content', text: 'too late' }] });
 
-    const cancelled = await app.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
-    expect(cancelled.body).toEqual({ data: { queueId, status: 'cancelled' } });
-    expect((await app.upstream.waitForClosed(upstream.id, 1_000)).abortedByClient).toBe(true);
-    expectErrorThenDone(await reader.rest(5_000), queueId);
-    const item = await waitForStatus(setup, queueId, ['cancelled']);
-    const job = await waitForJobStatus(setup, item.jobId, 'cancelled');
-    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 3, held: 0 });
+    await cancelAttached(setup, queueId, upstream, reader, 3);
   });
 
   it('cancels a call whose upstream sent its headers but no chunk yet: cancelled, not an empty success', async () => {
     const setup = await setupTeam(app, { credits: 3 });
-    const before = app.upstream.requests.length;
-    app.upstream.enqueue({ steps: [{ type: 'hang' }] });
-    const queueId = await submitOk(setup);
-    const upstream = await upstreamRequest(app, before);
-    const reader = await attach(setup, queueId);
-    expect(await reader.next()).toEqual({ event: 'start', data: { queueId } });
+    const { queueId, upstream, reader } = await submitAndAttach(setup, { steps: [{ type: 'hang' }] });
     await waitForStatus(setup, queueId, ['processing']);
 
-    const cancelled = await app.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
-    expect(cancelled.body).toEqual({ data: { queueId, status: 'cancelled' } });
-    expect((await app.upstream.waitForClosed(upstream.id, 1_000)).abortedByClient).toBe(true);
-    expectErrorThenDone(await reader.rest(5_000), queueId);
-    const item = await waitForStatus(setup, queueId, ['cancelled']);
-    const job = await waitForJobStatus(setup, item.jobId, 'cancelled');
-    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 3, held: 0 });
+    await cancelAttached(setup, queueId, upstream, reader, 3);
   });
 
   it('leaves a completed item completed', async () => {
@@ -525,8 +431,8 @@ describe('cancel', () => {
     expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
     expect(cancelled.body).toEqual({ data: { queueId, status: 'completed' } });
     expect(await getItem(setup, queueId).then((response) => response.body)).toMatchObject({ status: 'completed', finishedAt: item.finishedAt, error: null });
-    expect((await getJob(setup, item.jobId)).status).toBe('completed');
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 4, held: 0 });
+    expect((await getJob(app, setup, item.jobId)).status).toBe('completed');
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 4, held: 0 });
   });
 });
 
@@ -539,12 +445,7 @@ describe('two instances on one database', () => {
 
   it('a cancel on instance B reaches a call on instance A still waiting for its upstream (LISTEN/NOTIFY)', async () => {
     const setup = await setupTeam(app, { credits: 4 });
-    const before = app.upstream.requests.length;
-    app.upstream.enqueue({ headersDelayMs: 20_000, steps: [{ type: 'content', text: 'too late' }] });
-    const queueId = await submitOk(setup);
-    const upstream = await upstreamRequest(app, before);
-    const reader = await attach(setup, queueId);
-    expect(await reader.next()).toEqual({ event: 'start', data: { queueId } });
+    const { queueId, upstream, reader } = await submitAndAttach(setup, { headersDelayMs: 20_000, steps: [{ type: 'content', text: 'too late' }] });
 
     const cancelled = await other.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
     expect(cancelled.status, JSON.stringify(cancelled.body)).toBe(200);
@@ -552,9 +453,9 @@ describe('two instances on one database', () => {
     expect((await app.upstream.waitForClosed(upstream.id, 1_000)).abortedByClient).toBe(true);
     expectErrorThenDone(await reader.rest(5_000), queueId);
     const item = await waitForStatus(setup, queueId, ['cancelled'], other);
-    const job = await waitForJobStatus(setup, item.jobId, 'cancelled', other);
+    const job = await waitForJobStatus(other, setup, item.jobId, 'cancelled');
     expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(await balanceOf(setup.teamId, other)).toMatchObject({ balance: 4, held: 0 });
+    expect(await balanceOf(other, setup.teamId)).toMatchObject({ balance: 4, held: 0 });
   });
 
   it('a cancel on instance B aborts the upstream request of a call streaming on instance A (LISTEN/NOTIFY)', async () => {
@@ -580,9 +481,9 @@ describe('two instances on one database', () => {
 
     expectErrorThenDone(await reader.rest(5_000), queueId);
     for (const target of [app, other]) expect((await waitForStatus(setup, queueId, ['cancelled'], target)).status).toBe('cancelled');
-    const job = await waitForJobStatus(setup, (await getItem(setup, queueId)).body.jobId, 'cancelled');
+    const job = await waitForJobStatus(app, setup, (await getItem(setup, queueId)).body.jobId, 'cancelled');
     expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0 });
     expect(other.upstream.requests).toHaveLength(otherBefore);
   });
 
@@ -642,11 +543,11 @@ describe('running inside a given job', () => {
     const item = await waitForStatus(setup, queueId, ['completed']);
     expect(item).toMatchObject({ jobId, result: { content: 'Inside a job.' } });
     // The queue does not complete a job it did not create: still open, its hold in place, nothing charged.
-    const job = await getJob(setup, jobId);
+    const job = await getJob(app, setup, jobId);
     expect(job).toMatchObject({ status: 'in_progress', job_type: 'research', costs: { total_calls: 1, credits_charged: 0 } });
     expect(job.calls[0]).toMatchObject({ call_id: item.callId, status: 'success', response_content: 'Inside a job.' });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 1 });
-    expect(await query('SELECT id FROM jobs WHERE team_id = $1', [setup.teamId])).toHaveLength(1);
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 1 });
+    expect(await query(app, 'SELECT id FROM jobs WHERE team_id = $1', [setup.teamId])).toHaveLength(1);
 
     // The job takes more calls, and completing it charges its one credit.
     app.upstream.enqueue(slowScript(['Second.'], 0));
@@ -655,7 +556,7 @@ describe('running inside a given job', () => {
     const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: setup.key, body: { status: 'completed' } });
     expect(completed.status, JSON.stringify(completed.body)).toBe(200);
     expect(completed.body.costs).toMatchObject({ total_calls: 2, successful_calls: 2, credits_charged: 1 });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 9, held: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0 });
   });
 
   it("refuses another team's job with 404 and a closed job with 409, before anything reaches the upstream", async () => {
@@ -666,7 +567,7 @@ describe('running inside a given job', () => {
     expect(strangerJob.status).toBe(201);
     expectErrorBody(await submit(setup, { job_id: strangerJob.body.job_id }), 404);
     expectErrorBody(await submit(setup, { job_id: `job_${'a'.repeat(21)}` }), 404);
-    expect((await getJob(stranger, strangerJob.body.job_id)).calls).toEqual([]);
+    expect((await getJob(app, stranger, strangerJob.body.job_id)).calls).toEqual([]);
 
     const closed = await app.request('POST', '/api/jobs/create', { token: setup.key, body: { team_id: setup.teamId, job_type: 'x' } });
     const failed = await app.request('POST', `/api/jobs/${closed.body.job_id}/complete`, { token: setup.key, body: { status: 'failed' } });
@@ -675,8 +576,8 @@ describe('running inside a given job', () => {
     expectErrorBody(await submit(setup, { job_id: 'not-a-job' }), 400);
 
     expect(app.upstream.requests).toHaveLength(before);
-    expect(await query('SELECT id FROM queue_requests WHERE team_id = $1', [setup.teamId])).toEqual([]);
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 10, held: 0 });
+    expect(await query(app, 'SELECT id FROM queue_requests WHERE team_id = $1', [setup.teamId])).toEqual([]);
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0 });
   });
 });
 
@@ -687,8 +588,8 @@ describe('errors', () => {
     const refused = await submit(setup);
     expect(expectErrorBody(refused, 402, 'insufficient_credits').type).toBe('billing_error');
     expect(app.upstream.requests).toHaveLength(before);
-    expect(await query('SELECT id FROM queue_requests WHERE team_id = $1', [setup.teamId])).toEqual([]);
-    expect(await query('SELECT id FROM jobs WHERE team_id = $1', [setup.teamId])).toEqual([]);
+    expect(await query(app, 'SELECT id FROM queue_requests WHERE team_id = $1', [setup.teamId])).toEqual([]);
+    expect(await query(app, 'SELECT id FROM jobs WHERE team_id = $1', [setup.teamId])).toEqual([]);
   });
 
   it("answers 404 for an unknown queueId and another team's, on stream, cancel and get; 400 for a malformed one", async () => {
@@ -731,9 +632,9 @@ describe('errors', () => {
 
     const item = await waitForStatus(setup, queueId, ['error']);
     expect(item).toMatchObject({ status: 'error', error: expect.any(String), finishedAt: expect.any(String) });
-    const job = await waitForJobStatus(setup, item.jobId, 'failed');
+    const job = await waitForJobStatus(app, setup, item.jobId, 'failed');
     expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(await balanceOf(setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 5, held: 0, credits_remaining: 5 });
     // A reader attaching afterwards gets the same ending.
     expectErrorThenDone(await (await attach(setup, queueId)).rest(), queueId);
   });

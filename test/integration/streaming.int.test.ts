@@ -1,10 +1,13 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedRequest, ScriptStep, UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createModelGroup, createTeam, uniqueId } from '../helpers/factories.js';
+import { setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { expectSseHeaders, frameReader, parseFrame, postStream, type Frame, type FrameReader } from '../helpers/sse.js';
+import { poll } from '../helpers/wait.js';
 
 /**
  * Streaming over HTTP, end to end: the in-process app against a real PostgreSQL and the scripted upstream.
@@ -16,7 +19,6 @@ import { createModelGroup, createTeam, uniqueId } from '../helpers/factories.js'
  * script, and it finds its own upstream requests by the same marker.
  */
 
-const MICRO = 1_000_000;
 /** Upper bound for "at once": generous, the suite runs on a small machine with other files in parallel. */
 const AT_ONCE_MS = 1_000;
 
@@ -85,45 +87,7 @@ const slowScript = (): UpstreamScript => ({ steps: [...words(50, 50), { type: 'f
 // Helpers: database, teams, jobs
 // ---------------------------------------------------------------------------------------------------------------
 
-const pools = new Map<TestApp, pg.Pool>();
-
-async function query<T = any>(target: TestApp, text: string, params: unknown[] = []): Promise<T[]> {
-  let pool = pools.get(target);
-  if (!pool) {
-    pool = new pg.Pool({ connectionString: target.databaseUrl, max: 3 });
-    pools.set(target, pool);
-  }
-  return (await pool.query(text, params)).rows as T[];
-}
-
-async function closeApp(target: TestApp | undefined): Promise<void> {
-  if (!target) return;
-  await pools.get(target)?.end();
-  pools.delete(target);
-  await target.close();
-}
-
-interface Team {
-  teamId: string;
-  key: string;
-  group: string;
-}
-
-async function setupTeam(
-  target: TestApp,
-  options: { models?: string[]; credits?: number; budget_mode?: 'job_based' | 'consumption_tokens'; tokens_per_credit?: number } = {},
-): Promise<Team> {
-  const group = await createModelGroup(target, uniqueId('group'), options.models ?? ['sim-small']);
-  const team = await createTeam(target, {
-    model_groups: [group],
-    credits_allocated: options.credits ?? 10,
-    ...(options.budget_mode && { budget_mode: options.budget_mode }),
-    ...(options.tokens_per_credit && { tokens_per_credit: options.tokens_per_credit }),
-  });
-  return { teamId: team.team_id, key: team.virtual_key, group };
-}
-
-async function createJob(target: TestApp, team: Team, jobType = 'stream'): Promise<string> {
+async function createJob(target: TestApp, team: TeamSetup, jobType = 'stream'): Promise<string> {
   const response = await target.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: jobType } });
   expect(response.status, JSON.stringify(response.body)).toBe(201);
   return response.body.job_id as string;
@@ -151,22 +115,12 @@ interface JobRow {
   charged_micro: string | null;
 }
 
-async function poll<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 /** The call's record once it is no longer in progress (a disconnect is recorded after the response ended). */
 function endedCall(target: TestApp, callId: string): Promise<CallRow> {
   return poll(async () => {
     const [row] = await query<CallRow>(target, 'SELECT * FROM llm_calls WHERE id = $1', [callId]);
     return row && row.status !== 'in_progress' ? row : undefined;
-  }, `call ${callId} to end`);
+  }, 10_000, `call ${callId} to end`, 25);
 }
 
 const jobRow = async (target: TestApp, jobId: string) => (await query<JobRow>(target, 'SELECT id, status::text, hold_micro::text, charged_micro::text FROM jobs WHERE id = $1', [jobId]))[0]!;
@@ -175,7 +129,7 @@ function settledJob(target: TestApp, jobId: string): Promise<JobRow> {
   return poll(async () => {
     const row = await jobRow(target, jobId);
     return row.status === 'pending' || row.status === 'in_progress' ? undefined : row;
-  }, `job ${jobId} to settle`);
+  }, 10_000, `job ${jobId} to settle`, 25);
 }
 
 /** The job's ledger entries, oldest first, in credits. */
@@ -188,96 +142,15 @@ async function jobLedger(target: TestApp, jobId: string) {
   return rows.map((row) => ({ type: row.entry_type, amount: Number(row.amount_micro) / MICRO, held: Number(row.held_delta_micro) / MICRO }));
 }
 
-/** The team's balance and held credits, checked against the sum of its ledger. */
+/** The team's balance and held credits, checked against the sum of its ledger (test/helpers/ledger.ts). */
 async function balanceOf(target: TestApp, teamId: string): Promise<{ balance: number; held: number }> {
-  const [row] = await query(
-    target,
-    `SELECT b.balance_micro::bigint AS balance, b.held_micro::bigint AS held,
-            (SELECT coalesce(sum(amount_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_balance,
-            (SELECT coalesce(sum(held_delta_micro), 0) FROM credit_ledger WHERE team_id = $1)::bigint AS ledger_held
-       FROM credit_balances b WHERE b.team_id = $1`,
-    [teamId],
-  );
-  expect(Number(row.ledger_balance), 'balance row = sum of the ledger').toBe(Number(row.balance));
-  expect(Number(row.ledger_held), 'held = sum of the ledger').toBe(Number(row.held));
-  return { balance: Number(row.balance) / MICRO, held: Number(row.held) / MICRO };
+  const { balanceMicro, heldMicro } = await expectLedgerConsistent(target, teamId);
+  return { balance: balanceMicro / MICRO, held: heldMicro / MICRO };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers: SSE over fetch, frame by frame, with arrival times
 // ---------------------------------------------------------------------------------------------------------------
-
-function postStream(target: TestApp, path: string, key: string, body: unknown, init: { signal?: AbortSignal; headers?: Record<string, string> } = {}) {
-  return fetch(target.url + path, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...init.headers },
-    body: JSON.stringify(body),
-    ...(init.signal && { signal: init.signal }),
-  });
-}
-
-interface Frame {
-  /** Date.now() when the bytes that completed this frame arrived. */
-  at: number;
-  raw: string;
-  /** Only `:` lines: an SSE comment. */
-  comment: boolean;
-  event: string | null;
-  data: string | null;
-}
-
-function parseFrame(raw: string, at: number): Frame {
-  const lines = raw.split('\n');
-  const comment = lines.every((line) => line.startsWith(':'));
-  const event = lines.find((line) => line.startsWith('event:'))?.slice(6).trim() ?? null;
-  const dataLines = lines.filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart());
-  return { at, raw, comment, event, data: dataLines.length > 0 ? dataLines.join('\n') : null };
-}
-
-interface FrameReader {
-  /** The next complete frame, or undefined at the end of the stream. */
-  next(): Promise<Frame | undefined>;
-  /** Every remaining frame, to the end. */
-  rest(): Promise<Frame[]>;
-}
-
-function frameReader(response: Response): FrameReader {
-  const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  const ready: Frame[] = [];
-  let buffer = '';
-  let ended = false;
-  const next = async (): Promise<Frame | undefined> => {
-    for (;;) {
-      const frame = ready.shift();
-      if (frame) return frame;
-      if (ended) {
-        expect(buffer.trim(), 'no incomplete frame at the end of the stream').toBe('');
-        return undefined;
-      }
-      const { done, value } = await reader.read();
-      const at = Date.now();
-      if (done) {
-        ended = true;
-        continue;
-      }
-      buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        ready.push(parseFrame(buffer.slice(0, end), at));
-        buffer = buffer.slice(end + 2);
-      }
-    }
-  };
-  return {
-    next,
-    async rest() {
-      const all: Frame[] = [];
-      for (let frame = await next(); frame; frame = await next()) all.push(frame);
-      return all;
-    },
-  };
-}
 
 const readAll = (response: Response) => frameReader(response).rest();
 
@@ -318,14 +191,6 @@ function expectInBandError(frames: Frame[]) {
   return { chunks, error: errorFrame.error as { type: string; code: string; message: string } };
 }
 
-function expectSseHeaders(headers: Headers | IncomingMessage['headers'], status?: number) {
-  const get = (name: string) => (headers instanceof Headers ? headers.get(name) : (headers[name] as string | undefined) ?? null);
-  if (status !== undefined) expect(status).toBe(200);
-  expect(get('content-type')).toMatch(/^text\/event-stream/);
-  expect(get('cache-control')).toMatch(/no-cache/);
-  expect(get('x-accel-buffering')).toBe('no');
-}
-
 /** A POST through node:http, so the test controls reading (pause/resume) at the socket level. */
 function rawPost(target: TestApp, path: string, key: string, body: unknown): Promise<IncomingMessage> {
   const url = new URL(target.url + path);
@@ -355,11 +220,11 @@ let app: TestApp;
 beforeAll(async () => {
   app = await createTestApp();
 });
-afterAll(() => closeApp(app));
+afterAll(() => app?.close());
 
 describe('a client that disconnects aborts the upstream request at once', () => {
   /** Starts a slow stream, reads three chunks, aborts the fetch; checks the upstream side and returns what it saw. */
-  async function streamThenDisconnect(target: TestApp, path: string, team: Team, body: Record<string, unknown>) {
+  async function streamThenDisconnect(target: TestApp, path: string, team: TeamSetup, body: Record<string, unknown>) {
     const script = scripted(target, slowScript());
     const controller = new AbortController();
     const response = await postStream(target, path, team.key, { ...body, messages: script.messages }, { signal: controller.signal });
@@ -411,7 +276,7 @@ describe('a client that disconnects aborts the upstream request at once', () => 
   });
 
   it('create-and-call-stream (consumption_tokens): the cancelled job pays for the partial usage', async () => {
-    const team = await setupTeam(app, { credits: 10, budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const team = await setupTeam(app, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const { response, call } = await streamThenDisconnect(app, '/api/jobs/create-and-call-stream', team, { team_id: team.teamId, job_type: 'disconnect' });
     const jobId = response.headers.get('x-job-id')!;
 
@@ -579,7 +444,7 @@ describe('tool calls', () => {
 
 describe('cancelling a job while its stream runs', () => {
   /** Starts a slow llm-call-stream on `runOn` and reads three chunks. */
-  async function runningStream(runOn: TestApp, team: Team, jobId: string) {
+  async function runningStream(runOn: TestApp, team: TeamSetup, jobId: string) {
     const script = scripted(runOn, slowScript());
     const response = await postStream(runOn, `/api/jobs/${jobId}/llm-call-stream`, team.key, { messages: script.messages });
     expectSseHeaders(response.headers, response.status);
@@ -644,7 +509,7 @@ describe('cancelling a job while its stream runs', () => {
   });
 
   it('consumption_tokens: a cancelled job pays for the partial usage of its cancelled call', async () => {
-    const team = await setupTeam(app, { credits: 10, budget_mode: 'consumption_tokens', tokens_per_credit: 10 });
+    const team = await setupTeam(app, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const jobId = await createJob(app, team);
     const run = await runningStream(app, team, jobId);
     const cancelling = app.request('POST', `/api/jobs/${jobId}/cancel`, { token: team.key });
@@ -683,7 +548,7 @@ describe('cancelling a job while its stream runs', () => {
       const again = await app.request('POST', `/api/jobs/${jobId}/cancel`, { token: team.key });
       expect(again.body).toEqual(cancel.body);
     } finally {
-      await closeApp(other);
+      await other?.close();
     }
   });
 
@@ -801,7 +666,7 @@ describe('SSE headers on every streaming endpoint', () => {
       poll(async () => {
         const [row] = await query(app, `SELECT status::text FROM idempotency_keys WHERE key = $1`, [idempotent.marker]);
         return row?.status === 'in_progress' ? undefined : row;
-      }, 'the first answer to be stored');
+      }, 10_000, 'the first answer to be stored', 25);
     checks.push(
       ['llm-call-stream with an Idempotency-Key', replayed],
       ['its replay', async () => (await storedAnswer(), replayed())],
@@ -832,7 +697,7 @@ describe('keepalive comments while the upstream is silent', () => {
   beforeAll(async () => {
     ka = await createTestApp({ STREAM_KEEPALIVE_MS: '100' });
   });
-  afterAll(() => closeApp(ka));
+  afterAll(() => ka?.close());
 
   const slowFirstToken = (kind: 'first chunk' | 'headers'): UpstreamScript => ({
     ...(kind === 'headers' && { headersDelayMs: 600 }),
@@ -928,7 +793,7 @@ describe('upstream timeouts', () => {
   beforeAll(async () => {
     slow = await createTestApp({ UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '300', UPSTREAM_CHUNK_TIMEOUT_MS: '300', STREAM_KEEPALIVE_MS: '60000' });
   });
-  afterAll(() => closeApp(slow));
+  afterAll(() => slow?.close());
 
   const hangs: [string, UpstreamScript][] = [
     ['hangs after its headers', { steps: [{ type: 'hang' }] }],
@@ -1071,7 +936,7 @@ describe('upstream timeouts', () => {
       expect(job.status).toBe('failed');
       expect(await balanceOf(keptAlive, team.teamId)).toEqual({ balance: 5, held: 0 });
     } finally {
-      await closeApp(keptAlive);
+      await keptAlive?.close();
     }
   });
 });

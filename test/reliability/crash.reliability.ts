@@ -1,26 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { openStream, parseSse, type StreamResult } from '../helpers/sse.js';
+import { poll } from '../helpers/wait.js';
 import {
   CHAT,
-  MICRO,
   ageOpenWork,
   api,
-  expectLedgerConsistent,
   expectedContent,
   freshDatabase,
   fundedTeam,
   jobsOf,
   openCalls,
-  openStream,
-  parseSse,
-  poll,
-  query,
   slowStream,
   spawnServer,
   stopAllServers,
   type FreshDatabase,
   type ServerProcess,
-  type StreamResult,
 } from './support.js';
 
 /**
@@ -62,7 +59,7 @@ describe('a creditgate process killed with -9 mid-stream', () => {
         idempotent.set(i, `crash-retry-${i}-${team.teamId}`);
         headers['idempotency-key'] = idempotent.get(i)!;
       }
-      return openStream(`${first.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'crash', user_id: `u${i}`, ...CHAT }, { headers });
+      return openStream(first, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'crash', user_id: `u${i}`, ...CHAT }, { headers });
     });
     const jobIds: string[] = [];
     for (let i = 0; i < 5; i++) {
@@ -70,7 +67,7 @@ describe('a creditgate process killed with -9 mid-stream', () => {
       expect(job.status, JSON.stringify(job.body)).toBe(201);
       jobIds.push(job.body.job_id);
     }
-    const jobStreams = jobIds.map((jobId) => openStream(`${first.url}/api/jobs/${jobId}/llm-call-stream`, team.key, CHAT));
+    const jobStreams = jobIds.map((jobId) => openStream(first, `/api/jobs/${jobId}/llm-call-stream`, team.key, CHAT));
     const all = [...streams, ...jobStreams];
 
     // Every stream is flowing (first bytes received) and every upstream request is still open.
@@ -96,7 +93,7 @@ describe('a creditgate process killed with -9 mid-stream', () => {
     const open = await query(db.pool, `SELECT count(*)::int AS n FROM jobs WHERE team_id = $1 AND status IN ('pending', 'in_progress')`, [team.teamId]);
     expect(open[0].n).toBe(55);
     expect(await openCalls(db.pool, team.teamId)).toBe(55);
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: 100 * MICRO, heldMicro: 55 * MICRO });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 100 * MICRO, heldMicro: 55 * MICRO });
 
     // Restart on the same database; age the abandoned work as if JOB_TIMEOUT_SECONDS had passed.
     const second = await spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env: SERVER_ENV });
@@ -126,14 +123,15 @@ describe('a creditgate process killed with -9 mid-stream', () => {
     expect(await openCalls(db.pool, team.teamId)).toBe(0);
     const calls = await query(db.pool, `SELECT status::text, count(*)::int AS n FROM llm_calls WHERE team_id = $1 GROUP BY status`, [team.teamId]);
     expect(calls).toEqual([{ status: 'failed', n: 55 }]);
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: 100 * MICRO, heldMicro: 0 });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 100 * MICRO, heldMicro: 0 });
 
     // Retrying the requests that died with the process, with the same Idempotency-Key, runs them once now.
     upstream.setResponder(() => slowStream(5, 5));
     const retries = await Promise.all(
       [...idempotent.entries()].map(([i, key]) =>
         openStream(
-          `${second.url}/api/jobs/create-and-call-stream`,
+          second,
+          '/api/jobs/create-and-call-stream',
           team.key,
           { team_id: team.teamId, job_type: 'crash', user_id: `u${i}`, ...CHAT },
           { headers: { 'idempotency-key': key } },
@@ -149,7 +147,8 @@ describe('a creditgate process killed with -9 mid-stream', () => {
     }
     // And a second retry replays (Idempotent-Replayed) without a new job or charge.
     const replay = await openStream(
-      `${second.url}/api/jobs/create-and-call-stream`,
+      second,
+      '/api/jobs/create-and-call-stream',
       team.key,
       { team_id: team.teamId, job_type: 'crash', user_id: 'u0', ...CHAT },
       { headers: { 'idempotency-key': idempotent.get(0)! } },
@@ -162,7 +161,7 @@ describe('a creditgate process killed with -9 mid-stream', () => {
     expect(after).toHaveLength(60);
     expect(after.filter((j) => j.status === 'completed').every((j) => j.charges === 1 && j.charged_micro === MICRO)).toBe(true);
     expect(after.filter((j) => j.status === 'completed')).toHaveLength(5);
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: 95 * MICRO, heldMicro: 0 });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 95 * MICRO, heldMicro: 0 });
 
     // The restarted instance is healthy and its sweeper found nothing wrong to log.
     expect((await api(second.url, 'GET', '/ready', { token: null })).status).toBe(200);

@@ -1,29 +1,24 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { openStream, parseSse, safeJson, type StreamResult } from '../helpers/sse.js';
+import { poll, sleep } from '../helpers/wait.js';
 import {
-  MICRO,
   ageOpenWork,
   api,
-  expectLedgerConsistent,
   expectedContent,
   freshDatabase,
   fundedTeam,
   isErrorShape,
   jobsOf,
   openCalls,
-  openStream,
-  parseSse,
-  poll,
-  query,
-  safeJson,
-  sleep,
   slowStream,
   spawnServer,
   stopAllServers,
   type FreshDatabase,
   type ServerProcess,
-  type StreamResult,
 } from './support.js';
 
 /**
@@ -101,7 +96,7 @@ describe('a database outage in the middle of streams', () => {
     for (let i = 0; i < 3; i++) expect((await api(server.url, 'GET', `/api/credits/teams/${team.teamId}/balance`)).status).toBe(200);
 
     const streams = LENGTHS.map((chunks) =>
-      openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: `len-${chunks}`, ...chatFor(chunks) }, { timeoutMs: 60_000 }),
+      openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: `len-${chunks}`, ...chatFor(chunks) }, { timeoutMs: 60_000 }),
     );
     await Promise.all(streams.map((s) => s.started));
 
@@ -111,7 +106,7 @@ describe('a database outage in the middle of streams', () => {
     await sleep(300);
     const duringStartedAt = performance.now();
     const [during, readyDuring] = await Promise.all([
-      openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'during', ...chatFor(3) }, { timeoutMs: 20_000 }).done,
+      openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'during', ...chatFor(3) }, { timeoutMs: 20_000 }).done,
       fetch(`${server.url}/ready`, { signal: AbortSignal.timeout(20_000) }).then(
         (r) => r.status,
         () => 0,
@@ -168,7 +163,7 @@ describe('a database outage in the middle of streams', () => {
       15_000,
       'the notifier to reconnect',
     );
-    const after = await openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'after', ...chatFor(3) }).done;
+    const after = await openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'after', ...chatFor(3) }).done;
     expect(after.status, after.text).toBe(200);
     expect(parseSse(after.text).endsWithDone).toBe(true);
 
@@ -204,7 +199,7 @@ describe('a database outage in the middle of streams', () => {
     }
     expect(await openCalls(db.pool, team.teamId)).toBe(0);
     const completed = [...jobs.values()].filter((job) => job.status === 'completed').length;
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: (50 - completed) * MICRO, heldMicro: 0 });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: (50 - completed) * MICRO, heldMicro: 0 });
     expect(server.exited(), 'the server survived the outage').toBe(false);
   });
 });

@@ -1,11 +1,15 @@
 import fc from 'fast-check';
-import pg from 'pg';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allRoutes } from '../../src/http/routes/index.js';
 import type { RouteSpec } from '../../src/http/route.js';
 import { TEST_MASTER_KEY, createTestApp, type TestApp } from '../helpers/app.js';
-import { expectLedgerConsistent, fundedTeam, isErrorShape, ledgerState, poll, query, safeJson, type FundedTeam, type LedgerState } from './support.js';
+import type { TeamSetup } from '../helpers/factories.js';
+import { expectLedgerConsistent } from '../helpers/ledger.js';
+import { query } from '../helpers/postgres.js';
+import { safeJson } from '../helpers/sse.js';
+import { poll } from '../helpers/wait.js';
+import { fundedTeam, isErrorShape, ledgerState, type LedgerState } from './support.js';
 
 /**
  * Hostile input against every route of `allRoutes`: generated malformed bodies (anything, arbitrary JSON, wrong
@@ -28,11 +32,10 @@ const RUNS_PER_ROUTE = 60;
 const PROPERTY_BUDGET_MS = 25_000;
 
 let app: TestApp;
-let pool: pg.Pool;
 /** The team whose money must not move on a refused request; team routes use its key. */
-let team: FundedTeam;
+let team: TeamSetup;
 /** Admin routes with a team in their path use this one, so they can succeed without touching the fixture. */
-let decoy: FundedTeam;
+let decoy: TeamSetup;
 let jobIds: string[];
 
 async function newJob(): Promise<string> {
@@ -43,17 +46,13 @@ async function newJob(): Promise<string> {
 
 beforeAll(async () => {
   app = await createTestApp();
-  pool = new pg.Pool({ connectionString: app.databaseUrl, max: 2 });
   team = await fundedTeam(app.url, 1_000_000, { masterKey: TEST_MASTER_KEY });
   decoy = await fundedTeam(app.url, 1_000, { masterKey: TEST_MASTER_KEY });
   jobIds = [];
   for (let i = 0; i < 20; i++) jobIds.push(await newJob());
 });
 
-afterAll(async () => {
-  await pool?.end();
-  await app?.close();
-});
+afterAll(() => app?.close());
 
 // ---------------------------------------------------------------------------------------------------------------
 // Request generation
@@ -262,7 +261,7 @@ const VALID_BODIES: Record<string, () => Record<string, unknown>> = {
   'POST /api/organizations/create': () => ({ organization_id: unique(), name: 'Fuzz Inc.', metadata: { k: 'v' } }),
   'POST /api/model-groups/create': () => ({ group_name: unique(), display_name: 'Fuzz', description: 'd', models: [{ model_name: 'sim-small', priority: 0 }] }),
   'PUT /api/model-groups/{group_name}': () => ({ display_name: 'Fuzz', description: 'd', models: [{ model_name: 'sim-small', priority: 0 }] }),
-  'POST /api/teams/create': () => ({ organization_id: decoy.organization, team_id: unique(), team_alias: 'a', model_groups: [decoy.group], credits_allocated: 1, metadata: { k: 'v' } }),
+  'POST /api/teams/create': () => ({ organization_id: decoy.organizationId, team_id: unique(), team_alias: 'a', model_groups: [decoy.group], credits_allocated: 1, metadata: { k: 'v' } }),
   'POST /api/teams/{team_id}/keys': () => ({ name: 'fuzz key' }),
   'POST /api/credits/teams/{team_id}/add': () => ({ credits: 1, reason: 'fuzz' }),
   'PATCH /api/credits/teams/{team_id}/budget-mode': () => ({ budget_mode: 'job_based', credits_per_job: 1 }),
@@ -442,7 +441,7 @@ const describeRequest = (request: HostileRequest) =>
 async function quiesce(): Promise<void> {
   await poll(
     async () => {
-      const [row] = await query(pool, `SELECT count(*)::int AS n FROM queue_requests WHERE team_id = $1 AND status IN ('queued', 'processing')`, [team.teamId]);
+      const [row] = await query(app, `SELECT count(*)::int AS n FROM queue_requests WHERE team_id = $1 AND status IN ('queued', 'processing')`, [team.teamId]);
       return row.n === 0 ? true : undefined;
     },
     10_000,
@@ -465,7 +464,7 @@ class Violation extends Error {
 const refusalsWithLedgerEntries = new Map<string, number>();
 
 async function checkOne(route: RouteSpec, request: HostileRequest, stats: Map<string, Map<number, number>>): Promise<void> {
-  const before: LedgerState = await ledgerState(pool, team.teamId);
+  const before: LedgerState = await ledgerState(app, team.teamId);
   const answer = await send(request);
   const key = routeKey(route);
   const what = `${key}: ${answer.status} ${answer.text.slice(0, 200)}\n    for ${describeRequest(request)}`;
@@ -487,7 +486,7 @@ async function checkOne(route: RouteSpec, request: HostileRequest, stats: Map<st
   }
 
   if (ok && request.method !== 'GET') await quiesce();
-  const after = await ledgerState(pool, team.teamId);
+  const after = await ledgerState(app, team.teamId);
   if (!ok) {
     if (after.balanceMicro !== before.balanceMicro || after.heldMicro !== before.heldMicro) kinds.push('money moved on a refusal');
     const moved = Object.keys({ ...before.entries, ...after.entries }).filter((type) => (after.entries[type] ?? 0) !== (before.entries[type] ?? 0));
@@ -524,7 +523,7 @@ describe('hostile input on every route', () => {
           name === 'job_id' ? await newJob()
           : name === 'team_id' ? (route.auth === 'admin' ? decoy.teamId : team.teamId)
           : name === 'group_name' ? decoy.group
-          : name === 'organization_id' ? decoy.organization
+          : name === 'organization_id' ? decoy.organizationId
           : name === 'model_name' ? 'fuzz-model'
           : 'x';
         path = path.replace(`{${name}}`, value);
@@ -612,6 +611,6 @@ describe('hostile input on every route', () => {
     expect((await app.request('GET', '/health', { token: null })).status).toBe(200);
     expect((await app.request('GET', '/ready', { token: null })).status).toBe(200);
     expect((await app.request('GET', `/api/credits/teams/${team.teamId}/balance`, { token: team.key })).status).toBe(200);
-    await expectLedgerConsistent(pool, team.teamId);
+    await expectLedgerConsistent(app, team.teamId, { jobs: true });
   });
 });

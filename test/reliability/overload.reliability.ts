@@ -1,25 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { openStream, parseSse, safeJson, type StreamResult } from '../helpers/sse.js';
+import { maxOverlap } from '../helpers/upstream.js';
+import { sleep } from '../helpers/wait.js';
 import {
   CHAT,
-  MICRO,
   api,
-  expectLedgerConsistent,
   freshDatabase,
   expectedContent,
   fundedTeam,
   isErrorShape,
   jobsOf,
-  openStream,
-  parseSse,
-  safeJson,
   slowStream,
-  sleep,
   spawnServer,
   stopAllServers,
   type FreshDatabase,
   type ServerProcess,
-  type StreamResult,
 } from './support.js';
 
 /**
@@ -58,21 +55,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function maxOverlap(requests: { startedAt: number; closedAt?: number; finishedAt?: number }[]): number {
-  const events = requests.flatMap((r) => [
-    { at: r.startedAt, delta: 1 },
-    { at: r.closedAt ?? r.finishedAt ?? Number.MAX_SAFE_INTEGER, delta: -1 },
-  ]);
-  events.sort((a, b) => a.at - b.at || a.delta - b.delta);
-  let open = 0;
-  let max = 0;
-  for (const event of events) {
-    open += event.delta;
-    max = Math.max(max, open);
-  }
-  return max;
-}
-
 describe(`${BURST} concurrent streams against MAX_INFLIGHT_REQUESTS=${MAX_INFLIGHT}`, () => {
   it('serves or quickly refuses every one, keeps /health up, recovers, and charges exactly the served streams', async () => {
     const team = await fundedTeam(server.url, 1_000);
@@ -97,7 +79,7 @@ describe(`${BURST} concurrent streams against MAX_INFLIGHT_REQUESTS=${MAX_INFLIG
     const burstStarted = performance.now();
     const results: StreamResult[] = await Promise.all(
       Array.from({ length: BURST }, (_, i) =>
-        openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'burst', user_id: `u${i}`, ...CHAT }, { timeoutMs: 30_000 })
+        openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'burst', user_id: `u${i}`, ...CHAT }, { timeoutMs: 30_000 })
           .done,
       ),
     );
@@ -140,7 +122,7 @@ describe(`${BURST} concurrent streams against MAX_INFLIGHT_REQUESTS=${MAX_INFLIG
 
     // Recovered: a normal request after the burst is served in full.
     upstream.setResponder(() => slowStream(3, 5));
-    const after = await openStream(`${server.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'after', ...CHAT }).done;
+    const after = await openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'after', ...CHAT }).done;
     expect(after.status, after.text).toBe(200);
     expect(parseSse(after.text).endsWithDone).toBe(true);
     expect((await api(server.url, 'GET', `/api/credits/teams/${team.teamId}/balance`)).status).toBe(200);
@@ -151,7 +133,7 @@ describe(`${BURST} concurrent streams against MAX_INFLIGHT_REQUESTS=${MAX_INFLIG
     for (const job of jobs) expect(job).toMatchObject({ status: 'completed', charges: 1, releases: 0, charged_micro: MICRO });
     const [charges] = (await db.pool.query(`SELECT count(*)::int AS n FROM credit_ledger WHERE team_id = $1 AND entry_type = 'charge'`, [team.teamId])).rows;
     expect(charges.n).toBe(served.length + 1);
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({
       balanceMicro: (1_000 - served.length - 1) * MICRO,
       heldMicro: 0,
     });

@@ -1,18 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { openStream, parseSse, safeJson } from '../helpers/sse.js';
 import {
   CHAT,
-  MICRO,
   api,
-  expectLedgerConsistent,
   expectedContent,
   freshDatabase,
   fundedTeam,
   isErrorShape,
   jobsOf,
-  openStream,
-  parseSse,
-  safeJson,
   slowStream,
   spawnServer,
   stopAllServers,
@@ -59,7 +56,7 @@ describe('two creditgate processes on one database', () => {
 
     const results = await Promise.all(
       Array.from({ length: REQUESTS }, (_, i) =>
-        openStream(`${(i % 2 === 0 ? a : b).url}/api/jobs/create-and-call-stream`, team.key, {
+        openStream(i % 2 === 0 ? a : b, '/api/jobs/create-and-call-stream', team.key, {
           team_id: team.teamId,
           job_type: 'shared',
           user_id: `u${i}`,
@@ -94,7 +91,7 @@ describe('two creditgate processes on one database', () => {
     expect(jobs).toHaveLength(CREDITS);
     for (const job of jobs) expect(job).toMatchObject({ status: 'completed', charges: 1, releases: 0, charged_micro: MICRO });
     expect(new Set(ok.map((r) => r.headers?.get('x-job-id')))).toEqual(new Set(jobs.map((j) => j.id)));
-    expect(await expectLedgerConsistent(db.pool, team.teamId)).toEqual({ balanceMicro: 0, heldMicro: 0 });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 0, heldMicro: 0 });
 
     // Neither instance logged an unhandled error while racing the other.
     for (const server of servers) expect(server.output()).not.toMatch(/"level":(50|60)/);

@@ -1,8 +1,10 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { TEST_MASTER_KEY, createTestApp, type TestApp } from '../helpers/app.js';
-import { MICRO, expectLedgerConsistent, fundedTeam, isErrorShape, jobsOf, openCalls, openStream, parseSse, safeJson, type FundedTeam } from './support.js';
+import type { TeamSetup } from '../helpers/factories.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { openStream, parseSse, safeJson } from '../helpers/sse.js';
+import { fundedTeam, isErrorShape, jobsOf, openCalls } from './support.js';
 
 /**
  * What a model sends back is input too: text PostgreSQL cannot store as is (a NUL character in the content, a
@@ -13,17 +15,12 @@ import { MICRO, expectLedgerConsistent, fundedTeam, isErrorShape, jobsOf, openCa
  */
 
 let app: TestApp;
-let pool: pg.Pool;
 
 beforeAll(async () => {
   app = await createTestApp();
-  pool = new pg.Pool({ connectionString: app.databaseUrl, max: 2 });
 });
 
-afterAll(async () => {
-  await pool?.end();
-  await app?.close();
-});
+afterAll(() => app?.close());
 
 const CHAT = { messages: [{ role: 'user', content: 'hello' }] };
 
@@ -39,14 +36,14 @@ const OUTPUTS: { name: string; script: UpstreamScript }[] = [
   },
 ];
 
-async function expectSettledAndConsistent(team: FundedTeam, jobId: string, clientSawDone: boolean): Promise<void> {
-  const job = (await jobsOf(pool, team.teamId)).find((j) => j.id === jobId);
+async function expectSettledAndConsistent(team: TeamSetup, jobId: string, clientSawDone: boolean): Promise<void> {
+  const job = (await jobsOf(app, team.teamId)).find((j) => j.id === jobId);
   expect(job, `job ${jobId}`).toBeDefined();
   expect(['pending', 'in_progress'], 'the job is settled at once, not left for the sweeper').not.toContain(job!.status);
   if (clientSawDone) expect(job, 'the client saw [DONE]: charged exactly once').toMatchObject({ status: 'completed', charges: 1, charged_micro: MICRO });
   else expect(job!.charges, 'the client did not get its answer: not charged').toBe(0);
-  expect(await openCalls(pool, team.teamId), 'no call is left in progress').toBe(0);
-  await expectLedgerConsistent(pool, team.teamId);
+  expect(await openCalls(app, team.teamId), 'no call is left in progress').toBe(0);
+  await expectLedgerConsistent(app, team.teamId, { jobs: true });
 }
 
 describe('upstream output that PostgreSQL cannot store verbatim', () => {
@@ -54,7 +51,7 @@ describe('upstream output that PostgreSQL cannot store verbatim', () => {
     it(`streamed, with ${output.name}: the client's view and the charge agree`, async () => {
       const team = await fundedTeam(app.url, 5, { masterKey: TEST_MASTER_KEY });
       app.upstream.enqueue(output.script);
-      const result = await openStream(`${app.url}/api/jobs/create-and-call-stream`, team.key, { team_id: team.teamId, job_type: 'odd', ...CHAT }).done;
+      const result = await openStream(app, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'odd', ...CHAT }).done;
       expect(result.transportError).toBeUndefined();
       const jobId = result.headers?.get('x-job-id') ?? '';
       expect(jobId).toMatch(/^job_/);
@@ -75,7 +72,7 @@ describe('upstream output that PostgreSQL cannot store verbatim', () => {
       const body = safeJson(await response.text()) as any;
       expect.soft(response.status, `a model's odd output is not an internal error: ${JSON.stringify(body)}`).toBeLessThan(500);
       if (response.status !== 201) expect(isErrorShape(body), JSON.stringify(body)).toBe(true);
-      const jobs = await jobsOf(pool, team.teamId);
+      const jobs = await jobsOf(app, team.teamId);
       expect(jobs).toHaveLength(1);
       await expectSettledAndConsistent(team, jobs[0]!.id, response.status === 201);
     });
