@@ -73,8 +73,8 @@ export async function createAndCallStream(ctx: ServiceContext, input: CreateAndC
   return withJob(ctx, input, true, async (call, holdMicro) => {
     await streamLlmCall(ctx, call, sink, {
       headers: { 'X-Job-Id': call.jobId },
-      beforeDone: (outcome, recorded) =>
-        settleOneShotJob(ctx, { id: call.jobId, teamId: call.teamId, holdMicro }, recorded, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message),
+      recordAndSettle: (outcome, record) =>
+        settleOneShotJob(ctx, { id: call.jobId, teamId: call.teamId, holdMicro }, call, record, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message),
     });
     return { job_id: call.jobId, call_id: call.callId };
   });

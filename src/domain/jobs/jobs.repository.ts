@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 import { creditBalances, jobs, llmCalls } from '../../db/schema/index.js';
 import { usdToPico } from '../billing/pricing.models.js';
@@ -140,6 +140,7 @@ export async function settleJobRow(
   db: DbOrTx,
   job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
   settlement: JobSettlement,
+  alsoRun?: SQL,
 ): Promise<JobRow | undefined> {
   const change = {
     teamId: job.teamId,
@@ -167,7 +168,7 @@ export async function settleJobRow(
       RETURNING *
     )
     SELECT * FROM settled`;
-  const result = await db.execute<Record<string, unknown>>(ledgerChangeSql(change, then, stillOpen));
+  const result = await db.execute<Record<string, unknown>>(ledgerChangeSql(change, then, stillOpen, alsoRun));
   const row = result.rows[0];
   return row ? jobFromRow(row) : undefined;
 }

@@ -1,4 +1,4 @@
-import { and, count, eq } from 'drizzle-orm';
+import { and, count, eq, type SQL } from 'drizzle-orm';
 import type {
   CompleteJobRequest,
   CompleteJobResponse,
@@ -17,6 +17,7 @@ import { jobChargeMicro, picoToUsd, usdToPico, type JobUsage } from '../billing/
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
+import { saveCallRecord, saveCallRecordSql, type CallHandle, type RecordedCall } from '../llm/llm-call.service.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
 import {
@@ -196,8 +197,8 @@ function chargeFor(team: Pick<TeamRow, 'budgetMode' | 'creditsPerJob' | 'tokensP
   return billsUsage ? jobChargeMicro(team, totals) : 0;
 }
 
-function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement) {
-  return settleJobRow(db, job, settlement).catch((error: unknown) => {
+function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement, alsoRun?: SQL) {
+  return settleJobRow(db, job, settlement, alsoRun).catch((error: unknown) => {
     // Another settle of the same job won the race: the ledger allows one settlement per job.
     if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
     throw error;
@@ -205,22 +206,26 @@ function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
 }
 
 /**
- * Settles a job that exists for one call this process just recorded, without reading back what it knows (the
- * job's hold, its one call, the team's budget). If the job changed meanwhile (a cancel got there first), the
- * general settle decides instead.
+ * Records the one call of a one-shot job and settles the job in a single statement, without reading back what
+ * this process knows (the job's hold, its one call, the team's budget). If the job changed meanwhile (a cancel
+ * got there first), the record is written alone and the general settle decides.
  */
 export async function settleOneShotJob(
   ctx: ServiceContext,
   job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
-  call: { totalTokens: number; costUsd: string },
+  call: CallHandle,
+  record: RecordedCall,
   status: Settlement['status'],
   errorMessage?: string,
 ): Promise<void> {
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, job.teamId);
-  const usage = { totalTokens: call.totalTokens, costPico: usdToPico(call.costUsd) };
+  const usage = { totalTokens: record.totalTokens, costPico: usdToPico(record.costUsd) };
   const actor = actorLabel(ctx.actor);
-  const settled = await trySettle(ctx.db, job, { status, chargeMicro: chargeFor(team, status, usage), errorMessage, actor });
-  if (!settled) await settleJob(ctx.db, { jobId: job.id, teamId: job.teamId, status, errorMessage, actor });
+  const settlement = { status, chargeMicro: chargeFor(team, status, usage), errorMessage, actor };
+  const settled = await trySettle(ctx.db, job, settlement, saveCallRecordSql(ctx.db, call.callId, record));
+  if (settled) return;
+  await saveCallRecord(ctx, call, record);
+  await settleJob(ctx.db, { jobId: job.id, teamId: job.teamId, status, errorMessage, actor });
 }
 
 function completionOf(job: JobRow, calls: LlmCallRow[]): CompleteJobResponse {

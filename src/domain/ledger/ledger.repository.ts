@@ -34,11 +34,13 @@ export function amountSql(change: LedgerChange): SQL {
  * balance row lock and each re-checks the condition against the committed balance, so no update is lost and none
  * overspends. `then` may add CTEs that read `entry`; `onlyIf` is a further condition for moving anything.
  */
-export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`): SQL {
+export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`, alsoRun?: SQL): SQL {
   const held = change.heldDeltaMicro ?? 0;
   const amount = amountSql(change);
+  // `alsoRun` (a data-modifying statement) runs in the same statement whatever the condition says.
+  const before = alsoRun ? sql`also_run AS (${alsoRun}), ` : sql``;
   return sql`
-    WITH moved AS (
+    WITH ${before}moved AS (
       UPDATE ${creditBalances}
          SET balance_micro = balance_micro + ${amount},
              held_micro = held_micro + ${held}::bigint,

@@ -1,7 +1,7 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq, sql, type SQL } from 'drizzle-orm';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { LlmCallResponse, LlmCallRequest } from '../../contracts/index.js';
-import { withTransaction, type Transaction } from '../../db/client.js';
+import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
 import { jobs, llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -161,8 +161,11 @@ export interface StreamOptions {
   headers?: Record<string, string>;
   /** OpenAI's wire format unless said otherwise. */
   format?: StreamFormat;
-  /** Runs after the call is recorded and before [DONE] (create-and-call-stream settles its job here). */
-  beforeDone?: (outcome: CallOutcome, recorded: RecordedCall) => Promise<void>;
+  /**
+   * Replaces the plain write of the call's record, before [DONE]: a stream whose job ends with the call writes the
+   * record and settles the job here (create-and-call-stream in one statement).
+   */
+  recordAndSettle?: (outcome: CallOutcome, record: RecordedCall) => Promise<void>;
 }
 
 /**
@@ -220,8 +223,9 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   }
   upstream.release();
   const record = async () => {
-    const recorded = await finishLlmCall(ctx, handle, outcome);
-    await options.beforeDone?.(outcome, recorded);
+    const recorded = await callRecordOf(ctx, handle, outcome);
+    if (options.recordAndSettle) await options.recordAndSettle(outcome, recorded);
+    else await saveCallRecord(ctx, handle, recorded);
   };
   try {
     await record();
@@ -294,9 +298,16 @@ export function toAppError(error: UpstreamError): AppError {
  * a tokenizer), cost from the price table, latency and time to first token. In the consumption modes it then
  * extends the job's hold to cover what the job has used so far, as far as the team's credits allow.
  */
-export type RecordedCall = Awaited<ReturnType<typeof finishLlmCall>>;
+export type RecordedCall = Awaited<ReturnType<typeof callRecordOf>>;
 
-export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome) {
+export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome): Promise<RecordedCall> {
+  const record = await callRecordOf(ctx, handle, outcome);
+  await saveCallRecord(ctx, handle, record);
+  return record;
+}
+
+/** What a finished call is recorded as (see finishLlmCall). */
+export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome) {
   const { accumulator } = outcome;
   const usage = accumulator.usage ?? {
     prompt_tokens: await estimatePromptTokens(handle.messages),
@@ -328,17 +339,26 @@ export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, out
     error: outcome.error?.message ?? null,
     completedAt: sql`now()`,
   };
+  return record;
+}
+
+/** The statement that writes a call's record. */
+export function saveCallRecordSql(db: DbOrTx, callId: string, record: RecordedCall): SQL {
+  return db.update(llmCalls).set(record).where(eq(llmCalls.id, callId)).getSQL();
+}
+
+/** Writes the record; in the consumption modes also extends the job's hold to what it has used so far. */
+export async function saveCallRecord(ctx: ServiceContext, handle: CallHandle, record: RecordedCall): Promise<void> {
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, handle.teamId);
   // The job was touched when the call began; only the consumption modes move credits here.
   if (team.budgetMode === 'job_based') {
     await ctx.db.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
-  } else {
-    await withTransaction(ctx.db, async (tx) => {
-      await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
-      await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
-    });
+    return;
   }
-  return record;
+  await withTransaction(ctx.db, async (tx) => {
+    await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+    await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
+  });
 }
 
 async function extendHoldToUsage(tx: Transaction, jobId: string, actor: string): Promise<void> {

@@ -12,7 +12,7 @@ import { JOB_STATUS_OF_CALL, settle } from '../jobs/create-and-call.service.js';
 import { findJob, isOpen } from '../jobs/jobs.repository.js';
 import { createJob } from '../jobs/jobs.service.js';
 import { replayCallFrames } from '../llm/call-replay.js';
-import { beginLlmCall, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
+import { beginLlmCall, saveCallRecord, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { QueueBroadcast } from './queue-broadcast.js';
@@ -95,7 +95,10 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
     await ctx.db.update(queueRequests).set({ callId: handle.callId }).where(eq(queueRequests.id, item.id));
     const outcome = await streamLlmCall(ctx, handle, broadcast, {
       format: queueFormat,
-      beforeDone: (result) => endJob(result.status, result.error?.message),
+      recordAndSettle: async (result, record) => {
+        await saveCallRecord(ctx, handle, record);
+        await endJob(result.status, result.error?.message);
+      },
     });
     await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
   } catch (error) {
