@@ -17,6 +17,8 @@ export interface HandlerInput<P, Q, B> {
   deps: Deps;
   req: Request;
   res: Response;
+  /** With an Idempotency-Key on a `long` route: stores the answer now (a stream, before its last frame). */
+  answered?: ((body: unknown) => Promise<void>) | undefined;
 }
 
 /**

@@ -30,7 +30,8 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
       const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, queue: deps.queue, caches: deps.caches };
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
-      const run = (db: DbOrTx) => route.handler({ ...input, ctx: { ...ctx, db }, deps, req, res });
+      const run = (db: DbOrTx, answered?: (body: unknown) => Promise<void>) =>
+        route.handler({ ...input, ctx: { ...ctx, db }, deps, req, res, answered });
       if (idempotencyKey === undefined) {
         const body = await run(deps.db);
         if (body !== undefined && !res.headersSent) res.status(status).json(body);
@@ -44,7 +45,10 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
       const result =
         route.idempotent === 'transaction'
           ? await runIdempotent(deps.db, claim, ttl, async (tx) => ({ status, body: await run(tx) }))
-          : await runIdempotentLong(deps.db, claim, ttl, async () => ({ status, body: await run(deps.db) }));
+          : await runIdempotentLong(deps.db, claim, ttl, async (answered) => ({
+              status,
+              body: await run(deps.db, (body) => answered({ status, body })),
+            }));
       if (!result.replayed) {
         if (!res.headersSent) res.status(result.status).json(result.body);
         return;

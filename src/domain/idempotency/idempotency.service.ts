@@ -84,20 +84,22 @@ export async function runIdempotent(
 
 /**
  * For work that calls the upstream and must not hold a transaction open meanwhile: the claim is committed
- * first (a retry meanwhile gets 409), the answer stored after, and a failure frees the key for a new attempt.
+ * first (a retry meanwhile gets 409), the answer stored after (or earlier, through `answered`), and a failure
+ * frees the key for a new attempt.
  * A claim orphaned by a crash is freed by the job sweeper.
  */
 export async function runIdempotentLong(
   db: Database,
   idempotency: IdempotencyClaim,
   ttlHours: number,
-  work: () => Promise<StoredResponse>,
+  work: (answered: (response: StoredResponse) => Promise<void>) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
   const replay = await claim(db, idempotency, ttlHours);
   if (replay) return { ...replay, replayed: true };
   let response: StoredResponse;
   try {
-    response = await work();
+    // A stream stores its answer before its last frame, so a client retrying the moment it sees [DONE] replays.
+    response = await work((early) => store(db, idempotency, early));
   } catch (error) {
     await db.delete(idempotencyKeys).where(and(whereClaim(idempotency), eq(idempotencyKeys.status, 'in_progress')));
     throw error;

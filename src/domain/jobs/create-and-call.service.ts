@@ -69,12 +69,18 @@ export async function createAndCall(ctx: ServiceContext, input: CreateAndCallReq
  * sees the charge. A call that failed ends the job failed (nothing charged); a client that left ends it
  * cancelled (charged only in the consumption modes, for what was used).
  */
-export async function createAndCallStream(ctx: ServiceContext, input: CreateAndCallRequest, sink: StreamSink): Promise<{ job_id: string; call_id: string }> {
+export async function createAndCallStream(
+  ctx: ServiceContext,
+  input: CreateAndCallRequest,
+  sink: StreamSink,
+  beforeDone?: (callId: string) => Promise<void>,
+): Promise<{ job_id: string; call_id: string }> {
   return withJob(ctx, input, true, async (call, holdMicro) => {
     await streamLlmCall(ctx, call, sink, {
       headers: { 'X-Job-Id': call.jobId },
       recordAndSettle: (outcome, record) =>
         settleOneShotJob(ctx, { id: call.jobId, teamId: call.teamId, holdMicro }, call, record, JOB_STATUS_OF_CALL[outcome.status], outcome.error?.message),
+      ...(beforeDone && { beforeDone: () => beforeDone(call.callId) }),
     });
     return { job_id: call.jobId, call_id: call.callId };
   });

@@ -17,7 +17,8 @@ import { jobChargeMicro, picoToUsd, usdToPico, type JobUsage } from '../billing/
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
-import { saveCallRecord, saveCallRecordSql, type CallHandle, type RecordedCall } from '../llm/llm-call.service.js';
+import { saveCallRecord, saveCallRecordSql, type RecordedCall } from '../llm/call-record.js';
+import type { CallHandle } from '../llm/llm-call.service.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
 import {

@@ -85,10 +85,11 @@ export const jobRoutes = [
     idempotent: 'long',
     response: { description: streamDescription, contentType: SSE },
     errors: [402, 404, 409, 429, 502, 504],
-    handler: async ({ ctx, params, body, req, res }) => {
+    handler: async ({ ctx, params, body, req, res, answered }) => {
       const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, true);
-      await streamLlmCall(ctx, handle, createSseSink(req, res));
-      return streamedAnswer(handle.callId);
+      const answer = streamedAnswer(handle.callId);
+      await streamLlmCall(ctx, handle, createSseSink(req, res), { ...(answered && { beforeDone: () => answered(answer) }) });
+      return answer;
     },
   }),
   defineRoute({
@@ -140,7 +141,10 @@ export const jobRoutes = [
       contentType: SSE,
     },
     errors: [402, 404, 429, 502, 504],
-    handler: async ({ ctx, body, req, res }) => streamedAnswer((await createAndCallStream(ctx, body, createSseSink(req, res))).call_id),
+    handler: async ({ ctx, body, req, res, answered }) => {
+      const beforeDone = answered && ((callId: string) => answered(streamedAnswer(callId)));
+      return streamedAnswer((await createAndCallStream(ctx, body, createSseSink(req, res), beforeDone)).call_id);
+    },
   }),
 ];
 

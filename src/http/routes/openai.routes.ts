@@ -19,8 +19,11 @@ export const openAiRoutes = [
       description: 'a chat.completion, or with `stream: true` a text/event-stream of chat.completion.chunk ending with [DONE]',
     },
     errors: [402, 429, 502, 504],
-    handler: async ({ ctx, body, req, res }) => {
-      if (body.stream) return streamedAnswer((await chatCompletionStream(ctx, body, createSseSink(req, res))).call_id);
+    handler: async ({ ctx, body, req, res, answered }) => {
+      if (body.stream) {
+        const beforeDone = answered && ((callId: string) => answered(streamedAnswer(callId)));
+        return streamedAnswer((await chatCompletionStream(ctx, body, createSseSink(req, res), beforeDone)).call_id);
+      }
       const { response, jobId, callId } = await chatCompletion(ctx, body, clientGone(res));
       res.setHeader('X-Job-Id', jobId);
       res.setHeader('X-Call-Id', callId);
