@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import pg from 'pg';
 import { createApp } from '../src/app.js';
+import { createHttpServer } from '../src/http/server.js';
 import { loadConfig } from '../src/config.js';
 import { createDeps } from '../src/deps.js';
 import { createLogger } from '../src/lib/logger.js';
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
     PORT: '0',
   });
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
-  const app = createApp(deps).listen(0, '127.0.0.1');
+  const app = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => app.once('listening', resolve).once('error', reject));
   app.keepAliveTimeout = 60_000;
   const proxy = await startPassThroughProxy(options.upstreamBaseURL);

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createDeps } from './deps.js';
+import { createHttpServer } from './http/server.js';
 import { createLogger } from './lib/logger.js';
 
 async function main(): Promise<void> {
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
       `\ncreditgate generated an admin MASTER_KEY (shown only this once, store it now):\n\n  MASTER_KEY=${deps.generatedMasterKey}\n\n`,
     );
   }
-  const server = createApp(deps).listen(config.PORT, config.HOST);
+  const server = createHttpServer(createApp(deps)).listen(config.PORT, config.HOST);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
   log.info({ port }, `creditgate listening on http://localhost:${port}`);

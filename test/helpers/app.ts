@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createDeps, type Deps } from '../../src/deps.js';
+import { createHttpServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
 import { closeSharedPool, createDatabaseFromTemplate } from './postgres.js';
@@ -88,7 +89,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     ...env,
   });
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
-  const server: Server = createApp(deps).listen(0, '127.0.0.1');
+  const server: Server = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
