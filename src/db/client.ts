@@ -65,5 +65,3 @@ export function sqlState(error: unknown): string | undefined {
 }
 
 export const UNIQUE_VIOLATION = '23505';
-export const CHECK_VIOLATION = '23514';
-export const FOREIGN_KEY_VIOLATION = '23503';

@@ -5,6 +5,11 @@ export interface ErrorFrameBody {
   error: { type: string; code: string; message: string; param: null };
 }
 
+/** The body of an in-band error event (the contract's error shape, sent after the stream began). */
+export function errorFrameBody(code: string, message: string, type = 'upstream_error'): ErrorFrameBody {
+  return { error: { type, code, message, param: null } };
+}
+
 /** How a stream of chat chunks is written as SSE frames for one kind of client. */
 export interface StreamFormat {
   chunk(chunk: ChatCompletionChunk): string | null;

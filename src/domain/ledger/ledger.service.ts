@@ -70,7 +70,7 @@ export function presentBudget(team: typeof teams.$inferSelect) {
   };
 }
 
-export function presentTransaction(entry: LedgerEntry): CreditTransaction {
+function presentTransaction(entry: LedgerEntry): CreditTransaction {
   return {
     transaction_id: entry.id,
     team_id: entry.teamId,

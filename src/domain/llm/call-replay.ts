@@ -3,7 +3,7 @@ import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { notFound } from '../../lib/errors.js';
-import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
+import { errorFrameBody, openAiFormat, type StreamFormat } from '../../sse/formats.js';
 
 /**
  * The SSE frames of a recorded call, rebuilt from its record: the same content, tool calls and finish reason,
@@ -26,7 +26,7 @@ export async function replayCallFrames(db: DbOrTx, callId: string, format: Strea
   if (call.finishReason) chunks.push(chunk({}, call.finishReason as ChatCompletionChunk.Choice['finish_reason']));
   const frames = chunks.map((c) => format.chunk(c)).filter((frame): frame is string => frame !== null);
   if (call.status === 'failed' || call.status === 'cancelled') {
-    frames.push(format.error({ error: { type: 'upstream_error', code: 'upstream_error', message: call.error ?? 'the call did not finish', param: null } }));
+    frames.push(format.error(errorFrameBody('upstream_error', call.error ?? 'the call did not finish')));
   }
   frames.push(format.done());
   return { jobId: call.jobId, frames };

@@ -5,7 +5,7 @@ import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { retryInBackground } from '../../lib/retry.js';
-import { openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
+import { errorFrameBody, openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
 import { jobChargeMicro } from '../billing/pricing.models.js';
@@ -242,9 +242,11 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   return outcome;
 }
 
-const RECORDING_DEFERRED: ErrorFrameBody = {
-  error: { type: 'api_error', code: 'recording_deferred', message: 'the call could not be recorded yet; it will be once the database answers', param: null },
-};
+const RECORDING_DEFERRED = errorFrameBody(
+  'recording_deferred',
+  'the call could not be recorded yet; it will be once the database answers',
+  'api_error',
+);
 
 /**
  * While the upstream is silent (a slow first token, a long tool step) an SSE comment goes out every
@@ -279,7 +281,7 @@ function ensureRole(chunk: ChatCompletionChunk): void {
 }
 
 function errorBody(error: UpstreamError): ErrorFrameBody {
-  return { error: { type: 'upstream_error', code: error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_error', message: error.message, param: null } };
+  return errorFrameBody(error.kind === 'timeout' ? 'upstream_timeout' : 'upstream_error', error.message);
 }
 
 export function toAppError(error: UpstreamError): AppError {

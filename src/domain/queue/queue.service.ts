@@ -5,7 +5,7 @@ import { llmCalls, queueRequests } from '../../db/schema/index.js';
 import { conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { sseComment, sseEvent } from '../../sse/encode.js';
-import { queueFormat } from '../../sse/formats.js';
+import { errorFrameBody, queueFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { teamOf, type ServiceContext } from '../context.js';
 import { JOB_STATUS_OF_CALL, settle } from '../jobs/create-and-call.service.js';
@@ -87,7 +87,7 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       .returning();
   try {
     if ((await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
-      await broadcast.write(queueFormat.error({ error: { type: 'cancelled', code: 'cancelled', message: 'cancelled before it started', param: null } }));
+      await broadcast.write(queueFormat.error(errorFrameBody('cancelled', 'cancelled before it started', 'cancelled')));
       await broadcast.write(queueFormat.done());
       await endJob('cancelled', 'cancelled before it started');
       return;
@@ -104,7 +104,7 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
     await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
   } catch (error) {
     const message = error instanceof Error ? error.message : 'failed';
-    await broadcast.write(queueFormat.error({ error: { type: 'upstream_error', code: 'upstream_error', message, param: null } }));
+    await broadcast.write(queueFormat.error(errorFrameBody('upstream_error', message)));
     await broadcast.write(queueFormat.done());
     await setStatus('error', { error: message });
     await endJob('failed', message).catch(() => undefined);
@@ -177,7 +177,7 @@ export async function streamQueued(ctx: ServiceContext, queueId: string, sink: S
     if (!ended) return;
     const frames = ended.callId
       ? (await replayCallFrames(ctx.db, ended.callId, queueFormat)).frames
-      : [queueFormat.error({ error: { type: 'upstream_error', code: ended.status, message: ended.error ?? ended.status, param: null } }), queueFormat.done()];
+      : [queueFormat.error(errorFrameBody(ended.status, ended.error ?? ended.status)), queueFormat.done()];
     for (const frame of frames) await sink.write(frame);
   } finally {
     sink.end();

@@ -8,7 +8,7 @@ import { actorLabel, assertTeamAccess, type ServiceContext } from '../context.js
 import { DEFAULT_BUDGET, resolveBudgetSettings } from '../ledger/budget.models.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
 import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
-import { getCreditBalance } from '../ledger/ledger.service.js';
+import { getCreditBalance, presentBudget } from '../ledger/ledger.service.js';
 import { assignModelGroups, listTeamModelGroups, requireTeam } from './teams.repository.js';
 
 /** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
@@ -58,10 +58,7 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
     team_alias: team.alias,
     status: team.status,
     model_groups: groups,
-    budget_mode: team.budgetMode,
-    credits_per_job: team.creditsPerJob,
-    tokens_per_credit: team.tokensPerCredit,
-    credits_per_dollar: team.creditsPerDollar,
+    ...presentBudget(team),
     credits: { balance: balance.balance, held: balance.held, credits_remaining: balance.credits_remaining },
     metadata: team.metadata,
     created_at: team.createdAt.toISOString(),
