@@ -15,3 +15,11 @@ describe('requests Node refuses before express', () => {
     expect(((await response.json()) as { error: unknown }).error).toMatchObject({ type: 'invalid_request_error', code: 'headers_too_large' });
   });
 });
+
+describe('input PostgreSQL cannot store', () => {
+  it('refuses a NUL character in the query string with 400', async () => {
+    const response = await app.request('GET', '/api/organizations?cursor=%00');
+    expect(response.status).toBe(400);
+    expect(response.body.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_string', param: 'cursor' });
+  });
+});

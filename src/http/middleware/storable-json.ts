@@ -4,13 +4,19 @@ import { validationFailed } from '../../lib/errors.js';
 const MAX_DEPTH = 64;
 
 /**
- * Refuses JSON that PostgreSQL cannot store or that would exhaust the stack later on: NUL characters and lone
- * UTF-16 surrogates in any string or key (text and jsonb reject them), and nesting deeper than 64 levels.
+ * Refuses input (the JSON body and the query string) that PostgreSQL cannot store or that would exhaust the stack
+ * later on: NUL characters and lone UTF-16 surrogates in any string or key (text and jsonb reject them), and
+ * nesting deeper than 64 levels.
  * Walked iteratively, so a hostile body cannot overflow the stack here either.
  */
 export function storableJson(req: Request, _res: Response, next: NextFunction): void {
-  const problem = findProblem(req.body);
-  if (problem) return next(validationFailed(`request body ${problem.message}`, problem.path || undefined, problem.reason));
+  for (const [part, value] of [
+    ['request body', req.body],
+    ['query string', req.query],
+  ] as const) {
+    const problem = findProblem(value);
+    if (problem) return next(validationFailed(`${part} ${problem.message}`, problem.path || undefined, problem.reason));
+  }
   next();
 }
 
