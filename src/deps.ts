@@ -11,7 +11,7 @@ import { CACHE_CHANNEL, Caches } from './domain/caches.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
-import { createUpstreamClient, type UpstreamClient } from './upstream/client.js';
+import { UpstreamClient } from './upstream/client.js';
 import { startSimulatedUpstream } from './upstream/simulated-server.js';
 
 export interface Deps {
@@ -74,6 +74,9 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     );
     closers.push(stopSweeper);
 
+    const upstreamClient = new UpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS });
+    closers.push(async () => upstreamClient.close());
+
     const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET });
     return {
       config,
@@ -82,7 +85,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       pool: database.pool,
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
       metrics: createMetrics(),
-      upstream: createUpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS }),
+      upstream: upstreamClient,
       inflight,
       queue: new QueueRuns(),
       caches,

@@ -2,9 +2,18 @@ import type { Request, Response } from 'express';
 import { SSE_HEADERS } from '../sse/encode.js';
 import type { StreamSink } from '../sse/sink.js';
 
-/** An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. */
+/**
+ * An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. Frames
+ * written in the same tick (the upstream delivered them in one read) leave in one socket write: the socket is
+ * corked at the first and uncorked once the tick's work is done, so nothing waits for a later event.
+ */
 export function createSseSink(req: Request, res: Response): StreamSink {
   const controller = new AbortController();
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    res.uncork();
+  };
   // 'close' before the response finished means the client went away.
   res.on('close', () => {
     if (!res.writableFinished) controller.abort();
@@ -26,10 +35,15 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       res.writeHead(200, { ...SSE_HEADERS, ...headers });
       res.flushHeaders();
     },
-    async write(frame) {
-      if (controller.signal.aborted) throw new Error('client disconnected');
-      if (res.write(frame)) return;
-      await new Promise<void>((resolve, reject) => {
+    write(frame) {
+      if (controller.signal.aborted) return Promise.reject(new Error('client disconnected'));
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(uncork);
+      }
+      if (res.write(frame)) return undefined;
+      return new Promise<void>((resolve, reject) => {
         const onDrain = () => {
           controller.signal.removeEventListener('abort', onAbort);
           resolve();

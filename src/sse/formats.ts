@@ -12,7 +12,8 @@ export function errorFrameBody(code: string, message: string, type = 'upstream_e
 
 /** How a stream of chat chunks is written as SSE frames for one kind of client. */
 export interface StreamFormat {
-  chunk(chunk: ChatCompletionChunk): string | null;
+  /** `data` is the chunk's JSON exactly as the upstream sent it, when the chunk is passed on unchanged. */
+  chunk(chunk: ChatCompletionChunk, data?: string): string | null;
   error(body: ErrorFrameBody): string;
   done(): string;
   /** null: this format sends no keepalive of its own (its reader does). */
@@ -21,7 +22,8 @@ export interface StreamFormat {
 
 /** OpenAI's wire format: `data: <chunk>` frames, in-band `data: {"error"}`, then `data: [DONE]`. */
 export const openAiFormat: StreamFormat = {
-  chunk: (chunk) => sseData(chunk),
+  // The upstream's own text needs no second serialisation, unless it spans lines (one SSE frame per data line).
+  chunk: (chunk, data) => (data !== undefined && !/[\r\n]/.test(data) ? `data: ${data}\n\n` : sseData(chunk)),
   error: (body) => sseData(body),
   done: () => SSE_DONE,
   keepalive: () => sseComment('keepalive'),

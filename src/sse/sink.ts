@@ -1,12 +1,13 @@
 /**
- * Where a stream goes, without the domain knowing it is HTTP. `write` resolves once the frame is handed to the
- * socket and the socket has drained, so a slow reader slows the upstream read instead of growing a buffer.
+ * Where a stream goes, without the domain knowing it is HTTP. `write` hands the frame to the socket and returns
+ * undefined, or, when the socket is full, a promise that resolves once it drained: a slow reader slows the
+ * upstream read instead of growing a buffer, and the common case costs no promise.
  */
 export interface StreamSink {
   /** Commits the response (status 200 and SSE headers); idempotent. */
   open(headers?: Record<string, string>): void;
   readonly opened: boolean;
-  write(frame: string): Promise<void>;
+  write(frame: string): Promise<void> | undefined;
   end(): void;
   /** Aborts the upstream request: the client went away, or the call was cancelled. Its reason says which. */
   readonly signal: AbortSignal;

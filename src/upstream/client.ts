@@ -1,24 +1,42 @@
 import OpenAI from 'openai';
+import type { ChatCompletion } from 'openai/resources/chat/completions';
+import { ChatStreamTransport, type ChatStreamRequest, type UpstreamChunkStream } from './chat-stream.js';
+import { UpstreamError } from './errors.js';
 
-export type UpstreamClient = OpenAI;
+export { UpstreamError } from './errors.js';
+export type { UpstreamChunk, UpstreamChunkStream } from './chat-stream.js';
 
-export function createUpstreamClient(options: { baseURL: string; apiKey: string; timeoutMs: number }): UpstreamClient {
-  // Retries are ours to decide (the next model of the group, and only before the first byte).
-  return new OpenAI({ baseURL: options.baseURL, apiKey: options.apiKey, maxRetries: 0, timeout: options.timeoutMs });
+export interface UpstreamClientOptions {
+  baseURL: string;
+  apiKey: string;
+  timeoutMs: number;
 }
 
 /**
- * An upstream failure as creditgate reports it. The message never carries the upstream's own error text, which
- * can echo URLs or provider credentials; that stays in the server log.
+ * The OpenAI-compatible upstream: whole completions through the openai SDK, streams through creditgate's own
+ * lean transport (the hot path). Retries are ours to decide (the next model of the group, and only before the
+ * first byte), so the SDK makes none.
  */
-export class UpstreamError extends Error {
-  constructor(
-    message: string,
-    readonly kind: 'timeout' | 'http' | 'connection' | 'protocol' | 'aborted',
-    readonly upstreamStatus?: number,
-  ) {
-    super(message);
-    this.name = 'UpstreamError';
+export class UpstreamClient {
+  private readonly sdk: OpenAI;
+  private readonly streams: ChatStreamTransport;
+
+  constructor(options: UpstreamClientOptions) {
+    this.sdk = new OpenAI({ baseURL: options.baseURL, apiKey: options.apiKey, maxRetries: 0, timeout: options.timeoutMs });
+    this.streams = new ChatStreamTransport(options.baseURL, options.apiKey);
+  }
+
+  async complete(body: Record<string, unknown>, signal: AbortSignal): Promise<ChatCompletion> {
+    return (await this.sdk.chat.completions.create({ ...body, stream: false } as never, { signal })) as ChatCompletion;
+  }
+
+  /** A streamed completion with the usage chunk requested (the record needs it whatever the client asked). */
+  stream(request: ChatStreamRequest): Promise<UpstreamChunkStream> {
+    return this.streams.open({ ...request, body: { ...request.body, stream: true, stream_options: { include_usage: true } } });
+  }
+
+  close(): void {
+    this.streams.close();
   }
 }
 

@@ -1,4 +1,3 @@
-import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import type { LlmCallResponse, LlmCallRequest } from '../../contracts/index.js';
 import { withTransaction } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
@@ -7,7 +6,7 @@ import { newId } from '../../lib/ids.js';
 import { retryInBackground } from '../../lib/retry.js';
 import { errorFrameBody, openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
-import { UpstreamError, toUpstreamError } from '../../upstream/client.js';
+import { UpstreamError, toUpstreamError, type UpstreamChunkStream } from '../../upstream/client.js';
 import { jobChargeMicro } from '../billing/pricing.models.js';
 import type { ServiceContext } from '../context.js';
 import { isOpen, listJobCalls, lockJob, totalsOf, touchJob, type NewCall } from '../jobs/jobs.repository.js';
@@ -16,7 +15,7 @@ import { requireTeam } from '../tenancy/teams.repository.js';
 import { callRecordOf, finishLlmCall, saveCallRecord, type RecordedCall } from './call-record.js';
 import { resolveModelRoute, type ModelRoute } from './model-routing.js';
 import { StreamAccumulator } from './stream-accumulator.js';
-import { completeWithFallback, openStreamWithFallback, withTimeout } from './upstream-attempts.js';
+import { completeWithFallback, openStreamWithFallback } from './upstream-attempts.js';
 
 /** Fields of a request that are creditgate's, not the upstream's. */
 const OWN_FIELDS = new Set(['model', 'messages', 'stream', 'stream_options', 'team_id', 'job_type', 'user_id', 'job_metadata']);
@@ -181,6 +180,7 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   const keepalive = startKeepalive(sink, headers, format, ctx.config.STREAM_KEEPALIVE_MS);
   let model: string | null = null;
   let ttftMs: number | null = null;
+  let stream: UpstreamChunkStream | undefined;
   let outcome: CallOutcome;
   try {
     const { config } = ctx;
@@ -189,36 +189,47 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
       handle.route.candidates,
       handle.params,
       upstream.signal,
-      config.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
+      { firstTokenMs: config.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS, chunkMs: config.UPSTREAM_CHUNK_TIMEOUT_MS },
       ctx.log,
     );
     model = opened.model;
+    stream = opened.stream;
     sink.open(headers);
-    let first = true;
-    for (let next = opened.first; !next.done; next = await withTimeout(opened.iterator.next(), config.UPSTREAM_CHUNK_TIMEOUT_MS, upstream.controller, model)) {
-      const chunk = next.value;
-      accumulator.add(chunk);
-      ttftMs ??= Math.round(performance.now() - handle.startedAt);
-      if (chunk.choices.length === 0 && !handle.wantsUsage) continue;
-      if (first) ensureRole(chunk);
-      first = false;
-      const frame = format.chunk(chunk);
+    ttftMs = Math.round(performance.now() - handle.startedAt);
+    const first = opened.first;
+    accumulator.add(first.chunk);
+    // Clients rely on the first chunk naming the role, as OpenAI's does; a few providers omit it.
+    const needsRole = first.chunk.choices[0]?.delta !== undefined && !first.chunk.choices[0].delta.role;
+    if (needsRole) (first.chunk.choices[0] as { delta: { role?: string } }).delta.role = 'assistant';
+    if (first.chunk.choices.length > 0 || handle.wantsUsage) {
+      const frame = format.chunk(first.chunk, needsRole ? undefined : first.data);
       if (frame) await keepalive.write(frame);
     }
-    // The SDK ends an aborted stream as if it were complete; the abort's reason says what really happened.
-    if (upstream.signal.aborted) throw upstream.signal.reason;
+    // The per-chunk path: a ready chunk comes back without a promise, and a write waits only for backpressure.
+    for (let next = stream.next(); ; next = stream.next()) {
+      const item = next instanceof Promise ? await next : next;
+      if (!item) break;
+      accumulator.add(item.chunk);
+      if (item.chunk.choices.length === 0 && !handle.wantsUsage) continue;
+      const frame = format.chunk(item.chunk, item.data);
+      if (!frame) continue;
+      const pending = keepalive.write(frame);
+      if (pending) await pending;
+    }
     outcome = { status: 'success', model, accumulator, ttftMs, error: null };
   } catch (error) {
     const upstreamError = upstream.failure(error, model ?? handle.route.requested);
     outcome = { status: statusOf(upstreamError), model, accumulator, ttftMs, error: upstreamError };
     if (!sink.opened) {
       keepalive.stop();
+      stream?.close();
       upstream.release();
       await finishLlmCall(ctx, handle, outcome);
       throw toAppError(upstreamError);
     }
-    if (!sink.closed) await keepalive.write(format.error(errorBody(upstreamError))).catch(() => undefined);
+    if (!sink.closed) await keepalive.write(format.error(errorBody(upstreamError)))?.catch(() => undefined);
   }
+  stream?.close();
   upstream.release();
   const record = async () => {
     const recorded = await callRecordOf(ctx, handle, outcome);
@@ -232,11 +243,11 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
     // The client has its answer but the call is not recorded (or its job not settled): say so in-band rather
     // than end as if all were well, and record it once the database is back.
     ctx.log.error({ err: error, call_id: handle.callId }, 'could not record a streamed call; retrying in the background');
-    if (!sink.closed) await keepalive.write(format.error(RECORDING_DEFERRED)).catch(() => undefined);
+    if (!sink.closed) await keepalive.write(format.error(RECORDING_DEFERRED))?.catch(() => undefined);
     retryInBackground(record, ctx.log, `record call ${handle.callId}`);
   } finally {
     keepalive.stop();
-    if (!sink.closed) await sink.write(format.done()).catch(() => undefined);
+    if (!sink.closed) await sink.write(format.done())?.catch(() => undefined);
     sink.end();
   }
   return outcome;
@@ -255,29 +266,26 @@ const RECORDING_DEFERRED = errorFrameBody(
  */
 function startKeepalive(sink: StreamSink, headers: Record<string, string>, format: StreamFormat, intervalMs: number) {
   let lastWrite = performance.now();
-  let writing = false;
-  const write = async (frame: string) => {
-    writing = true;
-    try {
-      await sink.write(frame);
-    } finally {
-      writing = false;
-      lastWrite = performance.now();
-    }
+  let draining = false;
+  const drained = () => {
+    draining = false;
+    lastWrite = performance.now();
+  };
+  /** Undefined when the frame was taken at once; a promise while the socket is full. */
+  const write = (frame: string): Promise<void> | undefined => {
+    lastWrite = performance.now();
+    const pending = sink.write(frame);
+    if (!pending) return undefined;
+    draining = true;
+    return pending.finally(drained);
   };
   const frame = format.keepalive();
   const timer = setInterval(() => {
-    if (!frame || writing || sink.closed || performance.now() - lastWrite < intervalMs) return;
+    if (!frame || draining || sink.closed || performance.now() - lastWrite < intervalMs) return;
     sink.open(headers);
-    write(frame).catch(() => undefined);
+    void write(frame)?.catch(() => undefined);
   }, Math.max(10, Math.floor(intervalMs / 4)));
   return { write, stop: () => clearInterval(timer) };
-}
-
-/** Clients rely on the first chunk naming the role, as OpenAI's does; a few providers omit it. */
-function ensureRole(chunk: ChatCompletionChunk): void {
-  const delta = chunk.choices[0]?.delta;
-  if (delta && !delta.role) delta.role = 'assistant';
 }
 
 function errorBody(error: UpstreamError): ErrorFrameBody {

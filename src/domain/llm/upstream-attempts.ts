@@ -1,15 +1,22 @@
-import type { ChatCompletion, ChatCompletionChunk } from 'openai/resources/chat/completions';
+import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { Logger } from '../../lib/logger.js';
-import { toUpstreamError, UpstreamError, type UpstreamClient } from '../../upstream/client.js';
+import { toUpstreamError, UpstreamError, type UpstreamChunk, type UpstreamChunkStream, type UpstreamClient } from '../../upstream/client.js';
 
 export interface OpenedStream {
   model: string;
-  iterator: AsyncIterator<ChatCompletionChunk>;
-  first: IteratorResult<ChatCompletionChunk>;
+  stream: UpstreamChunkStream;
+  first: UpstreamChunk;
+}
+
+export interface StreamTimeouts {
+  /** A model that sends no chunk this long is abandoned for the next one. */
+  firstTokenMs: number;
+  /** Once chunks flow, the longest silence allowed. */
+  chunkMs: number;
 }
 
 /**
- * Tries each candidate model until one answers within `firstTokenTimeoutMs`. For a stream, "answers" means its
+ * Tries each candidate model until one answers within the first-token timeout. For a stream, "answers" means its
  * first chunk arrived: until then no chunk reached the client, so falling back is still possible.
  */
 export async function openStreamWithFallback(
@@ -17,19 +24,19 @@ export async function openStreamWithFallback(
   candidates: string[],
   params: Record<string, unknown>,
   signal: AbortSignal,
-  firstTokenTimeoutMs: number,
+  timeouts: StreamTimeouts,
   log: Logger,
 ): Promise<OpenedStream> {
-  return withFallback(candidates, signal, firstTokenTimeoutMs, log, async (model, attemptSignal) => {
-    const stream = await client.chat.completions.create(
-      { ...params, model, stream: true, stream_options: { include_usage: true } } as never,
-      { signal: attemptSignal },
-    );
-    const iterator = (stream as unknown as AsyncIterable<ChatCompletionChunk>)[Symbol.asyncIterator]();
-    const first = await iterator.next();
-    // The SDK ends an aborted stream quietly; that is an abort, not an empty answer.
-    if (first.done && attemptSignal.aborted) throw new UpstreamError('request aborted', 'aborted');
-    return { model, iterator, first };
+  return withFallback(candidates, signal, timeouts.firstTokenMs, log, async (model, attemptSignal) => {
+    const stream = await client.stream({ body: { ...params, model }, model, signal: attemptSignal, idleTimeoutMs: timeouts.chunkMs });
+    try {
+      const first = await stream.next();
+      if (!first) throw new UpstreamError(`model ${model} sent an empty stream`, 'protocol');
+      return { model, stream, first };
+    } catch (error) {
+      stream.close();
+      throw error;
+    }
   });
 }
 
@@ -41,10 +48,10 @@ export async function completeWithFallback(
   timeoutMs: number,
   log: Logger,
 ): Promise<{ model: string; completion: ChatCompletion }> {
-  return withFallback(candidates, signal, timeoutMs, log, async (model, attemptSignal) => {
-    const completion = (await client.chat.completions.create({ ...params, model, stream: false } as never, { signal: attemptSignal })) as ChatCompletion;
-    return { model, completion };
-  });
+  return withFallback(candidates, signal, timeoutMs, log, async (model, attemptSignal) => ({
+    model,
+    completion: await client.complete({ ...params, model }, attemptSignal),
+  }));
 }
 
 async function withFallback<T>(
@@ -76,7 +83,7 @@ async function withFallback<T>(
 }
 
 /** Resolves as `work` does, unless `ms` pass first: then the controller aborts the upstream request. */
-export async function withTimeout<T>(work: Promise<T>, ms: number, controller: AbortController, model: string): Promise<T> {
+async function withTimeout<T>(work: Promise<T>, ms: number, controller: AbortController, model: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {

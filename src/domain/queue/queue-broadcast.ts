@@ -17,7 +17,7 @@ export class QueueBroadcast implements StreamSink {
 
   open(): void {}
 
-  async write(frame: string): Promise<void> {
+  write(frame: string): undefined {
     this.frames.push(frame);
     for (const reader of this.readers) reader(frame);
   }
