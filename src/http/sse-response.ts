@@ -14,6 +14,12 @@ export function createSseSink(req: Request, res: Response): StreamSink {
     corked = false;
     res.uncork();
   };
+  const corkUntilNextTick = () => {
+    if (corked) return;
+    corked = true;
+    res.cork();
+    process.nextTick(uncork);
+  };
   // 'close' before the response finished means the client went away.
   res.on('close', () => {
     if (!res.writableFinished) controller.abort();
@@ -32,16 +38,14 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       opened = true;
       // Small frames must leave at once, not wait for Nagle's algorithm to batch them.
       req.socket.setNoDelay(true);
+      // The headers leave with the first frame when one follows in the same tick.
+      corkUntilNextTick();
       res.writeHead(200, { ...SSE_HEADERS, ...headers });
       res.flushHeaders();
     },
     write(frame) {
       if (controller.signal.aborted) return Promise.reject(new Error('client disconnected'));
-      if (!corked) {
-        corked = true;
-        res.cork();
-        process.nextTick(uncork);
-      }
+      corkUntilNextTick();
       if (res.write(frame)) return undefined;
       return new Promise<void>((resolve, reject) => {
         const onDrain = () => {

@@ -1,4 +1,4 @@
-import { and, count, eq, type SQL } from 'drizzle-orm';
+import { and, count, eq } from 'drizzle-orm';
 import type {
   CompleteJobRequest,
   CompleteJobResponse,
@@ -17,7 +17,7 @@ import { jobChargeMicro, picoToUsd, usdToPico, type JobUsage } from '../billing/
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
-import { saveCallRecord, saveCallRecordSql, type RecordedCall } from '../llm/call-record.js';
+import { saveCallRecord } from '../llm/call-record.js';
 import type { CallHandle } from '../llm/llm-call.service.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
@@ -28,6 +28,7 @@ import {
   openJob,
   settleJobRow,
   totalsOf,
+  type CallRecord,
   type JobRow,
   type JobSettlement,
   type LlmCallRow,
@@ -198,8 +199,8 @@ function chargeFor(team: Pick<TeamRow, 'budgetMode' | 'creditsPerJob' | 'tokensP
   return billsUsage ? jobChargeMicro(team, totals) : 0;
 }
 
-function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement, alsoRun?: SQL) {
-  return settleJobRow(db, job, settlement, alsoRun).catch((error: unknown) => {
+function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement, call?: { id: string; record: CallRecord }) {
+  return settleJobRow(db, job, settlement, call).catch((error: unknown) => {
     // Another settle of the same job won the race: the ledger allows one settlement per job.
     if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
     throw error;
@@ -215,7 +216,7 @@ export async function settleOneShotJob(
   ctx: ServiceContext,
   job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
   call: CallHandle,
-  record: RecordedCall,
+  record: CallRecord,
   status: Settlement['status'],
   errorMessage?: string,
 ): Promise<void> {
@@ -223,7 +224,7 @@ export async function settleOneShotJob(
   const usage = { totalTokens: record.totalTokens, costPico: usdToPico(record.costUsd) };
   const actor = actorLabel(ctx.actor);
   const settlement = { status, chargeMicro: chargeFor(team, status, usage), errorMessage, actor };
-  const settled = await trySettle(ctx.db, job, settlement, saveCallRecordSql(ctx.db, call.callId, record));
+  const settled = await trySettle(ctx.db, job, settlement, { id: call.callId, record });
   if (settled) return;
   await saveCallRecord(ctx, call, record);
   await settleJob(ctx.db, { jobId: job.id, teamId: job.teamId, status, errorMessage, actor });

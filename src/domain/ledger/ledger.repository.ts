@@ -1,23 +1,27 @@
 import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
+import type { Bound } from '../../db/compiled-statement.js';
 import { creditBalances, creditLedger } from '../../db/schema/index.js';
 import { newId } from '../../lib/ids.js';
 
 export type LedgerEntry = typeof creditLedger.$inferSelect;
 export type LedgerEntryType = LedgerEntry['entryType'];
 
+/** A change of a team's credits; each value may be a compiled statement's placeholder. */
 export interface LedgerChange {
-  teamId: string;
-  entryType: LedgerEntryType;
+  teamId: Bound<string>;
+  entryType: Bound<LedgerEntryType>;
   /** Change of the balance, in micro-credits; or, with `chargeUpToMicro`, decided in the statement. */
-  amountMicro?: number;
+  amountMicro?: Bound<number>;
   /** A debit of this much, or of everything available (the held change included) if that is less. */
-  chargeUpToMicro?: number;
+  chargeUpToMicro?: Bound<number>;
   /** Change of the held amount, in micro-credits. */
-  heldDeltaMicro?: number;
-  jobId?: string | null;
-  reason?: string | null;
-  actor: string;
+  heldDeltaMicro?: Bound<number>;
+  jobId?: Bound<string | null>;
+  reason?: Bound<string | null>;
+  actor: Bound<string>;
+  /** The ledger entry's id; a new one by default. */
+  entryId?: Bound<string>;
 }
 
 /** The balance change of a ledger change, as SQL over the balance row being updated (its values before it). */
@@ -54,7 +58,7 @@ export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf:
     ), entry AS (
       INSERT INTO ${creditLedger}
         (id, team_id, entry_type, amount_micro, held_delta_micro, balance_after_micro, held_after_micro, job_id, reason, actor)
-      SELECT ${newId('led')}, ${change.teamId}, ${change.entryType}, moved.last_amount_micro, ${held}::bigint,
+      SELECT ${change.entryId ?? newId('led')}, ${change.teamId}, ${change.entryType}, moved.last_amount_micro, ${held}::bigint,
              moved.balance_micro, moved.held_micro, ${change.jobId ?? null}, ${change.reason ?? null}, ${change.actor}
         FROM moved
       RETURNING *

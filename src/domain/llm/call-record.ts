@@ -1,32 +1,30 @@
-import { eq, sql, type SQL } from 'drizzle-orm';
-import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
-import { jobs, llmCalls } from '../../db/schema/index.js';
+import { eq } from 'drizzle-orm';
+import { withTransaction, type Transaction } from '../../db/client.js';
+import { jobs } from '../../db/schema/index.js';
 import { storableText } from '../../lib/text.js';
 import { findModelPrice } from '../billing/model-prices.service.js';
 import { callCostPico, jobChargeMicro, picoToUsd } from '../billing/pricing.models.js';
 import { actorLabel, type ServiceContext } from '../context.js';
-import { isOpen, listJobCalls, lockBalance, lockJob, totalsOf } from '../jobs/jobs.repository.js';
+import { isOpen, listJobCalls, lockBalance, lockJob, saveCallRecordRow, totalsOf, type CallRecord } from '../jobs/jobs.repository.js';
 import { applyLedgerChange } from '../ledger/ledger.repository.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import type { CallHandle, CallOutcome } from './llm-call.service.js';
 import { estimateCompletionTokens, estimatePromptTokens } from './token-estimate.js';
 
-export type RecordedCall = Awaited<ReturnType<typeof callRecordOf>>;
-
 /**
  * Writes the call's record: content, tool calls, finish reason, tokens (the upstream's usage, else counted with
  * a tokenizer), cost from the price table, latency and time to first token. In the consumption modes it then
  * extends the job's hold to cover what the job has used so far, as far as the team's credits allow.
  */
-export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome): Promise<RecordedCall> {
+export async function finishLlmCall(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome): Promise<CallRecord> {
   const record = await callRecordOf(ctx, handle, outcome);
   await saveCallRecord(ctx, handle, record);
   return record;
 }
 
 /** What a finished call is recorded as (see finishLlmCall). */
-export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome) {
+export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome): Promise<CallRecord> {
   const { accumulator } = outcome;
   const usage = accumulator.usage ?? {
     prompt_tokens: await estimatePromptTokens(handle.messages),
@@ -42,7 +40,7 @@ export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outc
     id: storableText(call.id),
     function: { name: storableText(call.function.name), arguments: storableText(call.function.arguments) },
   }));
-  const record = {
+  return {
     status: outcome.status,
     modelUsed: storableText(outcome.model ?? modelUsed ?? '') || null,
     responseContent: storableText(accumulator.content) || null,
@@ -56,26 +54,19 @@ export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outc
     latencyMs,
     ttftMs: outcome.ttftMs,
     error: outcome.error?.message ?? null,
-    completedAt: sql`now()`,
   };
-  return record;
-}
-
-/** The statement that writes a call's record. */
-export function saveCallRecordSql(db: DbOrTx, callId: string, record: RecordedCall): SQL {
-  return db.update(llmCalls).set(record).where(eq(llmCalls.id, callId)).getSQL();
 }
 
 /** Writes the record; in the consumption modes also extends the job's hold to what it has used so far. */
-export async function saveCallRecord(ctx: ServiceContext, handle: CallHandle, record: RecordedCall): Promise<void> {
+export async function saveCallRecord(ctx: ServiceContext, handle: CallHandle, record: CallRecord): Promise<void> {
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, handle.teamId);
   // The job was touched when the call began; only the consumption modes move credits here.
   if (team.budgetMode === 'job_based') {
-    await ctx.db.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+    await saveCallRecordRow(ctx.db, handle.callId, record);
     return;
   }
   await withTransaction(ctx.db, async (tx) => {
-    await tx.update(llmCalls).set(record).where(eq(llmCalls.id, handle.callId));
+    await saveCallRecordRow(tx, handle.callId, record);
     await extendHoldToUsage(tx, handle.jobId, actorLabel(ctx.actor));
   });
 }

@@ -9,10 +9,10 @@ import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError, type UpstreamChunkStream } from '../../upstream/client.js';
 import { jobChargeMicro } from '../billing/pricing.models.js';
 import type { ServiceContext } from '../context.js';
-import { isOpen, listJobCalls, lockJob, totalsOf, touchJob, type NewCall } from '../jobs/jobs.repository.js';
+import { isOpen, listJobCalls, lockJob, totalsOf, touchJob, type CallRecord, type NewCall } from '../jobs/jobs.repository.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
-import { callRecordOf, finishLlmCall, saveCallRecord, type RecordedCall } from './call-record.js';
+import { callRecordOf, finishLlmCall, saveCallRecord } from './call-record.js';
 import { resolveModelRoute, type ModelRoute } from './model-routing.js';
 import { StreamAccumulator } from './stream-accumulator.js';
 import { completeWithFallback, openStreamWithFallback } from './upstream-attempts.js';
@@ -160,7 +160,7 @@ export interface StreamOptions {
    * Replaces the plain write of the call's record, before [DONE]: a stream whose job ends with the call writes the
    * record and settles the job here (create-and-call-stream in one statement).
    */
-  recordAndSettle?: (outcome: CallOutcome, record: RecordedCall) => Promise<void>;
+  recordAndSettle?: (outcome: CallOutcome, record: CallRecord) => Promise<void>;
   /** Runs once the call is recorded, just before [DONE]. */
   beforeDone?: () => Promise<void>;
 }
