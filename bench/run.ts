@@ -237,6 +237,28 @@ async function machineCpu(): Promise<{ busy: number; total: number } | undefined
   }
 }
 
+/**
+ * CPU time used so far by every PostgreSQL process on the machine (Linux, /proc), in ms: on a 2-core machine the
+ * database competes with creditgate for the same cores, so its cost per job matters as much as the server's.
+ */
+async function postgresCpuMs(): Promise<number | undefined> {
+  try {
+    const ticksPerSecond = 100;
+    let ticks = 0;
+    for (const entry of await readdir('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      const close = stat.lastIndexOf(')');
+      if (close < 0 || stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
+      const fields = stat.slice(close + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    }
+    return (ticks * 1000) / ticksPerSecond;
+  } catch {
+    return undefined;
+  }
+}
+
 async function openFileLimit(): Promise<number | undefined> {
   try {
     const line = (await readFile('/proc/self/limits', 'utf8')).split('\n').find((l) => l.startsWith('Max open files'));
@@ -328,6 +350,8 @@ interface Resources {
   serverPeakRssMiB: number | null;
   dbQueriesPerStream: number | null;
   dbQueryMeanMs: number | null;
+  /** CPU of all PostgreSQL processes per successful stream (creditgate arms). */
+  dbCpuUsPerStream: number | null;
   /** The bench process itself: load generator + scripted upstream. */
   benchCpuPct: number;
   machineCpuPct: number | null;
@@ -406,6 +430,7 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
   await ctx.server.queries();
   const before = await ctx.server.resetPeak();
   const machineBefore = await machineCpu();
+  const dbCpuBefore = arm.kind === 'creditgate' ? await postgresCpuMs() : undefined;
   const benchBefore = process.cpuUsage();
   const started = performance.now();
 
@@ -421,6 +446,7 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
   const dbActivity = await activity?.stop();
   const benchCpu = process.cpuUsage(benchBefore);
   const machineAfter = await machineCpu();
+  const dbCpuAfter = dbCpuBefore === undefined ? undefined : await postgresCpuMs();
   const after = await ctx.server.stats();
   const queries = await ctx.server.queries();
   const serverCpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
@@ -432,6 +458,8 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
     serverPeakRssMiB: isServer ? round(after.peakRss / 2 ** 20, 1) : null,
     dbQueriesPerStream: arm.kind === 'creditgate' && result.started > 0 ? round(dbQueries / result.started, 2) : null,
     dbQueryMeanMs: arm.kind === 'creditgate' && dbQueries > 0 ? round((after.dbQueryMs - before.dbQueryMs) / dbQueries, 3) : null,
+    dbCpuUsPerStream:
+      dbCpuBefore !== undefined && dbCpuAfter !== undefined && result.ok > 0 ? round(((dbCpuAfter - dbCpuBefore) * 1000) / result.ok, 0) : null,
     benchCpuPct: round((100 * (benchCpu.user + benchCpu.system)) / 1000 / wallMs, 1) ?? 0,
     machineCpuPct:
       machineBefore && machineAfter && machineAfter.total > machineBefore.total
@@ -633,12 +661,13 @@ function resourceTable(records: PhaseRecord[]): string {
     fmt(r.resources.serverPeakRssMiB, 0),
     fmt(r.resources.dbQueriesPerStream, 1),
     fmt(r.resources.dbQueryMeanMs, 2),
+    fmt(r.resources.dbCpuUsPerStream, 0),
     fmt(r.resources.benchCpuPct, 0),
     fmt(r.resources.machineCpuPct, 0),
     r.charges ? `${r.charges.chargedOnce}/${r.charges.okStreams}${r.charges.ok ? ' ok' : ` MISMATCH lost ${r.charges.lost} double ${r.charges.double} team Δ ${r.charges.teamChargeDelta}`}` : '—',
   ]);
   return renderTable(
-    ['arm', 'conc', 'billed jobs/s', 'srv CPU %', 'srv CPU µs/stream', 'srv RSS MiB', 'peak RSS MiB', 'DB queries/stream', 'DB query ms', 'bench CPU %', 'machine CPU %', 'charged once / ok'],
+    ['arm', 'conc', 'billed jobs/s', 'srv CPU %', 'srv CPU µs/stream', 'srv RSS MiB', 'peak RSS MiB', 'DB queries/stream', 'DB query ms', 'DB CPU µs/stream', 'bench CPU %', 'machine CPU %', 'charged once / ok'],
     rows,
   );
 }
