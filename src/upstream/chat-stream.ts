@@ -22,6 +22,8 @@ export interface ChatStreamRequest {
 /** Chunks read ahead of the consumer before the upstream socket is paused (a slow client slows the upstream). */
 const READ_AHEAD_CHUNKS = 32;
 const MAX_ERROR_BODY_BYTES = 16 * 1024;
+/** How long the end of a response may lag behind its [DONE] before the socket is dropped instead of reused. */
+const END_AFTER_DONE_MS = 1_000;
 
 /**
  * The streaming transport to an OpenAI-compatible upstream: node:http with keep-alive sockets and
@@ -172,10 +174,19 @@ export class UpstreamChunkStream {
     });
   }
 
-  /** Stops reading: a response not read to its end is dropped with its socket rather than reused. */
+  /**
+   * Stops reading. After [DONE] the end of the response may still be on its way: it is read (for a moment at
+   * most), so the socket goes back to the pool. Any other unfinished response is dropped with its socket.
+   */
   close(): void {
     this.stopWatching();
-    if (!this.res.complete) this.req.destroy();
+    if (this.res.complete) return;
+    if (!this.finished) {
+      this.req.destroy();
+      return;
+    }
+    const giveUp = setTimeout(() => this.req.destroy(), END_AFTER_DONE_MS);
+    this.res.once('close', () => clearTimeout(giveUp));
   }
 
   private onEvent(event: EventSourceMessage): void {
