@@ -159,24 +159,6 @@ export async function saveCallRecordRow(db: DbOrTx, callId: string, record: Call
   await SAVE_CALL_RECORD.rows(db, callRecordValues(callId, record));
 }
 
-export interface NewJob {
-  id: string;
-  teamId: string;
-  jobType: string;
-  userId: string | null;
-  metadata: Record<string, unknown>;
-  holdMicro: number;
-  actor: string;
-}
-
-export interface NewCall {
-  id: string;
-  streamed: boolean;
-  modelRequested: string;
-  requestMessages: unknown[];
-  requestParams: Record<string, unknown>;
-}
-
 interface OpenJobValues extends Record<string, unknown> {
   entryId: string;
   teamId: string;

@@ -6,7 +6,7 @@ import { newId } from '../../lib/ids.js';
 import { retryInBackground } from '../../lib/retry.js';
 import { errorFrameBody, openAiFormat, type ErrorFrameBody, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
-import { UpstreamError, toUpstreamError, type UpstreamChunkStream } from '../../upstream/client.js';
+import { UpstreamError, toUpstreamError, type UpstreamChunk, type UpstreamChunkStream } from '../../upstream/client.js';
 import { jobChargeMicro } from '../billing/pricing.models.js';
 import type { ServiceContext } from '../context.js';
 import { isOpen, listJobCalls, lockJob, totalsOf, touchJob, type CallRecord, type NewCall } from '../jobs/jobs.repository.js';
@@ -196,25 +196,23 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
     stream = opened.stream;
     sink.open(headers);
     ttftMs = Math.round(performance.now() - handle.startedAt);
-    const first = opened.first;
-    accumulator.add(first.chunk);
+    let item: UpstreamChunk | null = opened.first;
     // Clients rely on the first chunk naming the role, as OpenAI's does; a few providers omit it.
-    const needsRole = first.chunk.choices[0]?.delta !== undefined && !first.chunk.choices[0].delta.role;
-    if (needsRole) (first.chunk.choices[0] as { delta: { role?: string } }).delta.role = 'assistant';
-    if (first.chunk.choices.length > 0 || handle.wantsUsage) {
-      const frame = format.chunk(first.chunk, needsRole ? undefined : first.data);
-      if (frame) await keepalive.write(frame);
-    }
+    const firstDelta = item.chunk.choices[0]?.delta as { role?: string } | undefined;
+    const addRole = firstDelta !== undefined && !firstDelta.role;
+    if (addRole) firstDelta.role = 'assistant';
+    let unchangedText: string | undefined = addRole ? undefined : item.data;
     // The per-chunk path: a ready chunk comes back without a promise, and a write waits only for backpressure.
-    for (let next = stream.next(); ; next = stream.next()) {
-      const item = next instanceof Promise ? await next : next;
-      if (!item) break;
+    while (item) {
       accumulator.add(item.chunk);
-      if (item.chunk.choices.length === 0 && !handle.wantsUsage) continue;
-      const frame = format.chunk(item.chunk, item.data);
-      if (!frame) continue;
-      const pending = keepalive.write(frame);
-      if (pending) await pending;
+      if (item.chunk.choices.length > 0 || handle.wantsUsage) {
+        const frame = format.chunk(item.chunk, unchangedText);
+        const pending = frame ? keepalive.write(frame) : undefined;
+        if (pending) await pending;
+      }
+      const next = stream.next();
+      item = next instanceof Promise ? await next : next;
+      unchangedText = item?.data;
     }
     outcome = { status: 'success', model, accumulator, ttftMs, error: null };
   } catch (error) {
