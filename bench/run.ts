@@ -251,7 +251,8 @@ async function postgresCpuMs(): Promise<number | undefined> {
       const close = stat.lastIndexOf(')');
       if (close < 0 || stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
       const fields = stat.slice(close + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      // utime + stime, and cutime + cstime: a backend that exits hands its time to the postmaster's.
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     }
     return (ticks * 1000) / ticksPerSecond;
   } catch {

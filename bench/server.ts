@@ -68,15 +68,22 @@ function countQueries(): void {
     queryTotals.n++;
     queryCounts.set(key, entry);
     const started = performance.now();
-    const result = original.apply(this, args);
-    if (result && typeof (result as Promise<unknown>).then === 'function') {
-      const done = () => {
-        const ms = performance.now() - started;
-        entry.ms += ms;
-        queryTotals.ms += ms;
+    const done = () => {
+      const ms = performance.now() - started;
+      entry.ms += ms;
+      queryTotals.ms += ms;
+    };
+    // pg-pool (drizzle's path) passes a callback; a direct client.query returns a promise.
+    const callbackAt = args.findIndex((arg) => typeof arg === 'function');
+    if (callbackAt >= 0) {
+      const callback = args[callbackAt] as (...result: unknown[]) => unknown;
+      args[callbackAt] = function (this: unknown, ...result: unknown[]) {
+        done();
+        return callback.apply(this, result);
       };
-      (result as Promise<unknown>).then(done, done);
     }
+    const result = original.apply(this, args);
+    if (callbackAt < 0 && result && typeof (result as Promise<unknown>).then === 'function') (result as Promise<unknown>).then(done, done);
     return result;
   };
 }

@@ -40,6 +40,14 @@ export const ConfigSchema = z.object({
     .min(0)
     .default(1)
     .describe('credits a new job reserves in the consumption budget modes (topped up after each call)'),
+  EARLY_UPSTREAM_MIN_HOLDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(100)
+    .describe(
+      "a one-shot call's upstream request is sent while its job's hold is still being written when this instance last saw the team's available credits cover at least this many such holds; nothing reaches the client before the hold is written, and a refused hold aborts the request (0: always write the hold first)",
+    ),
   JOB_TIMEOUT_SECONDS: z.coerce
     .number()
     .int()

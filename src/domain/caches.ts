@@ -32,6 +32,10 @@ export class TtlCache<V> {
     this.entries.set(key, { value, until: Math.min(now + this.ttlMs, deadline ?? Infinity) });
   }
 
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
   deleteWhere(match: (value: V) => boolean): void {
     for (const [key, entry] of this.entries) if (match(entry.value)) this.entries.delete(key);
   }
@@ -52,6 +56,12 @@ export class Caches {
   readonly keys: TtlCache<TeamActor>;
   readonly teams: TtlCache<TeamSnapshot>;
   readonly prices: TtlCache<ModelPrice | null>;
+  /**
+   * What each team had available right after this instance's last hold for it, in micro-credits. Only a hint
+   * (other instances spend too): it decides whether a one-shot call may contact the upstream while its hold is
+   * still being written; the hold itself always decides who is served.
+   */
+  readonly availableCredits: TtlCache<number>;
 
   constructor(
     ttlMs: number,
@@ -60,6 +70,7 @@ export class Caches {
     this.keys = new TtlCache(ttlMs);
     this.teams = new TtlCache(ttlMs, 10_000);
     this.prices = new TtlCache(ttlMs, 10_000);
+    this.availableCredits = new TtlCache(ttlMs, 10_000);
   }
 
   async invalidate(change: Invalidation): Promise<void> {

@@ -192,7 +192,7 @@ function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
         FROM entry
       RETURNING created_at
     )${callSql}
-    SELECT created_at FROM job`;
+    SELECT job.created_at, entry.balance_after_micro - entry.held_after_micro AS available_micro FROM job, entry`;
   const hold = { teamId: v.teamId, entryType: 'hold' as const, amountMicro: 0, heldDeltaMicro: v.holdMicro, jobId: v.jobId, reason: v.reason, actor: v.actor };
   return ledgerChangeSql({ ...hold, entryId: v.entryId }, then);
 }
@@ -203,9 +203,9 @@ const OPEN_JOB_WITH_CALL = new CompiledStatement<OpenJobValues>('cg_open_job_wit
 /**
  * Holds the job's price, creates the job and, for a one-shot request, its first call, in one statement: when the
  * team cannot afford the hold nothing at all is written and undefined comes back. One round trip, and the team's
- * balance row is locked only for that statement.
+ * balance row is locked only for that statement. Also answers what the team had available right after the hold.
  */
-export async function openJob(db: DbOrTx, job: NewJob, call?: NewCall): Promise<{ createdAt: Date } | undefined> {
+export async function openJob(db: DbOrTx, job: NewJob, call?: NewCall): Promise<{ createdAt: Date; availableMicro: number } | undefined> {
   const values: OpenJobValues = {
     entryId: newId('led'),
     teamId: job.teamId,
@@ -224,8 +224,8 @@ export async function openJob(db: DbOrTx, job: NewJob, call?: NewCall): Promise<
       requestParams: JSON.stringify(call.requestParams),
     }),
   };
-  const [row] = await (call ? OPEN_JOB_WITH_CALL : OPEN_JOB).rows<{ created_at: string | Date }>(db, values);
-  return row ? { createdAt: new Date(row.created_at) } : undefined;
+  const [row] = await (call ? OPEN_JOB_WITH_CALL : OPEN_JOB).rows<{ created_at: string | Date; available_micro: string | number }>(db, values);
+  return row ? { createdAt: new Date(row.created_at), availableMicro: Number(row.available_micro) } : undefined;
 }
 
 export interface JobSettlement {

@@ -33,6 +33,7 @@ import {
   type JobSettlement,
   type LlmCallRow,
   type NewCall,
+  type NewJob,
 } from './jobs.repository.js';
 
 const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
@@ -47,37 +48,36 @@ export function holdForNewJob(team: TeamRow, consumptionHoldCredits: number): nu
  * of them leave exactly K running and N-K refused with 402 before any upstream call.
  */
 export async function createJob(ctx: ServiceContext, input: CreateJobRequest): Promise<CreateJobResponse> {
-  return (await createJobWithCall(ctx, input)).job;
-}
-
-/** createJob, optionally with the job's first call written in the same statement (one-shot requests). */
-export async function createJobWithCall(
-  ctx: ServiceContext,
-  input: CreateJobRequest,
-  firstCall?: (jobId: string) => NewCall,
-): Promise<{ job: CreateJobResponse; holdMicro: number }> {
   assertTeamAccess(ctx.actor, input.team_id);
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, input.team_id);
-  const holdMicro = holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
-  const jobId = newId('job');
-  const opened = await openJob(
-    ctx.db,
-    {
-      id: jobId,
-      teamId: team.id,
-      jobType: input.job_type,
-      userId: input.user_id ?? null,
-      metadata: input.metadata ?? {},
-      holdMicro,
-      actor: actorLabel(ctx.actor),
-    },
-    firstCall?.(jobId),
-  );
-  if (!opened) throw insufficientCredits(`team ${team.id} has fewer than the ${microToCredits(holdMicro)} credits a new job reserves`);
+  return openPlannedJob(ctx, planJob(ctx, team, input));
+}
+
+/** A new job as it will be written: its id and hold are known before the statement that opens it runs. */
+export function planJob(ctx: ServiceContext, team: TeamRow, input: CreateJobRequest): NewJob {
   return {
-    job: { job_id: jobId, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(holdMicro) },
-    holdMicro,
+    id: newId('job'),
+    teamId: team.id,
+    jobType: input.job_type,
+    userId: input.user_id ?? null,
+    metadata: input.metadata ?? {},
+    holdMicro: holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS),
+    actor: actorLabel(ctx.actor),
   };
+}
+
+/**
+ * Writes a planned job with its hold (402 when the team cannot afford it), and with its first call for a one-shot
+ * request, and notes what the team has left.
+ */
+export async function openPlannedJob(ctx: ServiceContext, job: NewJob, firstCall?: NewCall): Promise<CreateJobResponse> {
+  const opened = await openJob(ctx.db, job, firstCall);
+  if (!opened) {
+    ctx.caches.availableCredits.delete(job.teamId);
+    throw insufficientCredits(`team ${job.teamId} has fewer than the ${microToCredits(job.holdMicro)} credits a new job reserves`);
+  }
+  ctx.caches.availableCredits.set(job.teamId, opened.availableMicro);
+  return { job_id: job.id, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(job.holdMicro) };
 }
 
 export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {

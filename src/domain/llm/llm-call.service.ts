@@ -86,10 +86,14 @@ export async function beginLlmCall(ctx: ServiceContext, jobId: string, teamId: s
   });
 }
 
-/** A non-streamed call: the upstream's `chat.completion`, recorded and returned with creditgate's metadata. */
-export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal): Promise<LlmCallResponse> {
+/**
+ * A non-streamed call: the upstream's `chat.completion`, recorded and returned with creditgate's metadata. With
+ * `admission` (the job's hold, still being written) nothing is recorded or returned before it is written.
+ */
+export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal, admission?: Promise<unknown>): Promise<LlmCallResponse> {
   const accumulator = new StreamAccumulator();
   const upstream = abortableUpstream(ctx, handle, clientSignal);
+  const admitted = whenAdmitted(admission, upstream.controller);
   try {
     const { model, completion } = await completeWithFallback(
       ctx.upstream,
@@ -99,6 +103,7 @@ export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSig
       ctx.config.UPSTREAM_TIMEOUT_MS,
       ctx.log,
     );
+    await admitted;
     accumulator.addCompletion(completion);
     const recorded = await finishLlmCall(ctx, handle, { status: 'success', model, accumulator, ttftMs: null, error: null });
     return {
@@ -117,6 +122,7 @@ export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSig
     };
   } catch (error) {
     const upstreamError = upstream.failure(error, handle.route.requested);
+    await admitted;
     await finishLlmCall(ctx, handle, { status: statusOf(upstreamError), model: null, accumulator, ttftMs: null, error: upstreamError });
     throw toAppError(upstreamError);
   } finally {
@@ -125,6 +131,24 @@ export async function callLlm(ctx: ServiceContext, handle: CallHandle, clientSig
 }
 
 const CLIENT_GONE = () => new UpstreamError('client disconnected', 'aborted');
+const NOT_ADMITTED = () => new UpstreamError('the job could not be opened', 'aborted');
+
+/**
+ * The hold of a call that started early (see withJob): a refusal aborts the upstream request at once and is what
+ * awaiting the result throws, so a refused call is neither answered nor recorded. Undefined without `admission`.
+ */
+function whenAdmitted(admission: Promise<unknown> | undefined, upstream: AbortController): Promise<void> | undefined {
+  if (!admission) return undefined;
+  const admitted = admission.then(
+    () => undefined,
+    (error: unknown) => {
+      upstream.abort(NOT_ADMITTED());
+      throw error;
+    },
+  );
+  admitted.catch(() => undefined); // awaited later, after the upstream answered or failed
+  return admitted;
+}
 
 const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
 
@@ -163,6 +187,8 @@ export interface StreamOptions {
   recordAndSettle?: (outcome: CallOutcome, record: CallRecord) => Promise<void>;
   /** Runs once the call is recorded, just before [DONE]. */
   beforeDone?: () => Promise<void>;
+  /** The job's hold, still being written: nothing reaches the client before it is (see withJob). */
+  admission?: Promise<unknown>;
 }
 
 /**
@@ -177,7 +203,8 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
   const upstream = abortableUpstream(ctx, handle, sink.signal);
   const headers = { ...options.headers, 'X-Call-Id': handle.callId };
   const format = options.format ?? openAiFormat;
-  const keepalive = startKeepalive(sink, headers, format, ctx.config.STREAM_KEEPALIVE_MS);
+  const admitted = whenAdmitted(options.admission, upstream.controller);
+  const keepalive = startKeepalive(sink, headers, format, ctx.config.STREAM_KEEPALIVE_MS, admitted);
   let model: string | null = null;
   let ttftMs: number | null = null;
   let stream: UpstreamChunkStream | undefined;
@@ -194,6 +221,7 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
     );
     model = opened.model;
     stream = opened.stream;
+    await admitted;
     sink.open(headers);
     ttftMs = Math.round(performance.now() - handle.startedAt);
     let item: UpstreamChunk | null = opened.first;
@@ -222,6 +250,7 @@ export async function streamLlmCall(ctx: ServiceContext, handle: CallHandle, sin
       keepalive.stop();
       stream?.close();
       upstream.release();
+      await admitted;
       await finishLlmCall(ctx, handle, outcome);
       throw toAppError(upstreamError);
     }
@@ -259,10 +288,10 @@ const RECORDING_DEFERRED = errorFrameBody(
 
 /**
  * While the upstream is silent (a slow first token, a long tool step) an SSE comment goes out every
- * `intervalMs`, committing the response headers if needed, so proxies and load balancers keep the connection.
- * Frames go through `write`, which keeps the clock of the last byte sent.
+ * `intervalMs`, committing the response headers if needed, so proxies and load balancers keep the connection;
+ * not before `admitted` resolves. Frames go through `write`, which keeps the clock of the last byte sent.
  */
-function startKeepalive(sink: StreamSink, headers: Record<string, string>, format: StreamFormat, intervalMs: number) {
+function startKeepalive(sink: StreamSink, headers: Record<string, string>, format: StreamFormat, intervalMs: number, admitted?: Promise<void>) {
   let lastWrite = performance.now();
   let draining = false;
   const drained = () => {
@@ -278,8 +307,10 @@ function startKeepalive(sink: StreamSink, headers: Record<string, string>, forma
     return pending.finally(drained);
   };
   const frame = format.keepalive();
+  let mayOpen = !admitted;
+  admitted?.then(() => (mayOpen = true), () => undefined);
   const timer = setInterval(() => {
-    if (!frame || draining || sink.closed || performance.now() - lastWrite < intervalMs) return;
+    if (!frame || !mayOpen || draining || sink.closed || performance.now() - lastWrite < intervalMs) return;
     sink.open(headers);
     void write(frame)?.catch(() => undefined);
   }, Math.max(10, Math.floor(intervalMs / 4)));
