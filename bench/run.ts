@@ -824,7 +824,7 @@ async function main(): Promise<void> {
     `  before the bench: machine ${busyBeforePct === undefined ? '?' : busyBeforePct.toFixed(0)}% busy, load average ${loadBefore}` +
       (busyBeforePct !== undefined && busyBeforePct > 15 ? '  WARNING: other work is running; the numbers are skewed' : ''),
     `processes: this bench process runs the load generator AND the scripted upstream; creditgate (built in-process with`,
-    `  loadConfig/createDeps/createApp, LOG_LEVEL=silent, DB_POOL_MAX=${SETTINGS.dbPoolMax}) and the pass-through proxy run in one child`,
+    `  loadConfig/createDeps/createApp, LOG_LEVEL=silent, DB_POOL_MAX=${SETTINGS.dbPoolMax}${process.env.EARLY_UPSTREAM_MIN_HOLDS ? `, EARLY_UPSTREAM_MIN_HOLDS=${process.env.EARLY_UPSTREAM_MIN_HOLDS}` : ''}) and the pass-through proxy run in one child`,
     `  process (bench/server.ts), whose CPU/RSS are the "srv" columns; PostgreSQL: ${databaseNote}. All on 127.0.0.1, sharing the CPUs.`,
     `upstream: ${UPSTREAM_SHAPE.chunks} content chunks, first after ${UPSTREAM_SHAPE.firstTokenDelayMs} ms, then every ${UPSTREAM_SHAPE.chunkDelayMs} ms (saturation: no delays)`,
     `load: closed loop; at each concurrency N, N workers each start their next stream when the previous ends, first starts`,

@@ -119,6 +119,8 @@ async function main(): Promise<void> {
     DB_POOL_MAX: String(options.dbPoolMax),
     HOST: '127.0.0.1',
     PORT: '0',
+    // For comparing with the hold always written before the upstream is contacted (EARLY_UPSTREAM_MIN_HOLDS=0).
+    ...(process.env.EARLY_UPSTREAM_MIN_HOLDS && { EARLY_UPSTREAM_MIN_HOLDS: process.env.EARLY_UPSTREAM_MIN_HOLDS }),
   });
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
   const app = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');

@@ -4,22 +4,11 @@ import type { StreamSink } from '../sse/sink.js';
 
 /**
  * An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. Frames
- * written in the same tick (the upstream delivered them in one read) leave in one socket write: the socket is
- * corked at the first and uncorked once the tick's work is done, so nothing waits for a later event.
+ * written in the same tick (the upstream delivered them in one read) leave in one socket write: node's chunked
+ * writes cork the socket until the next tick, and the headers are held back the same way to go with the first frame.
  */
 export function createSseSink(req: Request, res: Response): StreamSink {
   const controller = new AbortController();
-  let corked = false;
-  const uncork = () => {
-    corked = false;
-    res.uncork();
-  };
-  const corkUntilNextTick = () => {
-    if (corked) return;
-    corked = true;
-    res.cork();
-    process.nextTick(uncork);
-  };
   // 'close' before the response finished means the client went away.
   res.on('close', () => {
     if (!res.writableFinished) controller.abort();
@@ -39,13 +28,13 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       // Small frames must leave at once, not wait for Nagle's algorithm to batch them.
       req.socket.setNoDelay(true);
       // The headers leave with the first frame when one follows in the same tick.
-      corkUntilNextTick();
+      res.cork();
+      process.nextTick(() => res.uncork());
       res.writeHead(200, { ...SSE_HEADERS, ...headers });
       res.flushHeaders();
     },
     write(frame) {
       if (controller.signal.aborted) return Promise.reject(new Error('client disconnected'));
-      corkUntilNextTick();
       if (res.write(frame)) return undefined;
       return new Promise<void>((resolve, reject) => {
         const onDrain = () => {

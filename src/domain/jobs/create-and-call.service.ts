@@ -51,8 +51,11 @@ async function withJob<T>(
   try {
     return await work(handle, job.holdMicro, early ? opening : undefined);
   } catch (error) {
-    // A refused early hold wrote nothing: there is no job to end.
-    if (!(await opening.then(() => true, () => false))) throw error;
+    // A refused early hold wrote nothing: there is no job to end, only an upstream request that was wasted.
+    if (early && !(await opening.then(() => true, () => false))) {
+      ctx.log.warn({ team_id: job.teamId, err: error }, 'the upstream was contacted early but the hold was refused; its request was aborted');
+      throw error;
+    }
     await settle(ctx, job.id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
       ctx.log.error({ err: settleError, job_id: job.id }, 'could not end the job of a failed call; the sweeper will'),
     );
