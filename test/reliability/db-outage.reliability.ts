@@ -44,7 +44,12 @@ const OUTAGE_MS = 1_500;
 const CHUNK_DELAY_MS = 50;
 /** Stream lengths in chunks: some end before the outage starts, several inside it, some after it. */
 const LENGTHS = [4, 12, 16, 20, 24, 28, 32, 36, 44, 60, 80];
-const SERVER_ENV = { JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1', DB_POOL_MAX: '10' };
+/**
+ * EARLY_UPSTREAM_MIN_HOLDS=1: once the server has seen the team afford a hold, one-shot calls contact the upstream
+ * while their hold is being written, as for any team with ample credits, so the request during the outage is one
+ * whose hold fails after its upstream request went out.
+ */
+const SERVER_ENV = { JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1', DB_POOL_MAX: '10', EARLY_UPSTREAM_MIN_HOLDS: '1' };
 
 let db: FreshDatabase;
 let admin: pg.Pool;
@@ -129,6 +134,12 @@ describe('a database outage in the middle of streams', () => {
       expect.soft(during.headers?.get('retry-after') ?? '(no Retry-After)', 'a request during the database outage says when to retry').toMatch(/^\d+$/);
     }
     expect([200, 503], '/ready during the outage').toContain(readyDuring);
+    if (during.status === 503) {
+      // Its upstream request went out early and was aborted when the hold could not be written.
+      const early = upstream.requests.filter((request) => request.body?.messages?.at(-1)?.content === 'chunks=3');
+      expect(early, 'the request during the outage reached the upstream early').toHaveLength(1);
+      expect((await upstream.waitForClosed(early[0]!.id)).abortedByClient, 'and creditgate aborted it').toBe(true);
+    }
 
     // Every client got its whole stream or an error event; never a silent cut.
     const outcomes = results.map((result, i) => {
