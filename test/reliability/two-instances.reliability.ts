@@ -20,7 +20,12 @@ import {
 /**
  * Two creditgate processes on one database share one team's credits: 100 concurrent create-and-call-stream split
  * across both, for a team that can afford 30 jobs. The balance row serialises both instances, so exactly 30 run
- * and are charged, 70 are refused with 402 before any upstream call, and the balance ends at exactly 0.
+ * and are charged, 70 are refused with 402, and the balance ends at exactly 0.
+ *
+ * Twice: with the hold written before the upstream is contacted (then the refused requests never reach it), and
+ * with early upstream start forced (EARLY_UPSTREAM_MIN_HOLDS=1, both instances warmed by one paid stream so each
+ * believes the team can pay): then refused requests may reach the upstream, but each of those is aborted and none
+ * is answered or charged.
  */
 
 const CREDITS = 30;
@@ -29,11 +34,9 @@ const CHUNKS = 5;
 
 let db: FreshDatabase;
 let upstream: SimulatedUpstream;
-let servers: ServerProcess[];
 
 beforeAll(async () => {
   [db, upstream] = await Promise.all([freshDatabase(), startSimulatedUpstream()]);
-  servers = await Promise.all([0, 1].map(() => spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL })));
 });
 
 afterAll(async () => {
@@ -42,15 +45,34 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('two creditgate processes on one database', () => {
+const MODES = [
+  { name: 'the hold written first', early: false, env: { EARLY_UPSTREAM_MIN_HOLDS: '0' } },
+  { name: 'early upstream start', early: true, env: { EARLY_UPSTREAM_MIN_HOLDS: '1' } },
+];
+
+describe.each(MODES)('two creditgate processes on one database, $name', ({ early, env }) => {
+  let servers: ServerProcess[];
+
+  beforeAll(async () => {
+    servers = await Promise.all([0, 1].map(() => spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env })));
+  });
+
   it(`sell exactly ${CREDITS} jobs of a ${CREDITS}-credit team between them, never more`, async () => {
     const [a, b] = servers as [ServerProcess, ServerProcess];
-    const team = await fundedTeam(a.url, CREDITS);
+    const warmups = early ? servers.length : 0;
+    const team = await fundedTeam(a.url, CREDITS + warmups);
     upstream.setResponder(() => slowStream(CHUNKS, 40));
-    // Both processes warmed up (key verified, routes and validation run once), so neither starts the race late.
+    // Both processes warmed up (key verified, routes and validation run once), so neither starts the race late;
+    // for early start each also serves one paid stream, from which it learns the team can pay.
+    const warmJobIds = new Set<string | null | undefined>();
     for (const server of servers) {
       expect((await api(server.url, 'GET', `/api/credits/teams/${team.teamId}/balance`, { token: team.key })).status).toBe(200);
       expect((await api(server.url, 'POST', '/api/jobs/create-and-call-stream', { token: team.key, body: { team_id: team.teamId } })).status).toBe(400);
+      if (early) {
+        const warm = await openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'warm-up', ...CHAT }).done;
+        expect(warm.status, warm.text).toBe(200);
+        warmJobIds.add(warm.headers?.get('x-job-id'));
+      }
     }
     const upstreamBefore = upstream.requests.length;
 
@@ -85,9 +107,18 @@ describe('two creditgate processes on one database', () => {
       expect(body.error.code).toBe('insufficient_credits');
     }
 
-    // Only the funded jobs reached the upstream; each is completed and charged once; the team has nothing left.
-    expect(upstream.requests.length - upstreamBefore).toBe(CREDITS);
-    const jobs = await jobsOf(db.pool, team.teamId);
+    const reached = upstream.requests.slice(upstreamBefore);
+    if (early) {
+      // Every upstream request beyond the paid ones was started early and aborted by creditgate before its end.
+      expect(reached.length).toBeGreaterThan(CREDITS);
+      const closed = await Promise.all(reached.map((request) => upstream.waitForClosed(request.id)));
+      expect(closed.filter((request) => request.abortedByClient)).toHaveLength(reached.length - CREDITS);
+    } else {
+      // Only the funded jobs reached the upstream.
+      expect(reached).toHaveLength(CREDITS);
+    }
+    // Each paid job is completed and charged once; the team has nothing left.
+    const jobs = (await jobsOf(db.pool, team.teamId)).filter((job) => !warmJobIds.has(job.id));
     expect(jobs).toHaveLength(CREDITS);
     for (const job of jobs) expect(job).toMatchObject({ status: 'completed', charges: 1, releases: 0, charged_micro: MICRO });
     expect(new Set(ok.map((r) => r.headers?.get('x-job-id')))).toEqual(new Set(jobs.map((j) => j.id)));
