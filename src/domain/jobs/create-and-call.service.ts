@@ -47,7 +47,9 @@ async function withJob<T>(
   const early = minHolds > 0 && (ctx.caches.availableCredits.get(job.teamId) ?? 0) >= job.holdMicro * minHolds;
   // Early, the hold statement is sent a tick later: the upstream request, made in `work`'s first synchronous
   // steps, reaches its socket in that tick, so the database write does not delay it.
-  const opening = early ? new Promise((resolve) => process.nextTick(resolve)).then(() => openPlannedJob(ctx, job, record)) : openPlannedJob(ctx, job, record);
+  const opening = early
+    ? new Promise((resolve) => process.nextTick(resolve)).then(() => openPlannedJob(ctx, job, record))
+    : openPlannedJob(ctx, job, record);
   if (early) opening.catch(() => undefined); // rejections are handled by `work`, which may not await it yet
   else await opening;
   try {
