@@ -74,7 +74,8 @@ const SETTINGS = {
   openStreams: envNumber('BENCH_OPEN_STREAMS', QUICK ? 200 : 1000, 1, 5000),
   openStreamsPaceMs: QUICK ? 500 : 2000,
   streamTimeoutMs: 30_000,
-  dbPoolMax: envNumber('BENCH_DB_POOL_MAX', 50, 1, 290),
+  // About four connections per database core: more only queue on the team's balance row (see bench/README.md).
+  dbPoolMax: envNumber('BENCH_DB_POOL_MAX', 8, 1, 290),
   /** Teams the creditgate arms bill, worker i billing team i mod teams (1: all contend for one balance row). */
   teams: envNumber('BENCH_TEAMS', 1, 1, 200),
   teamCredits: 10_000_000,
