@@ -93,3 +93,13 @@ export async function ledgerSum(database: Database, teamId: string, options: { e
   const sum: LedgerSum = { balance: Number(row.balance) / MICRO, held: Number(row.held) / MICRO };
   return options.entries ? { ...sum, entries: Number(row.entries) } : sum;
 }
+
+/** A job's ledger entries, oldest first, in credits. */
+export async function jobLedger(database: Database, jobId: string): Promise<{ type: string; amount: number; held: number }[]> {
+  const rows = await query<{ entry_type: string; amount_micro: string; held_delta_micro: string }>(
+    database,
+    'SELECT entry_type::text, amount_micro::text, held_delta_micro::text FROM credit_ledger WHERE job_id = $1 ORDER BY id',
+    [jobId],
+  );
+  return rows.map((row) => ({ type: row.entry_type, amount: Number(row.amount_micro) / MICRO, held: Number(row.held_delta_micro) / MICRO }));
+}

@@ -5,7 +5,7 @@ import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { balanceOf, expectErrorBody, getJob } from '../helpers/api.js';
 import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
-import { MICRO, expectLedgerConsistent, ledgerSum } from '../helpers/ledger.js';
+import { MICRO, expectLedgerConsistent, jobLedger, ledgerSum } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
 import { expectSseHeaders, parseSse, postRaw } from '../helpers/sse.js';
 import { upstreamRequest } from '../helpers/upstream.js';
@@ -159,16 +159,6 @@ const asJsonResponse = ({ status, headers, text }: { status: number; headers: He
 
 const countRows = async (target: TestApp, table: 'jobs' | 'llm_calls', teamId: string) =>
   (await query<{ n: number }>(target, `SELECT count(*)::int AS n FROM ${table} WHERE team_id = $1`, [teamId]))[0]!.n;
-
-/** The job's ledger entries, oldest first, in credits. */
-async function jobLedger(target: TestApp, jobId: string) {
-  const rows = await query<{ entry_type: string; amount_micro: string; held_delta_micro: string }>(
-    target,
-    'SELECT entry_type::text, amount_micro::text, held_delta_micro::text FROM credit_ledger WHERE job_id = $1 ORDER BY id',
-    [jobId],
-  );
-  return rows.map((row) => ({ type: row.entry_type, amount: Number(row.amount_micro) / MICRO, held: Number(row.held_delta_micro) / MICRO }));
-}
 
 /** A one-credit job completed with its one successful call, charged exactly once. */
 async function expectChargedOnce(target: TestApp, team: TeamSetup, jobId: string, content: string) {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedRequest, ScriptStep, UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
-import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { MICRO, expectLedgerConsistent, jobLedger } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
 import { expectSseHeaders, frameReader, parseFrame, postStream, type Frame, type FrameReader } from '../helpers/sse.js';
 import { poll } from '../helpers/wait.js';
@@ -130,16 +130,6 @@ function settledJob(target: TestApp, jobId: string): Promise<JobRow> {
     const row = await jobRow(target, jobId);
     return row.status === 'pending' || row.status === 'in_progress' ? undefined : row;
   }, 10_000, `job ${jobId} to settle`, 25);
-}
-
-/** The job's ledger entries, oldest first, in credits. */
-async function jobLedger(target: TestApp, jobId: string) {
-  const rows = await query<{ entry_type: string; amount_micro: string; held_delta_micro: string }>(
-    target,
-    'SELECT entry_type::text, amount_micro::text, held_delta_micro::text FROM credit_ledger WHERE job_id = $1 ORDER BY id',
-    [jobId],
-  );
-  return rows.map((row) => ({ type: row.entry_type, amount: Number(row.amount_micro) / MICRO, held: Number(row.held_delta_micro) / MICRO }));
 }
 
 /** The team's balance and held credits, checked against the sum of its ledger (test/helpers/ledger.ts). */
