@@ -111,7 +111,8 @@ describe('a database outage in the middle of streams', () => {
     await sleep(300);
     const duringStartedAt = performance.now();
     const [during, readyDuring] = await Promise.all([
-      openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'during', ...chatFor(3) }, { timeoutMs: 20_000 }).done,
+      // 40 chunks (2 s): its upstream stream is still open when its hold fails.
+      openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'during', ...chatFor(40) }, { timeoutMs: 20_000 }).done,
       fetch(`${server.url}/ready`, { signal: AbortSignal.timeout(20_000) }).then(
         (r) => r.status,
         () => 0,
@@ -136,7 +137,7 @@ describe('a database outage in the middle of streams', () => {
     expect([200, 503], '/ready during the outage').toContain(readyDuring);
     if (during.status === 503) {
       // Its upstream request went out early and was aborted when the hold could not be written.
-      const early = upstream.requests.filter((request) => request.body?.messages?.at(-1)?.content === 'chunks=3');
+      const early = upstream.requests.filter((request) => request.body?.messages?.at(-1)?.content === 'chunks=40');
       expect(early, 'the request during the outage reached the upstream early').toHaveLength(1);
       expect((await upstream.waitForClosed(early[0]!.id)).abortedByClient, 'and creditgate aborted it').toBe(true);
     }

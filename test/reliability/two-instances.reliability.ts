@@ -45,9 +45,10 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const MODES = [
+const MODES: { name: string; early: boolean; env: Record<string, string> }[] = [
   { name: 'the hold written first', early: false, env: { EARLY_UPSTREAM_MIN_HOLDS: '0' } },
-  { name: 'early upstream start', early: true, env: { EARLY_UPSTREAM_MIN_HOLDS: '1' } },
+  // What an instance knows of the team's credits lives CACHE_TTL_MS: long enough here to outlast the warm-ups.
+  { name: 'early upstream start', early: true, env: { EARLY_UPSTREAM_MIN_HOLDS: '1', CACHE_TTL_MS: '60000' } },
 ];
 
 describe.each(MODES)('two creditgate processes on one database, $name', ({ early, env }) => {
@@ -61,7 +62,9 @@ describe.each(MODES)('two creditgate processes on one database, $name', ({ early
     const [a, b] = servers as [ServerProcess, ServerProcess];
     const warmups = early ? servers.length : 0;
     const team = await fundedTeam(a.url, CREDITS + warmups);
-    upstream.setResponder(() => slowStream(CHUNKS, 40));
+    // With early start, the streams last longer than refusing a hold can take on a busy machine, so every upstream
+    // request of a refused hold is still open when creditgate aborts it.
+    upstream.setResponder(() => slowStream(CHUNKS, early ? 500 : 40));
     // Both processes warmed up (key verified, routes and validation run once), so neither starts the race late;
     // for early start each also serves one paid stream, from which it learns the team can pay.
     const warmJobIds = new Set<string | null | undefined>();
