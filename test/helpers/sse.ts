@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { expect } from 'vitest';
 
 /**
@@ -31,6 +31,25 @@ export interface RawResponse {
   headers: Headers;
   contentType: string;
   text: string;
+}
+
+/**
+ * The same JSON POST through node:http on a connection of its own, sent at once: the caller sees exactly when the
+ * status line arrives (the request's `response` event) and controls reading at the socket level.
+ */
+export function postNodeHttp(server: Server, path: string, token: string, body: unknown): ClientRequest {
+  const url = new URL(baseUrl(server) + path);
+  const payload = JSON.stringify(body);
+  const req = httpRequest({
+    host: url.hostname,
+    port: url.port,
+    path: url.pathname,
+    method: 'POST',
+    agent: false,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+  });
+  req.end(payload);
+  return req;
 }
 
 /** A POST read to the end as text: for SSE endpoints, whose answer is either an event stream or a JSON error. */

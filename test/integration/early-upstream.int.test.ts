@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
@@ -7,7 +7,7 @@ import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
 import { MICRO, expectLedgerConsistent, jobLedger, ledgerSum } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
-import { expectSseHeaders, parseSse, postRaw } from '../helpers/sse.js';
+import { expectSseHeaders, parseSse, postNodeHttp, postRaw } from '../helpers/sse.js';
 import { upstreamRequest } from '../helpers/upstream.js';
 import { poll, sleep } from '../helpers/wait.js';
 
@@ -115,17 +115,8 @@ interface RawCall {
  * event), independently of reading the body.
  */
 function rawPost(target: TestApp, path: string, key: string, body: unknown): RawCall {
-  const url = new URL(target.url + path);
-  const payload = JSON.stringify(body);
   let respondedAt: number | undefined;
-  const req = httpRequest({
-    host: url.hostname,
-    port: url.port,
-    path: url.pathname,
-    method: 'POST',
-    agent: false,
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-  });
+  const req = postNodeHttp(target, path, key, body);
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     req.once('response', (res) => {
       respondedAt = Date.now();
@@ -134,7 +125,6 @@ function rawPost(target: TestApp, path: string, key: string, body: unknown): Raw
     req.once('error', reject);
   });
   response.catch(() => undefined); // a test that fails early aborts the request in `finally`
-  req.end(payload);
   return {
     respondedAt: () => respondedAt,
     async read() {

@@ -1,4 +1,4 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedRequest, ScriptStep, UpstreamScript } from '../../src/upstream/simulated-server.js';
@@ -6,7 +6,7 @@ import { createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
 import { MICRO, expectLedgerConsistent, jobLedger } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
-import { expectSseHeaders, frameReader, parseFrame, postStream, type Frame, type FrameReader } from '../helpers/sse.js';
+import { expectSseHeaders, frameReader, parseFrame, postNodeHttp, postStream, type Frame, type FrameReader } from '../helpers/sse.js';
 import { poll } from '../helpers/wait.js';
 
 /**
@@ -183,23 +183,8 @@ function expectInBandError(frames: Frame[]) {
 
 /** A POST through node:http, so the test controls reading (pause/resume) at the socket level. */
 function rawPost(target: TestApp, path: string, key: string, body: unknown): Promise<IncomingMessage> {
-  const url = new URL(target.url + path);
-  const payload = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: url.hostname,
-        port: url.port,
-        path: url.pathname,
-        method: 'POST',
-        agent: false,
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      resolve,
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
+  const req = postNodeHttp(target, path, key, body);
+  return new Promise((resolve, reject) => req.once('response', resolve).once('error', reject));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
