@@ -136,10 +136,12 @@ describe('a database outage in the middle of streams', () => {
     }
     expect([200, 503], '/ready during the outage').toContain(readyDuring);
     if (during.status === 503) {
-      // Its upstream request went out early and was aborted when the hold could not be written.
+      // It started before its hold was written (logged when the hold failed); if its upstream request got out
+      // before that (a new upstream connection may take longer), creditgate aborted it.
+      expect(server.output(), 'the request during the outage started early').toContain('a call started before its hold was written, and the hold failed');
       const early = upstream.requests.filter((request) => request.body?.messages?.at(-1)?.content === 'chunks=40');
-      expect(early, 'the request during the outage reached the upstream early').toHaveLength(1);
-      expect((await upstream.waitForClosed(early[0]!.id)).abortedByClient, 'and creditgate aborted it').toBe(true);
+      expect(early.length).toBeLessThanOrEqual(1);
+      for (const request of early) expect((await upstream.waitForClosed(request.id)).abortedByClient, 'creditgate aborted it').toBe(true);
     }
 
     // Every client got its whole stream or an error event; never a silent cut.

@@ -45,6 +45,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
+const EARLY_REFUSAL_LOG = 'a call started before its hold was written, and the hold failed';
+
 const MODES: { name: string; early: boolean; env: Record<string, string> }[] = [
   { name: 'the hold written first', early: false, env: { EARLY_UPSTREAM_MIN_HOLDS: '0' } },
   // What an instance knows of the team's credits lives CACHE_TTL_MS: long enough here to outlast the warm-ups.
@@ -112,8 +114,10 @@ describe.each(MODES)('two creditgate processes on one database, $name', ({ early
 
     const reached = upstream.requests.slice(upstreamBefore);
     if (early) {
-      // Every upstream request beyond the paid ones was started early and aborted by creditgate before its end.
-      expect(reached.length).toBeGreaterThan(CREDITS);
+      // Calls did start before their holds were written, and some of those holds failed (each such refusal is logged).
+      // Their upstream requests that got out (one waiting for a new connection may not have) were aborted before
+      // their end.
+      expect(servers.some((server) => server.output().includes(EARLY_REFUSAL_LOG)), 'an early start met a refused hold').toBe(true);
       const closed = await Promise.all(reached.map((request) => upstream.waitForClosed(request.id)));
       expect(closed.filter((request) => request.abortedByClient)).toHaveLength(reached.length - CREDITS);
     } else {

@@ -57,7 +57,7 @@ async function withJob<T>(
   } catch (error) {
     // A refused early hold wrote nothing: there is no job to end, only an upstream request that was wasted.
     if (early && !(await opening.then(() => true, () => false))) {
-      ctx.log.warn({ team_id: job.teamId, err: error }, 'the upstream was contacted early but the hold was refused; its request was aborted');
+      ctx.log.warn({ team_id: job.teamId, err: error }, 'a call started before its hold was written, and the hold failed; its upstream request was aborted');
       throw error;
     }
     await settle(ctx, job.id, 'failed', error instanceof Error ? error.message : 'failed').catch((settleError: unknown) =>
