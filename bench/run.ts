@@ -82,6 +82,16 @@ const SETTINGS = {
   heapSnapshots: process.env.BENCH_HEAP_SNAPSHOT === '1',
   cpuProfile: process.env.BENCH_CPU_PROF === '1' || process.execArgv.some((arg) => arg.startsWith('--cpu-prof')),
 };
+/**
+ * What one job costs in CPU at that level, and what it implies: creditgate is one process (one core at most), so
+ * its CPU per job caps its jobs/s on this CPU whatever else the machine runs.
+ */
+function cpuBudget(record: PhaseRecord): string {
+  const { serverCpuUsPerStream: server, dbCpuUsPerStream: db } = record.resources;
+  if (!server) return '';
+  return `; CPU per job: creditgate ${fmt(server, 0)} µs${db ? ` + PostgreSQL ${fmt(db, 0)} µs` : ''}, so one creditgate process tops out near ${fmt(1e6 / server, 0)} jobs/s on this CPU`;
+}
+
 const TARGETS = { ttftRatioVsProxy: 1.5, addedTtftAtC1Ms: 1, billedJobsPerSecond: 1000, kibPerOpenStream: 64 };
 const MASTER_KEY = 'mk-bench-master-key-0123456789abcdef';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -718,7 +728,9 @@ function evaluateTargets(paced: PhaseRecord[], saturation: PhaseRecord[], memory
       target: `≥ ${TARGETS.billedJobsPerSecond} billed streamed jobs/s, no errors (zero-delay upstream)`,
       arm: label,
       detail: best
-        ? `${fmt(best.result.okPerSecond, 0)} jobs/s at c=${best.concurrency}` + (sat.length > clean.length ? ` (${sat.length - clean.length} level(s) had errors or charge mismatches)` : '')
+        ? `${fmt(best.result.okPerSecond, 0)} jobs/s at c=${best.concurrency}` +
+          (sat.length > clean.length ? ` (${sat.length - clean.length} level(s) had errors or charge mismatches)` : '') +
+          cpuBudget(best)
         : sat.length
           ? `every level had errors or charge mismatches (best ${fmt(Math.max(...sat.map((r) => r.result.okPerSecond)), 0)} ok/s)`
           : 'not measured',
