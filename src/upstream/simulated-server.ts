@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -54,6 +55,8 @@ export interface SimulatedUpstreamOptions {
   firstTokenDelayMs?: number;
   apiKey?: string;
   responder?: Responder;
+  /** Serve HTTPS with this PEM key and certificate, as a hosted provider or a LiteLLM behind TLS does. */
+  tls?: { key: string; cert: string };
 }
 
 export const SIMULATED_MODELS: string[] = ['sim-small', 'sim-large', 'gpt-4o-mini', 'gpt-4o', 'claude-3-5-sonnet'];
@@ -396,7 +399,7 @@ export async function startSimulatedUpstream(options: SimulatedUpstreamOptions =
     }
   }
 
-  const server = createServer((req, res) => {
+  const handle: RequestListener = (req, res) => {
     const method = req.method ?? 'GET';
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     if (apiKey !== undefined && req.headers.authorization !== `Bearer ${apiKey}`) {
@@ -411,11 +414,12 @@ export async function startSimulatedUpstream(options: SimulatedUpstreamOptions =
       return sendJson(res, 200, { object: 'list', data });
     }
     sendError(res, 404, `Invalid URL (${method} ${path})`);
-  });
+  };
 
+  const server = options.tls ? createTlsServer(options.tls, handle) : createServer(handle);
   server.listen(port, host);
   await once(server, 'listening');
-  const url = `http://${host}:${(server.address() as AddressInfo).port}`;
+  const url = `${options.tls ? 'https' : 'http'}://${host}:${(server.address() as AddressInfo).port}`;
 
   return {
     url,
