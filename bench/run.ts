@@ -82,16 +82,6 @@ const SETTINGS = {
   heapSnapshots: process.env.BENCH_HEAP_SNAPSHOT === '1',
   cpuProfile: process.env.BENCH_CPU_PROF === '1' || process.execArgv.some((arg) => arg.startsWith('--cpu-prof')),
 };
-/**
- * What one job costs in CPU at that level, and what it implies: creditgate is one process (one core at most), so
- * its CPU per job caps its jobs/s on this CPU whatever else the machine runs.
- */
-function cpuBudget(record: PhaseRecord): string {
-  const { serverCpuUsPerStream: server, dbCpuUsPerStream: db } = record.resources;
-  if (!server) return '';
-  return `; CPU per job: creditgate ${fmt(server, 0)} µs${db ? ` + PostgreSQL ${fmt(db, 0)} µs` : ''}, so one creditgate process tops out near ${fmt(1e6 / server, 0)} jobs/s on this CPU`;
-}
-
 const TARGETS = { ttftRatioVsProxy: 1.5, addedTtftAtC1Ms: 1, billedJobsPerSecond: 1000, kibPerOpenStream: 64 };
 const MASTER_KEY = 'mk-bench-master-key-0123456789abcdef';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -689,6 +679,16 @@ interface TargetResult {
   arm: string;
   detail: string;
   pass: boolean;
+}
+
+/**
+ * What one job costs in CPU at that level, and what it implies: creditgate is one process (one core at most), so
+ * its CPU per job caps its jobs/s on this CPU whatever else the machine runs.
+ */
+function cpuBudget(record: PhaseRecord): string {
+  const { serverCpuUsPerStream: server, dbCpuUsPerStream: db } = record.resources;
+  if (!server) return '';
+  return `; CPU per job: creditgate ${fmt(server, 0)} µs${db ? ` + PostgreSQL ${fmt(db, 0)} µs` : ''}, so one creditgate process tops out near ${fmt(1e6 / server, 0)} jobs/s on this CPU`;
 }
 
 function evaluateTargets(paced: PhaseRecord[], saturation: PhaseRecord[], memory: MemoryRecord[]): TargetResult[] {
