@@ -11,6 +11,8 @@ WORKDIR /app
 # Node 20) ignores package.json "allowScripts"; the only production install
 # scripts are esbuild's and @embedded-postgres' postinstall, both harmless.
 COPY package.json package-lock.json ./
+# The client package is a workspace of the root package; npm ci needs its manifest.
+COPY packages/client/package.json ./packages/client/
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -6,6 +7,7 @@ import { defineConfig } from 'vitest/config';
  * `npx vitest run --config vitest.reliability.config.ts`
  */
 export default defineConfig({
+  resolve: { alias: { '@creditgate/client': fileURLToPath(new URL('./packages/client/src/index.ts', import.meta.url)) } },
   test: {
     // Not named *.test.ts: the default `npm test` (test/**/*.test.ts) does not run this slower suite.
     include: ['test/reliability/**/*.reliability.ts'],

@@ -4,7 +4,7 @@
  *
  *   CREDITGATE_URL=http://localhost:8003 CREDITGATE_KEY=sk-... CREDITGATE_TEAM_ID=acme-support npx tsx examples/multi-turn-chat.ts
  */
-import { CreditgateClient } from 'creditgate/client';
+import { CreditgateClient } from '@creditgate/client';
 
 const client = new CreditgateClient({ baseUrl: process.env.CREDITGATE_URL ?? 'http://localhost:8003', apiKey: required('CREDITGATE_KEY') });
 const teamId = required('CREDITGATE_TEAM_ID');

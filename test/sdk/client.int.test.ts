@@ -15,7 +15,7 @@ import {
   UpstreamError,
   type ChatCompletionChunk,
   type QueueEvent,
-} from '../../src/client/index.js';
+} from '@creditgate/client';
 import type { RecordedRequest, UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
 import { uniqueId } from '../helpers/factories.js';

@@ -1,4 +1,4 @@
-import type { ErrorBody } from '../contracts/index.js';
+import type { ErrorBody } from './contracts.js';
 
 type ErrorDetail = ErrorBody['error'];
 

@@ -1,4 +1,4 @@
-export { CreditgateClient } from './client.js';
+export { CreditgateClient, type JobHandle, type JobOptions } from './client.js';
 export { AdminClient, type AdminClientOptions } from './admin.js';
 export type { ClientOptions, RequestOptions } from './core.js';
 export { ChatStream, QueueStream } from './stream.js';
@@ -17,5 +17,5 @@ export {
   RateLimitError,
   UpstreamError,
 } from './errors.js';
-export type { ChatCompletionChunk, FinalCall, Input, List, Output, Page, QueueEvent, ToolCall } from './types.js';
-export type * from '../contracts/index.js';
+export type * from './types.js';
+export type * from './contracts.js';

@@ -33,6 +33,8 @@ export interface OpenStream {
   response: Response & { body: ReadableStream<Uint8Array> };
   controller: AbortController;
   callerSignal: AbortSignal | undefined;
+  /** Stops following the caller's signal; called when the stream ends. */
+  release: () => void;
 }
 
 const DEFAULT_TIMEOUT_MS = 600_000;
@@ -73,9 +75,9 @@ export class ApiClient {
 
   /** A request answered with `text/event-stream`; resolves once the headers arrived (retries end there). */
   protected stream(request: ApiRequest, options: RequestOptions = {}): Promise<OpenStream> {
-    return this.send(request, options, 'text/event-stream', async (response, controller) => {
+    return this.send(request, options, 'text/event-stream', async (response, controller, release) => {
       if (!response.body) throw new APIConnectionError('the stream has no body');
-      return { response: response as OpenStream['response'], controller, callerSignal: options.signal };
+      return { response: response as OpenStream['response'], controller, callerSignal: options.signal, release };
     });
   }
 
@@ -83,33 +85,41 @@ export class ApiClient {
     request: ApiRequest,
     options: RequestOptions,
     accept: string,
-    read: (response: Response, controller: AbortController) => Promise<T>,
+    read: (response: Response, controller: AbortController, release: () => void) => Promise<T>,
   ): Promise<T> {
-    const idempotencyKey = request.method === 'POST' ? (options.idempotencyKey ?? `cg-${crypto.randomUUID()}`) : undefined;
+    const idempotencyKey = request.method === 'POST' ? (options.idempotencyKey ?? `cg-${randomId()}`) : undefined;
     const init = this.buildInit(request, accept, idempotencyKey);
     const url = this.buildUrl(request.path, request.query);
+    const streaming = accept === 'text/event-stream';
     for (let attempt = 0; ; attempt++) {
-      // Per attempt: aborts on timeout, and for a stream later on `break`/abort().
+      // Per attempt: aborts on timeout, on the caller's signal, and for a stream later on `break`/abort().
       const controller = new AbortController();
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
         controller.abort();
       }, options.timeoutMs ?? this.timeoutMs);
-      const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+      const release = follow(options.signal, controller);
+      let streamOpened = false;
       let error: CreditgateError;
       let headers: Headers | undefined;
       try {
-        const response = await this.fetchImpl(url, { ...init, signal });
+        const response = await this.fetchImpl(url, { ...init, signal: controller.signal });
         headers = response.headers;
-        if (response.ok) return await read(response, controller);
+        if (response.ok) {
+          const value = await read(response, controller, release);
+          streamOpened = streaming;
+          return value;
+        }
         error = CreditgateError.fromResponse(response.status, await readErrorBody(response), response.headers);
       } catch (cause) {
         if (cause instanceof CreditgateError) throw cause;
         error = toTransportError(cause, options.signal, timedOut);
       } finally {
-        // A stream's timeout ends with its headers: a long generation is not a hung request.
+        // A stream's timeout ends with its headers: a long generation is not a hung request. The caller's signal
+        // keeps governing an open stream until it ends (sseMessages releases it).
         clearTimeout(timer);
+        if (!streamOpened) release();
       }
       if (attempt >= this.maxRetries || !isRetryable(error)) throw error;
       await sleep(retryDelayMs(attempt, headers), options.signal);
@@ -131,6 +141,32 @@ export class ApiClient {
     const search = params.toString();
     return `${this.baseUrl}${path}${search ? `?${search}` : ''}`;
   }
+}
+
+/**
+ * Aborts `controller` when the caller's signal aborts, until the returned function is called. (AbortSignal.any
+ * would do, but Node 18 lacks it.)
+ */
+function follow(signal: AbortSignal | undefined, controller: AbortController): () => void {
+  if (!signal) return () => undefined;
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return () => undefined;
+  }
+  const onAbort = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+/** A random UUID for Idempotency-Keys: Web Crypto where there is one (Node 19+, browsers, Deno, Bun, edge). */
+function randomId(): string {
+  const webCrypto = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (webCrypto?.randomUUID) return webCrypto.randomUUID();
+  // Node 18 without --experimental-global-webcrypto: 128 random bits from Math.random are unique enough for a key
+  // that only has to differ from this team's other keys within IDEMPOTENCY_TTL_HOURS.
+  let id = '';
+  for (let i = 0; i < 4; i++) id += Math.floor(Math.random() * 2 ** 32).toString(16).padStart(8, '0');
+  return id;
 }
 
 /** Encodes one path segment, so ids can never change the route. */

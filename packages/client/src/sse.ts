@@ -7,7 +7,7 @@ import { APIConnectionError, APIUserAbortError } from './errors.js';
  * skipped by the parser). Leaving early — `break`, a throw, `return()` — aborts the HTTP request, which is how
  * the server learns the client is gone and stops the upstream call.
  */
-export async function* sseMessages({ response, controller, callerSignal }: OpenStream): AsyncGenerator<EventSourceMessage> {
+export async function* sseMessages({ response, controller, callerSignal, release }: OpenStream): AsyncGenerator<EventSourceMessage> {
   const pending: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (message) => pending.push(message) });
   const decoder = new TextDecoder();
@@ -30,6 +30,7 @@ export async function* sseMessages({ response, controller, callerSignal }: OpenS
   } finally {
     if (!finished) controller.abort();
     reader.releaseLock();
+    release();
   }
 }
 

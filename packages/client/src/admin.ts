@@ -25,17 +25,14 @@ import type {
   UpdateModelGroupRequest,
   Usage,
   UsageQuery,
-} from '../contracts/index.js';
+} from './contracts.js';
 import { ApiClient, segment, type ClientOptions, type RequestOptions } from './core.js';
-import type { Input, List, Output, Page } from './types.js';
+import type { List, Page } from './types.js';
 
 export type AdminClientOptions = Omit<ClientOptions, 'apiKey'> & {
   /** The MASTER_KEY or an admin JWT; may be omitted only to `adminUsers.login`. */
   apiKey?: string;
 };
-
-type PageParams = Partial<Output<typeof PageQuery>>;
-type UsageParams = Input<typeof UsageQuery>;
 
 /** The admin API, grouped by resource as in openai-node: `admin.teams.create(...)`, `admin.credits.add(...)`. */
 export class AdminClient extends ApiClient {
@@ -44,24 +41,24 @@ export class AdminClient extends ApiClient {
   }
 
   readonly organizations = {
-    create: (body: Input<typeof CreateOrganizationRequest>, options?: RequestOptions) =>
+    create: (body: CreateOrganizationRequest, options?: RequestOptions) =>
       this.request<Organization>({ method: 'POST', path: '/api/organizations/create', body }, options),
-    list: (query: PageParams = {}, options?: RequestOptions) =>
+    list: (query: PageQuery = {}, options?: RequestOptions) =>
       this.request<Page<Organization>>({ method: 'GET', path: '/api/organizations', query }, options),
     get: (organizationId: string, options?: RequestOptions) =>
       this.request<Organization>({ method: 'GET', path: `/api/organizations/${segment(organizationId)}` }, options),
-    usage: (organizationId: string, query: UsageParams = {}, options?: RequestOptions) =>
+    usage: (organizationId: string, query: UsageQuery = {}, options?: RequestOptions) =>
       this.request<Usage>({ method: 'GET', path: `/api/organizations/${segment(organizationId)}/usage`, query }, options),
   };
 
   readonly modelGroups = {
-    create: (body: Input<typeof CreateModelGroupRequest>, options?: RequestOptions) =>
+    create: (body: CreateModelGroupRequest, options?: RequestOptions) =>
       this.request<ModelGroup>({ method: 'POST', path: '/api/model-groups/create', body }, options),
     list: (options?: RequestOptions) => this.request<List<ModelGroup>>({ method: 'GET', path: '/api/model-groups' }, options),
     get: (groupName: string, options?: RequestOptions) =>
       this.request<ModelGroup>({ method: 'GET', path: `/api/model-groups/${segment(groupName)}` }, options),
     /** `models`, when given, replaces the whole list. */
-    update: (groupName: string, body: Input<typeof UpdateModelGroupRequest>, options?: RequestOptions) =>
+    update: (groupName: string, body: UpdateModelGroupRequest, options?: RequestOptions) =>
       this.request<ModelGroup>({ method: 'PUT', path: `/api/model-groups/${segment(groupName)}`, body }, options),
     delete: (groupName: string, options?: RequestOptions) =>
       this.request<{ group_name: string; deleted: true }>({ method: 'DELETE', path: `/api/model-groups/${segment(groupName)}` }, options),
@@ -69,20 +66,20 @@ export class AdminClient extends ApiClient {
 
   readonly teams = {
     /** The answer's `virtual_key` is shown only this once. */
-    create: (body: Input<typeof CreateTeamRequest>, options?: RequestOptions) =>
+    create: (body: CreateTeamRequest, options?: RequestOptions) =>
       this.request<CreateTeamResponse>({ method: 'POST', path: '/api/teams/create', body }, options),
     get: (teamId: string, options?: RequestOptions) => this.request<Team>({ method: 'GET', path: `/api/teams/${segment(teamId)}` }, options),
     suspend: (teamId: string, options?: RequestOptions) =>
       this.request<Team>({ method: 'PUT', path: `/api/teams/${segment(teamId)}/suspend` }, options),
     resume: (teamId: string, options?: RequestOptions) =>
       this.request<Team>({ method: 'PUT', path: `/api/teams/${segment(teamId)}/resume` }, options),
-    usage: (teamId: string, query: UsageParams = {}, options?: RequestOptions) =>
+    usage: (teamId: string, query: UsageQuery = {}, options?: RequestOptions) =>
       this.request<Usage>({ method: 'GET', path: `/api/teams/${segment(teamId)}/usage`, query }, options),
   };
 
   readonly keys = {
     /** The answer's `virtual_key` is shown only this once. */
-    create: (teamId: string, body: Input<typeof CreateApiKeyRequest> = {}, options?: RequestOptions) =>
+    create: (teamId: string, body: CreateApiKeyRequest = {}, options?: RequestOptions) =>
       this.request<CreatedApiKey>({ method: 'POST', path: `/api/teams/${segment(teamId)}/keys`, body }, options),
     list: (teamId: string, options?: RequestOptions) =>
       this.request<List<ApiKey>>({ method: 'GET', path: `/api/teams/${segment(teamId)}/keys` }, options),
@@ -92,25 +89,25 @@ export class AdminClient extends ApiClient {
   readonly credits = {
     balance: (teamId: string, options?: RequestOptions) =>
       this.request<CreditBalance>({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/balance` }, options),
-    add: (teamId: string, body: Input<typeof AddCreditsRequest>, options?: RequestOptions) =>
+    add: (teamId: string, body: AddCreditsRequest, options?: RequestOptions) =>
       this.request<AddCreditsResponse>({ method: 'POST', path: `/api/credits/teams/${segment(teamId)}/add`, body }, options),
-    transactions: (teamId: string, query: PageParams = {}, options?: RequestOptions) =>
+    transactions: (teamId: string, query: PageQuery = {}, options?: RequestOptions) =>
       this.request<Page<CreditTransaction>>({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/transactions`, query }, options),
-    setBudgetMode: (teamId: string, body: Input<typeof SetBudgetModeRequest>, options?: RequestOptions) =>
+    setBudgetMode: (teamId: string, body: SetBudgetModeRequest, options?: RequestOptions) =>
       this.request<CreditBalance>({ method: 'PATCH', path: `/api/credits/teams/${segment(teamId)}/budget-mode`, body }, options),
   };
 
   readonly modelPrices = {
     list: (options?: RequestOptions) => this.request<List<ModelPrice>>({ method: 'GET', path: '/api/model-prices' }, options),
-    set: (modelName: string, body: Input<typeof SetModelPriceRequest>, options?: RequestOptions) =>
+    set: (modelName: string, body: SetModelPriceRequest, options?: RequestOptions) =>
       this.request<ModelPrice>({ method: 'PUT', path: `/api/model-prices/${segment(modelName)}`, body }, options),
   };
 
   readonly adminUsers = {
-    create: (body: Input<typeof CreateAdminUserRequest>, options?: RequestOptions) =>
+    create: (body: CreateAdminUserRequest, options?: RequestOptions) =>
       this.request<AdminUser>({ method: 'POST', path: '/api/admin-users/create', body }, options),
     /** The `access_token` works as the `apiKey` of another AdminClient. */
-    login: (body: Input<typeof LoginRequest>, options?: RequestOptions) =>
+    login: (body: LoginRequest, options?: RequestOptions) =>
       this.request<LoginResponse>({ method: 'POST', path: '/api/admin-users/login', body }, options),
     me: (options?: RequestOptions) => this.request<AdminIdentity>({ method: 'GET', path: '/api/admin-users/me' }, options),
   };

@@ -1,0 +1,63 @@
+/**
+ * The request and response types of the HTTP API, read from the zod schemas the server validates with
+ * (src/contracts at the repository root): a request type is what the schema accepts (`z.input`), a response type
+ * what it produces (`z.output`), so this client cannot drift from the server. The build (scripts/build.ts)
+ * replaces this file with the expansion of each type into plain TypeScript, so the published .d.ts needs no zod.
+ */
+import type * as C from '../../../src/contracts/index.js';
+
+type In<Schema extends { _zod: { input: unknown } }> = Schema['_zod']['input'];
+type Out<Schema extends { _zod: { output: unknown } }> = Schema['_zod']['output'];
+
+// Requests
+export type CreateJobRequest = In<typeof C.CreateJobRequest>;
+export type ChatMessage = In<typeof C.ChatMessage>;
+export type LlmCallRequest = In<typeof C.LlmCallRequest>;
+export type CompleteJobRequest = In<typeof C.CompleteJobRequest>;
+export type CreateAndCallRequest = In<typeof C.CreateAndCallRequest>;
+export type QueueSubmitRequest = In<typeof C.QueueSubmitRequest>;
+export type UsageQuery = In<typeof C.UsageQuery>;
+/** `limit` (1-200, default 50) and the previous page's `next_cursor`. */
+export type PageQuery = Partial<Out<typeof C.PageQuery>>;
+export type CreateOrganizationRequest = In<typeof C.CreateOrganizationRequest>;
+export type CreateModelGroupRequest = In<typeof C.CreateModelGroupRequest>;
+export type UpdateModelGroupRequest = In<typeof C.UpdateModelGroupRequest>;
+export type CreateTeamRequest = In<typeof C.CreateTeamRequest>;
+export type CreateApiKeyRequest = In<typeof C.CreateApiKeyRequest>;
+export type AddCreditsRequest = In<typeof C.AddCreditsRequest>;
+export type SetBudgetModeRequest = In<typeof C.SetBudgetModeRequest>;
+export type SetModelPriceRequest = In<typeof C.SetModelPriceRequest>;
+export type CreateAdminUserRequest = In<typeof C.CreateAdminUserRequest>;
+export type LoginRequest = In<typeof C.LoginRequest>;
+
+// Responses
+export type ErrorBody = Out<typeof C.ErrorBody>;
+export type JobStatus = Out<typeof C.JobStatus>;
+export type BudgetMode = Out<typeof C.BudgetMode>;
+export type CreateJobResponse = Out<typeof C.CreateJobResponse>;
+export type LlmCallSummary = Out<typeof C.LlmCallSummary>;
+export type JobCosts = Out<typeof C.JobCosts>;
+export type Job = Out<typeof C.Job>;
+export type CompleteJobResponse = Out<typeof C.CompleteJobResponse>;
+export type ChatCompletion = Out<typeof C.ChatCompletion>;
+export type LlmCallResponse = Out<typeof C.LlmCallResponse>;
+export type CreateAndCallResponse = Out<typeof C.CreateAndCallResponse>;
+export type QueueSubmitResponse = Out<typeof C.QueueSubmitResponse>;
+export type QueueItem = Out<typeof C.QueueItem>;
+export type CreditBalance = Out<typeof C.CreditBalance>;
+export type CreditTransaction = Out<typeof C.CreditTransaction>;
+export type AddCreditsResponse = Out<typeof C.AddCreditsResponse>;
+export type Usage = Out<typeof C.Usage>;
+export type ModelPrice = Out<typeof C.ModelPrice>;
+export type ModelList = Out<typeof C.ModelList>;
+export type Organization = Out<typeof C.Organization>;
+export type ModelGroup = Out<typeof C.ModelGroup>;
+export type Team = Out<typeof C.Team>;
+export type CreateTeamResponse = Out<typeof C.CreateTeamResponse>;
+export type ApiKey = Out<typeof C.ApiKey>;
+export type CreatedApiKey = Out<typeof C.CreatedApiKey>;
+export type AdminUser = Out<typeof C.AdminUser>;
+export type AdminIdentity = Out<typeof C.AdminIdentity>;
+export type LoginResponse = Out<typeof C.LoginResponse>;
+/** A cursor-paged list without its items: pass `next_cursor` as `cursor` to get the next page. */
+export type PageInfo = Omit<Out<ReturnType<typeof C.page>>, 'data'>;
