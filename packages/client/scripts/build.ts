@@ -32,4 +32,4 @@ await build({
   silent: true,
 });
 await rm(staged, { recursive: true, force: true });
-console.log('built packages/client/dist');
+console.error('built packages/client/dist');
