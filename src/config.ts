@@ -53,7 +53,26 @@ export const ConfigSchema = z.object({
     .int()
     .min(10)
     .default(3600)
-    .describe('an open job with no activity for this long is expired and its hold released'),
+    .describe(
+      'an open job with no activity and no call in flight for this long is expired (what it delivered is charged, the rest of its hold released); recorded on each job when it is created, so every instance sweeps it alike',
+    ),
+  CALL_LEASE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(3)
+    .max(3600)
+    .default(30)
+    .describe(
+      'an instance renews the lease of each call it runs every third of this; a call whose lease lapsed (its instance died) is abandoned by the sweeper and billed at its reservation',
+    ),
+  DEFAULT_MAX_TOKENS: z.coerce
+    .number()
+    .int()
+    .min(16)
+    .max(1_000_000)
+    .default(4096)
+    .describe('completion limit of a call that sets neither max_tokens nor max_completion_tokens (every call is bounded, and its worst case reserved, before it leaves)'),
+  STREAM_WRITE_TIMEOUT_MS: durationMs(30_000, 'a streaming client that reads nothing for this long while its socket is full is treated as gone: the call is aborted, recorded and settled'),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(30).describe('how often expired jobs are swept'),
   UPSTREAM_TIMEOUT_MS: durationMs(600_000, 'longest a non-streamed upstream call may take'),
   UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: durationMs(60_000, "how long a streamed call waits for a model's first chunk before trying the next model"),
@@ -78,7 +97,10 @@ export const ConfigSchema = z.object({
     .min(1)
     .default(200)
     .describe('queries waiting for a database connection beyond which new requests get 503 with Retry-After'),
-  SHUTDOWN_GRACE_MS: durationMs(10_000, 'how long SIGTERM waits for open requests to finish'),
+  SHUTDOWN_GRACE_MS: durationMs(
+    10_000,
+    'on SIGTERM, how long open requests and streams may run to their end; then each open stream gets an error event and [DONE], and its call is recorded and settled before the process exits',
+  ),
 });
 
 export type Config = Readonly<z.infer<typeof ConfigSchema>>;

@@ -4,6 +4,7 @@ import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
+import { CallLeases } from './domain/llm/call-leases.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
 import { PgNotifier } from './db/notifier.js';
 import { QueueRuns } from './domain/queue/queue.service.js';
@@ -23,6 +24,7 @@ export interface Deps {
   metrics: HttpMetrics;
   upstream: UpstreamClient;
   inflight: InflightCalls;
+  leases: CallLeases;
   queue: QueueRuns;
   caches: Caches;
   /** Set on the one start that generated the master key. */
@@ -67,9 +69,13 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     await notifier.start();
     closers.push(() => notifier.stop());
 
+    const leases = new CallLeases(database.db, config.CALL_LEASE_SECONDS, log);
+    leases.start();
+    closers.push(async () => leases.stop());
+
     const stopSweeper = startJobSweeper(
       database.db,
-      { timeoutSeconds: config.JOB_TIMEOUT_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS },
+      { leaseSeconds: config.CALL_LEASE_SECONDS, queueTimeoutSeconds: config.JOB_TIMEOUT_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS },
       log,
     );
     closers.push(stopSweeper);
@@ -87,6 +93,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       metrics: createMetrics(),
       upstream: upstreamClient,
       inflight,
+      leases,
       queue: new QueueRuns(),
       caches,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),

@@ -4,6 +4,7 @@ import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createDeps } from './deps.js';
 import { createHttpServer } from './http/server.js';
+import { shutDownGracefully } from './http/shutdown.js';
 import { createLogger } from './lib/logger.js';
 
 async function main(): Promise<void> {
@@ -27,12 +28,8 @@ async function main(): Promise<void> {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down: draining open requests');
-    const forced = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_GRACE_MS);
-    server.closeIdleConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    clearTimeout(forced);
-    await deps.close();
+    log.info({ signal }, 'stop requested');
+    await shutDownGracefully(server, deps);
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

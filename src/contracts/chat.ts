@@ -14,25 +14,50 @@ export const ChatMessage = z
 export type ChatMessage = z.infer<typeof ChatMessage>;
 
 /**
- * The OpenAI chat parameters creditgate checks; any other OpenAI parameter is passed to the upstream as is,
- * so new provider features work without a creditgate release.
+ * The OpenAI chat parameters creditgate forwards upstream: an allow-list. Anything else in a request is refused
+ * (400 `unknown_parameter` naming it): a LiteLLM upstream reads fields such as `api_base`, `api_key`,
+ * `user_config` or `fallbacks` as per-request overrides, and creditgate calls it with the operator's key; others
+ * (`service_tier`, `web_search_options`, audio output) change what a call costs beyond the price table.
  */
 export const ChatParams = {
   messages: z.array(ChatMessage).min(1).max(2000),
   model: z.string().min(1).max(256).optional().meta({ description: "a model group or model alias; omitted: the team's default group" }),
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().min(0).max(1).optional(),
-  max_tokens: z.number().int().min(1).optional(),
-  max_completion_tokens: z.number().int().min(1).optional(),
+  max_tokens: z
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .meta({ description: "completion limit; lowered to what the team's credits (or its job's caps) cover, and DEFAULT_MAX_TOKENS when omitted" }),
+  max_completion_tokens: z.number().int().min(1).optional().meta({ description: 'same as max_tokens (OpenAI’s newer name); sent upstream in the field given' }),
   stop: z.union([z.string(), z.array(z.string()).max(4)]).nullable().optional(),
   tools: z.array(z.looseObject({ type: z.string() })).max(128).optional(),
   tool_choice: z.union([z.string(), z.looseObject({ type: z.string() })]).optional(),
+  parallel_tool_calls: z.boolean().optional(),
+  functions: z.array(z.looseObject({ name: z.string() })).max(128).optional().meta({ deprecated: true }),
+  function_call: z.union([z.string(), z.looseObject({ name: z.string() })]).optional().meta({ deprecated: true }),
   response_format: z.looseObject({ type: z.string() }).optional(),
+  seed: z.number().int().optional(),
+  presence_penalty: z.number().min(-2).max(2).optional(),
+  frequency_penalty: z.number().min(-2).max(2).optional(),
+  logit_bias: z.record(z.string(), z.number().min(-100).max(100)).optional(),
+  logprobs: z.boolean().optional(),
+  top_logprobs: z.number().int().min(0).max(20).optional(),
   n: z.literal(1).optional().meta({ description: 'only one choice per call is supported' }),
-  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullable().optional(),
+  user: z.string().max(256).optional(),
+  reasoning_effort: z.enum(['minimal', 'low', 'medium', 'high']).optional(),
+  metadata: z
+    .record(z.string().max(64), z.string().max(512))
+    .refine((metadata) => Object.keys(metadata).length <= 16, 'at most 16 keys')
+    .optional()
+    .meta({ description: "OpenAI's request metadata: up to 16 string values" }),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullable().optional(),
 };
 
-export const LlmCallRequest = z.looseObject({ ...ChatParams }).meta({ id: 'LlmCallRequest', example: { model: 'fast', messages: [{ role: 'user', content: 'Draft a friendly reply' }], max_tokens: 200 } });
+export const LlmCallRequest = z
+  .strictObject({ ...ChatParams })
+  .meta({ id: 'LlmCallRequest', example: { model: 'fast', messages: [{ role: 'user', content: 'Draft a friendly reply' }], max_tokens: 200 } });
 export type LlmCallRequest = z.infer<typeof LlmCallRequest>;
 
 /** An OpenAI `chat.completion` object as the upstream returned it. */
@@ -49,7 +74,7 @@ export const ChatCompletion = z
 
 /** `POST /v1/chat/completions`: OpenAI's request, `model` required as in OpenAI's API. */
 export const ChatCompletionRequest = z
-  .looseObject({
+  .strictObject({
     ...ChatParams,
     model: z.string().min(1).max(256).meta({ description: 'a model group or model alias of the team' }),
     stream: z.boolean().optional(),

@@ -3,7 +3,7 @@ import { Credits, Timestamp } from './common.js';
 
 export const BudgetMode = z.enum(['job_based', 'consumption_tokens', 'consumption_usd']).meta({
   description:
-    'job_based: credits_per_job per completed job; consumption_tokens: total tokens / tokens_per_credit; consumption_usd: cost in USD x credits_per_dollar',
+    'How a job is charged once any of its calls delivered output (whatever status it ends with): job_based: credits_per_job; consumption_tokens: the tokens its calls used / tokens_per_credit; consumption_usd: their cost in USD x credits_per_dollar. A job none of whose calls delivered anything is free.',
 });
 export type BudgetMode = z.infer<typeof BudgetMode>;
 
@@ -19,14 +19,27 @@ export const BudgetSettings = z.object({
   credits_per_job: z.number().int(),
   tokens_per_credit: z.number().int().nullable(),
   credits_per_dollar: z.string().nullable().meta({ description: 'decimal string, exact' }),
+  waive_failed_jobs: z.boolean().meta({
+    description: 'the operator trusts this team\'s `failed` reports: jobs it completes as failed are free even after output (never cancelled, disconnected or expired ones)',
+  }),
+  max_calls_per_job: z.number().int().meta({ description: 'job_based: how many calls one job may make' }),
+  max_tokens_per_job: z.number().int().meta({ description: 'job_based: how many tokens one job may use (calls in flight count their worst case)' }),
 });
+
+/** The billing settings an admin may set, at team creation or later. */
+export const BillingSettingsInput = {
+  credits_per_job: z.number().int().min(1).max(1_000_000).optional(),
+  tokens_per_credit: z.number().int().min(1).max(1_000_000_000).optional(),
+  credits_per_dollar: DecimalRate.optional(),
+  waive_failed_jobs: z.boolean().optional().meta({ description: 'default false' }),
+  max_calls_per_job: z.number().int().min(1).max(1_000_000).optional().meta({ description: 'default 50' }),
+  max_tokens_per_job: z.number().int().min(1).max(1_000_000_000).optional().meta({ description: 'default 200000' }),
+};
 
 export const SetBudgetModeRequest = z
   .strictObject({
     budget_mode: BudgetMode,
-    credits_per_job: z.number().int().min(1).max(1_000_000).optional(),
-    tokens_per_credit: z.number().int().min(1).max(1_000_000_000).optional(),
-    credits_per_dollar: DecimalRate.optional(),
+    ...BillingSettingsInput,
   })
   .meta({ id: 'SetBudgetModeRequest', example: { budget_mode: 'consumption_tokens', tokens_per_credit: 1000 } });
 export type SetBudgetModeRequest = z.infer<typeof SetBudgetModeRequest>;

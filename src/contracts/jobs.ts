@@ -38,8 +38,13 @@ export const LlmCallSummary = z
     prompt_tokens: z.number().int(),
     completion_tokens: z.number().int(),
     total_tokens: z.number().int(),
-    usage_source: z.enum(['upstream', 'estimated']).nullable(),
+    usage_source: z
+      .enum(['upstream', 'estimated', 'reserved'])
+      .nullable()
+      .meta({ description: 'upstream: reported by the upstream; estimated: counted by creditgate; reserved: unknown (its instance died), billed at its reservation' }),
     cost_usd: z.number(),
+    delivered: z.boolean().meta({ description: 'the upstream produced output for this call: what makes it billable' }),
+    max_tokens: z.number().int().nullable().meta({ description: 'the completion limit sent upstream (the one asked for, lowered to what the budget covered)' }),
     latency_ms: z.number().int().nullable(),
     ttft_ms: z.number().int().nullable(),
     error: z.string().nullable(),
@@ -114,6 +119,7 @@ export const LlmCallResponse = z
       completion_tokens: z.number().int(),
       total_tokens: z.number().int(),
       cost_usd: z.number(),
+      max_tokens: z.number().int().meta({ description: 'the completion limit the call was sent with' }),
       latency_ms: z.number().int(),
     }),
   })
@@ -121,7 +127,7 @@ export const LlmCallResponse = z
 export type LlmCallResponse = z.infer<typeof LlmCallResponse>;
 
 export const CreateAndCallRequest = z
-  .looseObject({
+  .strictObject({
     team_id: Slug,
     job_type: JobType,
     user_id: UserId.optional(),
@@ -179,7 +185,7 @@ export const SetModelPriceRequest = z
 export type SetModelPriceRequest = z.infer<typeof SetModelPriceRequest>;
 
 export const QueueSubmitRequest = z
-  .looseObject({
+  .strictObject({
     ...ChatParams,
     model: z.string().min(1).max(256).meta({ description: 'a model group or model alias of the team' }),
     stream: z.boolean().optional().meta({ description: 'accepted for compatibility; queued calls always run streamed' }),

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Metadata, Slug, Timestamp } from './common.js';
-import { BudgetMode, BudgetSettings, CreditBalance } from './credits.js';
+import { BillingSettingsInput, BudgetMode, BudgetSettings, CreditBalance } from './credits.js';
 import { CreatedApiKey } from './api-keys.js';
 
 export const CreateTeamRequest = z
@@ -16,9 +16,7 @@ export const CreateTeamRequest = z
       .meta({ description: 'allowed model groups; the first is the default' }),
     credits_allocated: z.number().int().min(0).max(1_000_000_000).optional().meta({ description: 'initial whole credits' }),
     budget_mode: BudgetMode.optional(),
-    credits_per_job: z.number().int().min(1).max(1_000_000).optional(),
-    tokens_per_credit: z.number().int().min(1).max(1_000_000_000).optional(),
-    credits_per_dollar: z.union([z.number(), z.string()]).optional(),
+    ...BillingSettingsInput,
     metadata: Metadata.optional(),
   })
   .meta({ id: 'CreateTeamRequest', example: { organization_id: 'acme', team_id: 'acme-support', team_alias: 'Support', model_groups: ['fast'], credits_allocated: 100 } });

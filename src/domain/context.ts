@@ -4,6 +4,7 @@ import { AppError, notFound } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { UpstreamClient } from '../upstream/client.js';
 import type { Caches } from './caches.js';
+import type { CallLeases } from './llm/call-leases.js';
 import type { InflightCalls } from './llm/inflight-calls.js';
 import type { QueueRuns } from './queue/queue.service.js';
 
@@ -21,6 +22,7 @@ export interface ServiceContext {
   config: Config;
   upstream: UpstreamClient;
   inflight: InflightCalls;
+  leases: CallLeases;
   queue: QueueRuns;
   caches: Caches;
 }

@@ -27,7 +27,7 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         query: route.query?.parse(req.query),
         body: route.body?.parse(req.body),
       };
-      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, queue: deps.queue, caches: deps.caches };
+      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, leases: deps.leases, queue: deps.queue, caches: deps.caches };
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
       const run = (db: DbOrTx, answered?: (body: unknown) => Promise<void>) =>

@@ -1,26 +1,31 @@
 import type { Request, Response } from 'express';
+import { endStream, type StreamedCall } from '../domain/llm/stream-end.js';
 import { SSE_HEADERS } from '../sse/encode.js';
+import { openAiFormat, type StreamFormat } from '../sse/formats.js';
 import type { StreamSink } from '../sse/sink.js';
+import { UpstreamError } from '../upstream/errors.js';
+import { streamedAnswer, type StreamedAnswer } from './route.js';
+
+const slowReader = (ms: number) => UpstreamError.aborted('slow_reader', `the client read nothing for ${ms} ms`);
 
 /**
  * An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. Frames
  * written in the same tick (the upstream delivered them in one read) leave in one socket write: node's chunked
  * writes cork the socket until the next tick, and the headers are held back the same way to go with the first frame.
+ * The sink is closed as soon as the client is gone (the request's own signal, set when it arrived), or when the
+ * client leaves the socket full for `writeTimeoutMs`: a reader that stopped reading is a client that left.
  */
-export function createSseSink(req: Request, res: Response): StreamSink {
-  const controller = new AbortController();
-  // 'close' before the response finished means the client went away.
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
+export function createSseSink(req: Request, res: Response, options: { writeTimeoutMs: number }): StreamSink {
+  const stalled = new AbortController();
+  const signal = AbortSignal.any([req.clientGone, stalled.signal]);
   let opened = false;
   return {
     get opened() {
       return opened;
     },
-    signal: controller.signal,
+    signal,
     get closed() {
-      return controller.signal.aborted;
+      return signal.aborted || res.destroyed;
     },
     open(headers = {}) {
       if (opened) return;
@@ -34,19 +39,28 @@ export function createSseSink(req: Request, res: Response): StreamSink {
       res.flushHeaders();
     },
     write(frame) {
-      if (controller.signal.aborted) return Promise.reject(new Error('client disconnected'));
+      if (signal.aborted) return Promise.reject(new Error('client disconnected'));
       if (res.write(frame)) return undefined;
       return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          stalled.abort(slowReader(options.writeTimeoutMs));
+          res.destroy();
+        }, options.writeTimeoutMs);
+        const settle = () => {
+          clearTimeout(timer);
+          res.off('drain', onDrain);
+          signal.removeEventListener('abort', onAbort);
+        };
         const onDrain = () => {
-          controller.signal.removeEventListener('abort', onAbort);
+          settle();
           resolve();
         };
         const onAbort = () => {
-          res.off('drain', onDrain);
+          settle();
           reject(new Error('client disconnected'));
         };
         res.once('drain', onDrain);
-        controller.signal.addEventListener('abort', onAbort, { once: true });
+        signal.addEventListener('abort', onAbort, { once: true });
       });
     },
     end() {
@@ -55,11 +69,18 @@ export function createSseSink(req: Request, res: Response): StreamSink {
   };
 }
 
-/** Aborted when the client of a plain (non-streamed) request goes away, so its upstream call stops too. */
-export function clientGone(res: Response): AbortSignal {
-  const controller = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return controller.signal;
+/**
+ * The end of a stream route whose call is recorded: with an Idempotency-Key the answer is stored first (a client
+ * retrying the moment it sees [DONE] gets the replay, not a 409), then the error event if any and [DONE].
+ */
+export async function finishStream(
+  sink: StreamSink,
+  call: StreamedCall,
+  answered: ((body: unknown) => Promise<void>) | undefined,
+  format: StreamFormat = openAiFormat,
+): Promise<StreamedAnswer> {
+  const answer = streamedAnswer(call.callId);
+  await answered?.(answer);
+  await endStream(sink, format, call);
+  return answer;
 }

@@ -10,7 +10,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
  * every failing run into exit code 0), with no database configured, as on a fresh clone.
  */
 function runFixture(fixture: string): Promise<{ code: number | null; output: string }> {
-  const env = { ...process.env, FIXTURE: fixture };
+  const env: NodeJS.ProcessEnv = { ...process.env, FIXTURE: fixture };
   delete env.DATABASE_URL;
   delete env.TEST_DATABASE_URL;
   delete env.CI;

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { promptTokenBound } from '../../src/domain/billing/reservation.models.js';
 import { sweepExpiredJobs } from '../../src/domain/jobs/job-sweeper.js';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
@@ -140,7 +141,7 @@ describe('concurrent job creation never oversells credits', () => {
     expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 
-  it('30 concurrent POST /api/jobs/create with 10 credits: exactly 10 jobs; completing them all spends the 10', async () => {
+  it('30 concurrent POST /api/jobs/create with 10 credits: exactly 10 jobs; completed without a call, each is free and its hold released', async () => {
     const team = await setupTeam(app, { credits: 10 });
     const upstreamBefore = app.upstream.requests.length;
     const responses = await Promise.all(
@@ -159,11 +160,12 @@ describe('concurrent job creation never oversells credits', () => {
     );
     for (const completion of completions) {
       expect(completion.status, JSON.stringify(completion.body)).toBe(200);
-      expect(completion.body).toMatchObject({ status: 'completed', costs: { credits_charged: 1, credit_applied: true } });
+      expect(completion.body).toMatchObject({ status: 'completed', costs: { credits_charged: 0, credit_applied: false } });
     }
     expect(app.upstream.requests.length).toBe(upstreamBefore);
-    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(10);
-    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(await ledgerEntries(app, team.teamId, { type: 'charge' })).toHaveLength(0);
+    expect(await ledgerEntries(app, team.teamId, { type: 'release' })).toHaveLength(10);
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 0, available: 10 });
   });
 });
 
@@ -200,7 +202,7 @@ describe('a job is settled exactly once', () => {
     expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 
-  it('racing completed and failed on one job: exactly one status wins, the others replay it or get 409', async () => {
+  it('racing completed and failed on one job: exactly one status wins, the others replay it or get 409; either way its delivered call is charged once', async () => {
     const team = await setupTeam(app, { credits: 5 });
     for (let round = 0; round < 3; round++) {
       const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'race' } });
@@ -228,10 +230,10 @@ describe('a job is settled exactly once', () => {
 
       const settlements = (await ledgerEntries(app, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
       expect(settlements).toHaveLength(1);
-      expect(settlements[0]!.entry_type).toBe(winner === 'completed' ? 'charge' : 'release');
+      expect(settlements[0]!.entry_type).toBe('charge');
       const after = await expectBooksConsistent(app, team.teamId);
       expect(after.held).toBe(before.held - 1);
-      expect(after.balance).toBe(before.balance - (winner === 'completed' ? 1 : 0));
+      expect(after.balance).toBe(before.balance - 1);
     }
   });
 });
@@ -502,6 +504,9 @@ describe('create and complete with an Idempotency-Key', () => {
     expect(await jobsOf(app, a.teamId)).toHaveLength(2);
     expect(await expectBooksConsistent(app, b.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
 
+    // The job delivers output, so completing it charges its price.
+    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: a.key, body: CHAT });
+    expect(call.status, JSON.stringify(call.body)).toBe(200);
     const complete = () =>
       app.request('POST', `/api/jobs/${jobId}/complete`, { token: a.key, body: { status: 'completed' }, headers: { 'Idempotency-Key': 'done-1' } });
     const completed = await complete();
@@ -574,46 +579,50 @@ describe('running out of credits', () => {
     expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
   });
 
-  it('consumption_tokens: a call extends the hold to its usage when the balance allows', async () => {
-    const team = await setupTeam(app, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
+  // What CHAT's prompt is reserved as: its size as JSON, an upper bound of its tokens.
+  const CHAT_PROMPT_BOUND = promptTokenBound(CHAT);
+
+  it('consumption_tokens: a call reserves its worst case before it leaves; the job is charged its actual usage', async () => {
+    const team = await setupTeam(app, { credits: 100, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
     expect(job.body.credits_reserved).toBe(1);
     const jobId: string = job.body.job_id;
 
     app.upstream.enqueue({ usage: { prompt_tokens: 20, completion_tokens: 30 } });
-    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
+    const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: { ...CHAT, max_tokens: 100 } });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
-    expect(call.body.metadata.total_tokens).toBe(50);
+    expect(call.body.metadata).toMatchObject({ total_tokens: 50, max_tokens: 100 });
+    expect(app.upstream.requests.at(-1)!.body.max_tokens).toBe(100);
 
+    // (prompt bound + 100 completion) tokens at 10 per credit, held before the call: 1 credit at creation, the rest now.
+    const reserved = ((CHAT_PROMPT_BOUND + 100) / 10) * MICRO;
     const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
-    expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 4 * MICRO]);
-    expect(holds[1]!.reason).toMatch(/usage/);
-    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 5, available: 5 });
-    const fetched = await app.request('GET', `/api/jobs/${jobId}`, { token: team.key });
-    expect(fetched.body.credits_reserved).toBe(5);
+    expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, reserved - MICRO]);
+    expect(holds[1]!.reason).toMatch(/reserve a call/);
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 100, held: reserved / MICRO, available: 100 - reserved / MICRO });
 
     const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(completed.status).toBe(200);
-    expect(completed.body.costs).toMatchObject({ total_tokens: 50, credits_charged: 5, credits_remaining: 5 });
-    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 5, held: 0, available: 5 });
+    expect(completed.body.costs).toMatchObject({ total_tokens: 50, credits_charged: 5, credits_remaining: 95 });
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 95, held: 0, available: 95 });
   });
 
-  it('consumption_tokens: the hold grows only as far as the balance; then the job is refused more calls and charges at most what the team had', async () => {
-    const team = await setupTeam(app, { credits: 3, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
+  it('consumption_tokens: near the end of the credits a call is cut to what is left, and below a minimal answer refused with 402', async () => {
+    const team = await setupTeam(app, { credits: 10, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 10 } });
     const job = await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'tokens' } });
     expect(job.status, JSON.stringify(job.body)).toBe(201);
     const jobId: string = job.body.job_id;
 
-    // 50 tokens = 5 credits, but the team has 3: the hold goes from 1 to 3, not 5.
+    // 10 credits buy 100 tokens: the prompt's bound, and what is left of completion instead of the default 4096.
     app.upstream.enqueue({ usage: { prompt_tokens: 20, completion_tokens: 30 } });
     const call = await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
-    const holds = await ledgerEntries(app, team.teamId, { jobId, type: 'hold' });
-    expect(holds.map((h) => Number(h.held_delta_micro))).toEqual([MICRO, 2 * MICRO]);
-    expect(holds[1]!.reason).toMatch(/usage/);
-    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 3, held: 3, available: 0 });
+    expect(call.body.metadata.max_tokens).toBe(100 - CHAT_PROMPT_BOUND);
+    expect(app.upstream.requests.at(-1)!.body.max_completion_tokens).toBe(100 - CHAT_PROMPT_BOUND);
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
 
+    // 5 credits (50 tokens) are left in the hold, less than the prompt and a minimal answer: refused before the upstream.
     const upstreamBefore = app.upstream.requests.length;
     expectJsonError(await app.request('POST', `/api/jobs/${jobId}/llm-call`, { token: team.key, body: CHAT }), 402, 'insufficient_credits');
     const streamed = await postRaw(app, `/api/jobs/${jobId}/llm-call-stream`, team.key, CHAT);
@@ -627,11 +636,11 @@ describe('running out of credits', () => {
 
     const completed = await app.request('POST', `/api/jobs/${jobId}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(completed.status, JSON.stringify(completed.body)).toBe(200);
-    expect(completed.body.costs).toMatchObject({ total_calls: 1, total_tokens: 50, credits_charged: 3, credits_remaining: 0 });
+    expect(completed.body.costs).toMatchObject({ total_calls: 1, total_tokens: 50, credits_charged: 5, credits_remaining: 5 });
     const charges = await ledgerEntries(app, team.teamId, { type: 'charge' });
     expect(charges).toHaveLength(1);
-    expect(Number(charges[0]!.amount_micro)).toBe(-3 * MICRO);
-    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 0, held: 0, available: 0 });
+    expect(Number(charges[0]!.amount_micro)).toBe(-5 * MICRO);
+    expect(await expectBooksConsistent(app, team.teamId)).toEqual({ balance: 5, held: 0, available: 5 });
   });
 });
 
@@ -653,7 +662,7 @@ describe('job sweeper', () => {
   /** Swept only at start-up and by hand, so each direct sweep sees every stale job. */
   const manualApp = async () => (manual ??= await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '3600' }));
 
-  it('expires stale jobs, releases their holds and leaves fresh jobs alone', async () => {
+  it('expires stale jobs: one that delivered output pays for it, one that did not is released, fresh jobs are left alone', async () => {
     swept = await createTestApp({ JOB_TIMEOUT_SECONDS: '10', SWEEP_INTERVAL_SECONDS: '1' });
     const target = swept;
     const team = await setupTeam(target, { credits: 5 });
@@ -681,15 +690,23 @@ describe('job sweeper', () => {
     );
     expect(statuses.get(fresh)).toBe('pending');
 
-    for (const jobId of [pending, called]) {
+    for (const [jobId, charged] of [
+      [pending, 0],
+      [called, 1],
+    ] as const) {
       const settlements = (await ledgerEntries(target, team.teamId, { jobId })).filter((e) => e.entry_type === 'charge' || e.entry_type === 'release');
       expect(settlements).toHaveLength(1);
-      expect(settlements[0]).toMatchObject({ entry_type: 'release', actor: 'system:sweeper', amount_micro: '0', held_delta_micro: String(-MICRO) });
+      expect(settlements[0]).toMatchObject({
+        entry_type: charged ? 'charge' : 'release',
+        actor: 'system:sweeper',
+        amount_micro: String(-charged * MICRO),
+        held_delta_micro: String(-MICRO),
+      });
       const job = await target.request('GET', `/api/jobs/${jobId}`, { token: team.key });
-      expect(job.body).toMatchObject({ status: 'expired', credits_reserved: 0, costs: { credits_charged: 0, credit_applied: false } });
+      expect(job.body).toMatchObject({ status: 'expired', credits_reserved: 0, costs: { credits_charged: charged, credit_applied: charged > 0 } });
     }
-    // Job-based: an expired job is free; only the fresh job still holds its credit.
-    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    // Job-based: the expired job that delivered output pays its price; only the fresh job still holds its credit.
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 1, available: 3 });
 
     expectJsonError(
       await target.request('POST', `/api/jobs/${pending}/complete`, { token: team.key, body: { status: 'completed' } }),
@@ -705,12 +722,12 @@ describe('job sweeper', () => {
 
     // The background sweep already did everything: a direct sweep finds nothing to do.
     const ledgerBefore = await ledgerEntries(target, team.teamId);
-    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
     expect(await ledgerEntries(target, team.teamId)).toEqual(ledgerBefore);
 
     const completed = await target.request('POST', `/api/jobs/${fresh}/complete`, { token: team.key, body: { status: 'completed' } });
     expect(completed.status).toBe(200);
-    expect(completed.body.costs).toMatchObject({ credits_charged: 1 });
+    expect(completed.body.costs).toMatchObject({ credits_charged: 0 });
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 0, available: 4 });
   });
 
@@ -730,20 +747,21 @@ describe('job sweeper', () => {
     await ageJobs(target, jobIds);
 
     const counts = await Promise.all([
-      sweepExpiredJobs(target.deps.db, 10, target.deps.log),
-      sweepExpiredJobs(target.deps.db, 10, target.deps.log),
+      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log),
+      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log),
     ]);
     expect(counts[0] + counts[1]).toBe(3);
     const afterFirst = await ledgerEntries(target, team.teamId);
-    expect(afterFirst.filter((e) => e.entry_type === 'release' && e.actor === 'system:sweeper').map((e) => e.job_id).sort()).toEqual([...jobIds].sort());
-    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    const settlements = afterFirst.filter((e) => (e.entry_type === 'release' || e.entry_type === 'charge') && e.actor === 'system:sweeper');
+    expect(settlements.map((e) => e.job_id).sort()).toEqual([...jobIds].sort());
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 1, available: 3 });
 
-    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
     expect(await ledgerEntries(target, team.teamId)).toEqual(afterFirst);
     const jobs = await jobsOf(target, team.teamId);
     expect(jobs.filter((job) => job.status === 'expired').map((job) => job.id).sort()).toEqual([...jobIds].sort());
     expect(jobs.find((job) => job.id === fresh.body.job_id)?.status).toBe('pending');
-    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 5, held: 1, available: 4 });
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 1, available: 3 });
   });
 
   it('consumption_tokens: an expired job pays for the tokens it used, an unused one is released', async () => {
@@ -759,18 +777,19 @@ describe('job sweeper', () => {
     target.upstream.enqueue({ usage: { prompt_tokens: 10, completion_tokens: 20 } });
     const call = await target.request('POST', `/api/jobs/${used}/llm-call`, { token: team.key, body: CHAT });
     expect(call.status, JSON.stringify(call.body)).toBe(200);
-    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 10, held: 4, available: 6 });
+    // The call reserved all the team had left (the completion limit lowered to fit), until the job settles.
+    expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
 
     await ageJobs(target, [used, unused]);
-    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(2);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(2);
     const [charge] = await ledgerEntries(target, team.teamId, { jobId: used, type: 'charge' });
-    expect(charge).toMatchObject({ actor: 'system:sweeper', amount_micro: String(-3 * MICRO), held_delta_micro: String(-3 * MICRO) });
+    expect(charge).toMatchObject({ actor: 'system:sweeper', amount_micro: String(-3 * MICRO), held_delta_micro: String(-9 * MICRO) });
     const [release] = await ledgerEntries(target, team.teamId, { jobId: unused, type: 'release' });
     expect(release).toMatchObject({ actor: 'system:sweeper', amount_micro: '0', held_delta_micro: String(-MICRO) });
     expect((await jobsOf(target, team.teamId)).map((job) => job.status)).toEqual(['expired', 'expired']);
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
 
-    expect(await sweepExpiredJobs(target.deps.db, 10, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
   });
 });

@@ -260,7 +260,7 @@ describe('errors reach the SDK as its typed errors', () => {
 });
 
 describe('abort', () => {
-  it('aborting a streaming create mid-stream closes the upstream request at once; the job ends cancelled, nothing charged', async () => {
+  it('aborting a streaming create mid-stream closes the upstream request at once; the job ends cancelled, charged for what was delivered', async () => {
     const setup = await setupTeam(app, { credits: 10 });
     const before = app.upstream.requests.length;
     app.upstream.enqueue(script(['Slow ', 'words ', 'one ', 'at ', 'a ', 'time ', 'until ', 'the ', 'very ', 'end.'], { prompt_tokens: 6, completion_tokens: 10 }, 300));
@@ -295,10 +295,11 @@ describe('abort', () => {
     expect(closed.abortedByClient).toBe(true);
     expect(closed.finishedAt).toBeUndefined();
 
+    // The client left after reading output: it pays for it (billing follows consumption, not how the client left).
     const job = await waitForJobStatus(app, setup, jobId!, 'cancelled');
-    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
+    expect(job.costs).toMatchObject({ credits_charged: 1, credit_applied: true });
+    expect(job.calls[0]).toMatchObject({ status: 'cancelled', delivered: true });
     expect(job.calls[0].response_content ?? '').not.toContain('end.');
-    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_used: 0 });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0, credits_used: 1 });
   });
 });

@@ -372,7 +372,7 @@ describe('cancel', () => {
     expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: credits, held: 0 });
   }
 
-  it('aborts the upstream request at once, ends the reader with error and done, and charges nothing', async () => {
+  it('aborts the upstream request at once, ends the reader with error and done, and charges the output delivered before it', async () => {
     const setup = await setupTeam(app, { credits: 10 });
     const before = app.upstream.requests.length;
     app.upstream.enqueue(slowScript(['Long ', 'answer ', 'that ', 'never ', 'gets ', 'to ', 'its ', 'end.'], 300));
@@ -397,9 +397,9 @@ describe('cancel', () => {
     const item = await waitForStatus(setup, queueId, ['cancelled']);
     expect(item).toMatchObject({ status: 'cancelled', finishedAt: expect.any(String) });
     const job = await waitForJobStatus(app, setup, item.jobId, 'cancelled');
-    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(job.calls[0]).toMatchObject({ status: 'cancelled' });
-    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0, credits_remaining: 10 });
+    expect(job.costs).toMatchObject({ credits_charged: 1, credit_applied: true });
+    expect(job.calls[0]).toMatchObject({ status: 'cancelled', delivered: true });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0, credits_remaining: 9 });
     // It stays cancelled; cancelling again answers the same and nothing else reaches the upstream.
     const again = await app.request('POST', '/api/llm/queue/cancel', { token: setup.key, body: { queueId } });
     expect(again.body).toEqual({ data: { queueId, status: 'cancelled' } });
@@ -482,8 +482,8 @@ describe('two instances on one database', () => {
     expectErrorThenDone(await reader.rest(5_000), queueId);
     for (const target of [app, other]) expect((await waitForStatus(setup, queueId, ['cancelled'], target)).status).toBe('cancelled');
     const job = await waitForJobStatus(app, setup, (await getItem(setup, queueId)).body.jobId, 'cancelled');
-    expect(job.costs).toMatchObject({ credits_charged: 0, credit_applied: false });
-    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 0 });
+    expect(job.costs).toMatchObject({ credits_charged: 1, credit_applied: true });
+    expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 9, held: 0 });
     expect(other.upstream.requests).toHaveLength(otherBefore);
   });
 
@@ -544,7 +544,7 @@ describe('running inside a given job', () => {
     expect(item).toMatchObject({ jobId, result: { content: 'Inside a job.' } });
     // The queue does not complete a job it did not create: still open, its hold in place, nothing charged.
     const job = await getJob(app, setup, jobId);
-    expect(job).toMatchObject({ status: 'in_progress', job_type: 'research', costs: { total_calls: 1, credits_charged: 0 } });
+    expect(job).toMatchObject({ status: 'pending', job_type: 'research', costs: { total_calls: 1, credits_charged: 0 } });
     expect(job.calls[0]).toMatchObject({ call_id: item.callId, status: 'success', response_content: 'Inside a job.' });
     expect(await balanceOf(app, setup.teamId)).toMatchObject({ balance: 10, held: 1 });
     expect(await query(app, 'SELECT id FROM jobs WHERE team_id = $1', [setup.teamId])).toHaveLength(1);

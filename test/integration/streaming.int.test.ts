@@ -232,22 +232,22 @@ describe('a client that disconnects aborts the upstream request at once', () => 
     return { response, call };
   }
 
-  it('create-and-call-stream (job_based): the call is recorded cancelled with its partial content, the job cancelled, nothing charged', async () => {
+  it('create-and-call-stream (job_based): the call is recorded cancelled with its partial content; the job is cancelled and pays its price for the output it delivered', async () => {
     const team = await setupTeam(app, { credits: 5 });
     const { response, call } = await streamThenDisconnect(app, '/api/jobs/create-and-call-stream', team, { team_id: team.teamId, job_type: 'disconnect' });
     const jobId = response.headers.get('x-job-id')!;
     expect(call.job_id).toBe(jobId);
+    expect(call.delivered).toBe(true);
 
     const job = await settledJob(app, jobId);
-    expect(job).toMatchObject({ status: 'cancelled', hold_micro: '0' });
-    expect(Number(job.charged_micro ?? 0)).toBe(0);
+    expect(job).toMatchObject({ status: 'cancelled', hold_micro: '0', charged_micro: String(MICRO) });
     expect(await jobLedger(app, jobId)).toEqual([
       { type: 'hold', amount: 0, held: 1 },
-      { type: 'release', amount: 0, held: -1 },
+      { type: 'charge', amount: -1, held: -1 },
     ]);
-    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
     const fetched = await app.request('GET', `/api/jobs/${jobId}`, { token: team.key });
-    expect(fetched.body).toMatchObject({ status: 'cancelled', costs: { credits_charged: 0, credit_applied: false } });
+    expect(fetched.body).toMatchObject({ status: 'cancelled', costs: { credits_charged: 1, credit_applied: true } });
   });
 
   it('create-and-call-stream (consumption_tokens): the cancelled job pays for the partial usage', async () => {
@@ -275,7 +275,7 @@ describe('a client that disconnects aborts the upstream request at once', () => 
     const jobId = await createJob(app, team);
     const { call } = await streamThenDisconnect(app, `/api/jobs/${jobId}/llm-call-stream`, team, {});
     expect(call.job_id).toBe(jobId);
-    expect((await jobRow(app, jobId)).status).toBe('in_progress');
+    expect((await jobRow(app, jobId)).status).toBe('pending');
     expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 1 });
 
     // The job still takes calls...
@@ -303,7 +303,7 @@ describe('errors in the middle of a stream', () => {
   const endpoints = ['llm-call-stream', 'create-and-call-stream'] as const;
   const cases = failures.flatMap(([what, step]) => endpoints.map((endpoint) => [what, endpoint, step] as const));
 
-  it.each(cases)('%s (%s): in-band error then [DONE], the call failed with its partial content, nothing charged', async (_what, endpoint, step) => {
+  it.each(cases)('%s (%s): in-band error then [DONE], the call failed with its partial content, which is billed', async (_what, endpoint, step) => {
     const team = await setupTeam(app, { credits: 5 });
     const script = scripted(app, {
       steps: [{ type: 'content', text: 'Partial ' }, { type: 'content', text: 'answer', delayMs: 20 }, { ...step, delayMs: 20 }],
@@ -330,15 +330,14 @@ describe('errors in the middle of a stream', () => {
     const job = await jobRow(app, call.job_id);
     if (endpoint === 'create-and-call-stream') {
       expect(call.job_id).toBe(response.headers.get('x-job-id'));
-      expect(job).toMatchObject({ status: 'failed', hold_micro: '0' });
-      expect(Number(job.charged_micro ?? 0)).toBe(0);
+      expect(job).toMatchObject({ status: 'failed', hold_micro: '0', charged_micro: String(MICRO) });
       expect(await jobLedger(app, call.job_id)).toEqual([
         { type: 'hold', amount: 0, held: 1 },
-        { type: 'release', amount: 0, held: -1 },
+        { type: 'charge', amount: -1, held: -1 },
       ]);
-      expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+      expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
     } else {
-      expect(job.status).toBe('in_progress');
+      expect(job.status).toBe('pending');
       expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 1 });
     }
   });
@@ -442,7 +441,7 @@ describe('cancelling a job while its stream runs', () => {
     return call;
   }
 
-  it('POST /cancel aborts the upstream within a second; the job ends cancelled with its hold released; cancel replays, complete is 409', async () => {
+  it('POST /cancel aborts the upstream within a second; the job ends cancelled and pays for the output already delivered; cancel replays, complete is 409', async () => {
     const team = await setupTeam(app, { credits: 5 });
     const jobId = await createJob(app, team);
     const run = await runningStream(app, team, jobId);
@@ -461,15 +460,15 @@ describe('cancelling a job while its stream runs', () => {
     expect(cancel.body).toMatchObject({
       job_id: jobId,
       status: 'cancelled',
-      costs: { total_calls: 1, credits_charged: 0, credit_applied: false },
+      costs: { total_calls: 1, credits_charged: 1, credit_applied: true },
     });
     expect(cancel.body.calls.map((c: { status: string }) => c.status)).toEqual(['cancelled']);
     expect(await settledJob(app, jobId)).toMatchObject({ status: 'cancelled', hold_micro: '0' });
     expect(await jobLedger(app, jobId)).toEqual([
       { type: 'hold', amount: 0, held: 1 },
-      { type: 'release', amount: 0, held: -1 },
+      { type: 'charge', amount: -1, held: -1 },
     ]);
-    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
 
     const again = await app.request('POST', `/api/jobs/${jobId}/cancel`, { token: team.key });
     expect(again.status).toBe(200);
@@ -479,7 +478,7 @@ describe('cancelling a job while its stream runs', () => {
       expect(complete.status, JSON.stringify(complete.body)).toBe(409);
       expect(complete.body.error.code).toBe('job_already_settled');
     }
-    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
     expect(run.script.requests(), 'no retry after a cancel').toHaveLength(1);
   });
 
@@ -516,10 +515,10 @@ describe('cancelling a job while its stream runs', () => {
 
       const cancel = await cancelling;
       expect(cancel.status, JSON.stringify(cancel.body)).toBe(200);
-      expect(cancel.body).toMatchObject({ job_id: jobId, status: 'cancelled', costs: { credits_charged: 0 } });
+      expect(cancel.body).toMatchObject({ job_id: jobId, status: 'cancelled', costs: { credits_charged: 1 } });
       expect(cancel.body.calls.map((c: { status: string }) => c.status)).toEqual(['cancelled']);
       expect(other.upstream.requests).toHaveLength(0);
-      expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+      expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
       const again = await app.request('POST', `/api/jobs/${jobId}/cancel`, { token: team.key });
       expect(again.body).toEqual(cancel.body);
     } finally {
@@ -527,7 +526,7 @@ describe('cancelling a job while its stream runs', () => {
     }
   });
 
-  it('cancelling a create-and-call-stream job ends its stream and the job cancelled, nothing charged', async () => {
+  it('cancelling a create-and-call-stream job ends its stream and the job cancelled, charged for the output it delivered', async () => {
     const team = await setupTeam(app, { credits: 5 });
     const script = scripted(app, slowScript());
     const response = await postStream(app, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'cancel', messages: script.messages });
@@ -539,13 +538,13 @@ describe('cancelling a job while its stream runs', () => {
     const cancelledAt = Date.now();
     const cancel = await app.request('POST', `/api/jobs/${jobId}/cancel`, { token: team.key });
     expect(cancel.status, JSON.stringify(cancel.body)).toBe(200);
-    expect(cancel.body).toMatchObject({ status: 'cancelled', costs: { credits_charged: 0 } });
+    expect(cancel.body).toMatchObject({ status: 'cancelled', costs: { credits_charged: 1 } });
     const closed = await app.upstream.waitForClosed(upstream.id, 10_000);
     expect(closed.closedAt! - cancelledAt).toBeLessThan(AT_ONCE_MS);
     const { chunks } = expectInBandError(await reader.rest());
     expect(received + chunks.map(contentOf).join('')).toBe((await endedCall(app, response.headers.get('x-call-id')!)).response_content);
     expect(await settledJob(app, jobId)).toMatchObject({ status: 'cancelled', hold_micro: '0' });
-    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(await balanceOf(app, team.teamId)).toEqual({ balance: 4, held: 0 });
   });
 });
 
@@ -846,7 +845,7 @@ describe('upstream timeouts', () => {
     expect(closed.abortedByClient).toBe(true);
     const calls = await query<CallRow>(slow, 'SELECT * FROM llm_calls WHERE job_id = $1', [jobId]);
     expect(calls.map((c) => c.status)).toEqual(['failed']);
-    expect((await jobRow(slow, jobId)).status).toBe('in_progress');
+    expect((await jobRow(slow, jobId)).status).toBe('pending');
   });
 
   it('a stream that goes silent after some content: content, then an upstream_timeout error, then [DONE]; the call failed with its partial content', async () => {
@@ -870,10 +869,10 @@ describe('upstream timeouts', () => {
     const call = await endedCall(slow, response.headers.get('x-call-id')!);
     expect(call).toMatchObject({ status: 'failed', response_content: 'Partial content', usage_source: 'estimated', error: error.message });
     expect(call.completion_tokens).toBeGreaterThan(0);
-    expect((await jobRow(slow, jobId)).status).toBe('in_progress');
+    expect((await jobRow(slow, jobId)).status).toBe('pending');
   });
 
-  it('create-and-call-stream that goes silent mid-stream: the job failed, nothing charged', async () => {
+  it('create-and-call-stream that goes silent mid-stream: the job failed, charged for the output it delivered', async () => {
     const team = await setupTeam(slow, { credits: 5 });
     const script = scripted(slow, { steps: [{ type: 'content', text: 'half' }, { type: 'hang' }] });
     const response = await postStream(slow, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'silent', messages: script.messages });
@@ -884,9 +883,8 @@ describe('upstream timeouts', () => {
     const closed = await slow.upstream.waitForClosed(script.requests()[0]!.id);
     expect(closed.abortedByClient, 'the silent upstream request was aborted').toBe(true);
     const job = await settledJob(slow, response.headers.get('x-job-id')!);
-    expect(job).toMatchObject({ status: 'failed', hold_micro: '0' });
-    expect(Number(job.charged_micro ?? 0)).toBe(0);
-    expect(await balanceOf(slow, team.teamId)).toEqual({ balance: 5, held: 0 });
+    expect(job).toMatchObject({ status: 'failed', hold_micro: '0', charged_micro: String(MICRO) });
+    expect(await balanceOf(slow, team.teamId)).toEqual({ balance: 4, held: 0 });
   });
 
   it('every model hanging after keepalives already went out: the timeout is reported in-band, then [DONE]', async () => {

@@ -94,7 +94,7 @@ describe('jobs', () => {
     expect(call.metadata).toMatchObject({ job_id: created.job_id, model_used: 'sim-small', prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 });
 
     const job = await client.getJob(created.job_id);
-    expect(job).toMatchObject({ job_id: created.job_id, team_id: teamId, job_type: 'summarize', user_id: 'u-1', status: 'in_progress', metadata: { doc: 7 } });
+    expect(job).toMatchObject({ job_id: created.job_id, team_id: teamId, job_type: 'summarize', user_id: 'u-1', status: 'pending', metadata: { doc: 7 } });
     expect(job.calls).toHaveLength(1);
     expect(job.calls[0]).toMatchObject({ call_id: call.call_id, status: 'success', response_content: 'Hello world', total_tokens: 6 });
 
@@ -204,7 +204,7 @@ describe('jobs', () => {
       while (!(await iterator.next()).done);
     })());
     expect(error).toBeInstanceOf(UpstreamError);
-    expect(error.code).toBe('upstream_error');
+    expect(error.code).toBe('cancelled');
   });
 });
 

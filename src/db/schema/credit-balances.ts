@@ -17,6 +17,8 @@ export const creditBalances = pgTable(
     heldMicro: bigint('held_micro', { mode: 'number' }).notNull().default(0),
     /** The balance change of the latest entry: lets one statement both move the money and write its entry. */
     lastAmountMicro: bigint('last_amount_micro', { mode: 'number' }).notNull().default(0),
+    /** The held change of the latest entry, for the same reason (a hold of "up to" an amount is decided in SQL). */
+    lastHeldDeltaMicro: bigint('last_held_delta_micro', { mode: 'number' }).notNull().default(0),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

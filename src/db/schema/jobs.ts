@@ -1,4 +1,4 @@
-import { bigint, index, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { teams } from './teams.js';
 
 export const jobStatus = pgEnum('job_status', ['pending', 'in_progress', 'completed', 'failed', 'cancelled', 'expired']);
@@ -20,6 +20,10 @@ export const jobs = pgTable(
     /** The team's available credits right after this job settled: with the job and its calls, the settle answer. */
     availableAfterMicro: bigint('available_after_micro', { mode: 'number' }),
     errorMessage: text('error_message'),
+    /** Idle time after which the sweeper expires the job, fixed when it was created: every instance uses this one. */
+    timeoutSeconds: integer('timeout_seconds').notNull().default(3600),
+    /** A one-shot job (create-and-call, /v1, a queue item's own job): it ends with its call, nobody completes it. */
+    autoComplete: boolean('auto_complete').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true }),

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { check, index, integer, jsonb, numeric, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { boolean, check, index, integer, jsonb, numeric, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { organizations } from './organizations.js';
 
 export const teamStatus = pgEnum('team_status', ['active', 'suspended']);
@@ -19,6 +19,11 @@ export const teams = pgTable(
     tokensPerCredit: integer('tokens_per_credit'),
     // Credits per US dollar may be fractional; kept exact as NUMERIC, never a float.
     creditsPerDollar: numeric('credits_per_dollar', { precision: 18, scale: 6 }),
+    /** The operator trusts the team's `failed` reports: failed jobs are free (never disconnects or sweeps). */
+    waiveFailedJobs: boolean('waive_failed_jobs').notNull().default(false),
+    /** job_based: one job's price buys at most this many calls and tokens (reservations in flight included). */
+    maxCallsPerJob: integer('max_calls_per_job').notNull().default(50),
+    maxTokensPerJob: integer('max_tokens_per_job').notNull().default(200_000),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
@@ -28,5 +33,7 @@ export const teams = pgTable(
     check('teams_credits_per_job_positive', sql`${t.creditsPerJob} > 0`),
     check('teams_tokens_per_credit_positive', sql`${t.tokensPerCredit} IS NULL OR ${t.tokensPerCredit} > 0`),
     check('teams_credits_per_dollar_positive', sql`${t.creditsPerDollar} IS NULL OR ${t.creditsPerDollar} > 0`),
+    check('teams_max_calls_per_job_positive', sql`${t.maxCallsPerJob} > 0`),
+    check('teams_max_tokens_per_job_positive', sql`${t.maxTokensPerJob} > 0`),
   ],
 );

@@ -3,7 +3,7 @@
  * Costs are carried in pico-dollars (1e-12 USD): a price per million tokens with six decimals times a token
  * count is a whole number of pico-dollars.
  */
-import type { BudgetSettings } from '../ledger/budget.models.js';
+import type { BudgetSettings } from './billing-settings.models.js';
 import { MICRO_PER_CREDIT } from '../ledger/ledger.models.js';
 
 const PICO_PER_USD = 10n ** 12n;
@@ -62,4 +62,68 @@ export function jobChargeMicro(budget: BudgetSettings, usage: JobUsage): number 
       return Number(ceilDiv(usage.costPico * creditsPerDollarMicro, PICO_PER_USD));
     }
   }
+}
+
+/**
+ * What tokens cost under a consumption mode, as an exact fraction: micro-credits =
+ * ceil((promptTokens × input + completionTokens × output) / per). Undefined for job_based, where a job has one price.
+ */
+export interface TokenRate {
+  input: bigint;
+  output: bigint;
+  per: bigint;
+}
+
+export function tokenRate(budget: BudgetSettings, price: ModelPrice | undefined): TokenRate | undefined {
+  switch (budget.budgetMode) {
+    case 'job_based':
+      return undefined;
+    case 'consumption_tokens': {
+      const micro = BigInt(MICRO_PER_CREDIT);
+      return { input: micro, output: micro, per: BigInt(budget.tokensPerCredit ?? 1) };
+    }
+    case 'consumption_usd': {
+      // pico-USD per token (a price per million with 6 decimals) × micro-credits per USD / 1e12
+      const creditsPerDollarMicro = parseDecimal(budget.creditsPerDollar ?? '0', 6);
+      return {
+        input: parseDecimal(price?.inputUsdPerMillion ?? '0', 6) * creditsPerDollarMicro,
+        output: parseDecimal(price?.outputUsdPerMillion ?? '0', 6) * creditsPerDollarMicro,
+        per: PICO_PER_USD,
+      };
+    }
+  }
+}
+
+/** What a call of this size costs, rounded up to the micro-credit. */
+export function tokensCostMicro(rate: TokenRate, promptTokens: number, completionTokens: number): number {
+  return Number(ceilDiv(BigInt(promptTokens) * rate.input + BigInt(completionTokens) * rate.output, rate.per));
+}
+
+/**
+ * The most completion tokens a budget of `budgetMicro` pays for after a prompt of `promptTokens` (negative when
+ * not even the prompt fits; Infinity when output is free).
+ */
+export function affordableCompletionTokens(rate: TokenRate, promptTokens: number, budgetMicro: number): number {
+  if (rate.output === 0n) return Number.POSITIVE_INFINITY;
+  const spendable = BigInt(budgetMicro) * rate.per - BigInt(promptTokens) * rate.input;
+  // Floor division that stays correct for a negative dividend.
+  const tokens = spendable >= 0n ? spendable / rate.output : -ceilDiv(-spendable, rate.output);
+  return Number(tokens);
+}
+
+/** The dearest of several models, input and output apart: what a call that may fall back between them can cost. */
+export function highestPrice(prices: ModelPrice[]): ModelPrice | undefined {
+  let highest: ModelPrice | undefined;
+  for (const price of prices) {
+    if (!highest) {
+      highest = price;
+      continue;
+    }
+    const dearer = (a: string, b: string) => (parseDecimal(a, 6) >= parseDecimal(b, 6) ? a : b);
+    highest = {
+      inputUsdPerMillion: dearer(highest.inputUsdPerMillion, price.inputUsdPerMillion),
+      outputUsdPerMillion: dearer(highest.outputUsdPerMillion, price.outputUsdPerMillion),
+    };
+  }
+  return highest;
 }

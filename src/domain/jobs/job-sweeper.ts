@@ -1,37 +1,52 @@
-import { and, eq, inArray, lt, notInArray, sql } from 'drizzle-orm';
+import { and, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.js';
 import { jobs, llmCalls, queueRequests } from '../../db/schema/index.js';
 import type { Logger } from '../../lib/logger.js';
+import { settleJob } from '../billing/settlement.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
-import { OPEN_JOB_STATUSES } from './jobs.repository.js';
-import { settleJob } from './jobs.service.js';
+import { abandonStaleCalls } from '../llm/calls.repository.js';
+import { markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
 
 const BATCH = 100;
+const SWEEPER = 'system:sweeper';
+
+export interface SweepOptions {
+  /** A call whose lease was not renewed for this long belongs to an instance that died. */
+  leaseSeconds: number;
+  /** How long a queue item may stay open without its job. */
+  queueTimeoutSeconds: number;
+}
 
 /**
- * Ends jobs nobody completed (a crashed client, a crashed creditgate): open jobs with no activity for
- * `timeoutSeconds` become `expired`, their calls still marked in progress become failed, and their holds are
- * released (in the consumption modes, what they used is charged). Runs at start-up and then periodically on
- * every instance; SKIP LOCKED lets instances share the work without waiting on each other or on live requests.
+ * Ends what nobody else will. Calls whose instance died (their lease lapsed) are abandoned and billed at their
+ * reservation; a one-shot job left without its call is expired at once. Open jobs idle past their own recorded
+ * timeout, with no call in flight, are expired: charged for what they delivered, the rest of their hold released.
+ * A job with a live call is never expired, however long the call runs. Runs at start-up and then periodically
+ * on every instance; SKIP LOCKED lets instances share the work without waiting on each other or on live requests.
  */
-export async function sweepExpiredJobs(db: Database, timeoutSeconds: number, log: Logger): Promise<number> {
+export async function sweepExpiredJobs(db: Database, options: SweepOptions, log: Logger): Promise<number> {
+  const abandoned = await abandonStaleCalls(db, options.leaseSeconds);
+  for (const jobId of abandoned) await markJobActivity(db, jobId);
   let expired = 0;
   for (;;) {
     const swept = await db.transaction(async (tx) => {
-      const stale = await tx
+      const due = await tx
         .select({ id: jobs.id })
         .from(jobs)
-        .where(and(inArray(jobs.status, [...OPEN_JOB_STATUSES]), lt(jobs.updatedAt, sql`now() - make_interval(secs => ${timeoutSeconds})`)))
+        .where(
+          and(
+            inArray(jobs.status, [...OPEN_JOB_STATUSES]),
+            sql`(${jobs.updatedAt} < now() - make_interval(secs => ${jobs.timeoutSeconds})
+                 OR (${jobs.autoComplete} AND ${inArray(jobs.id, abandoned.length > 0 ? abandoned : [''])}))`,
+            sql`NOT EXISTS (SELECT 1 FROM ${llmCalls} WHERE ${llmCalls.jobId} = ${jobs.id} AND ${llmCalls.status} = 'in_progress')`,
+          ),
+        )
         .limit(BATCH)
         .for('update', { skipLocked: true });
-      for (const { id } of stale) {
-        await tx
-          .update(llmCalls)
-          .set({ status: 'failed', error: 'abandoned: the job expired before the call ended', completedAt: sql`now()` })
-          .where(and(eq(llmCalls.jobId, id), eq(llmCalls.status, 'in_progress')));
-        await settleJob(tx, { jobId: id, status: 'expired', errorMessage: 'expired: no activity before the job timeout', actor: 'system:sweeper' });
+      for (const { id } of due) {
+        await settleJob(tx, { jobId: id, status: 'expired', errorMessage: 'expired: no activity before the job timeout', actor: SWEEPER });
       }
-      return stale.length;
+      return due.length;
     });
     expired += swept;
     if (swept < BATCH) break;
@@ -43,20 +58,22 @@ export async function sweepExpiredJobs(db: Database, timeoutSeconds: number, log
     .where(
       and(
         inArray(queueRequests.status, ['queued', 'processing']),
-        lt(queueRequests.createdAt, sql`now() - make_interval(secs => ${timeoutSeconds})`),
+        lt(queueRequests.createdAt, sql`now() - make_interval(secs => ${options.queueTimeoutSeconds})`),
         notInArray(queueRequests.jobId, db.select({ id: jobs.id }).from(jobs).where(inArray(jobs.status, [...OPEN_JOB_STATUSES]))),
       ),
     );
-  const purged = await purgeIdempotencyKeys(db, timeoutSeconds);
-  if (expired > 0 || purged > 0) log.info({ expired_jobs: expired, purged_idempotency_keys: purged }, 'swept');
+  const purged = await purgeIdempotencyKeys(db, options.queueTimeoutSeconds);
+  if (expired > 0 || purged > 0 || abandoned.length > 0) {
+    log.info({ expired_jobs: expired, abandoned_call_jobs: abandoned.length, purged_idempotency_keys: purged }, 'swept');
+  }
   return expired;
 }
 
 /** Sweeps now and then every `intervalSeconds`; the returned function stops it. */
-export function startJobSweeper(db: Database, options: { timeoutSeconds: number; intervalSeconds: number }, log: Logger): () => Promise<void> {
+export function startJobSweeper(db: Database, options: SweepOptions & { intervalSeconds: number }, log: Logger): () => Promise<void> {
   let running: Promise<unknown> = Promise.resolve();
   const sweep = () => {
-    running = sweepExpiredJobs(db, options.timeoutSeconds, log).catch((error: unknown) => log.error({ err: error }, 'job sweep failed'));
+    running = sweepExpiredJobs(db, options, log).catch((error: unknown) => log.error({ err: error }, 'job sweep failed'));
   };
   sweep();
   const timer = setInterval(sweep, options.intervalSeconds * 1000);

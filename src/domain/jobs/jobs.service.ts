@@ -1,4 +1,3 @@
-import { and, count, eq } from 'drizzle-orm';
 import type {
   CompleteJobRequest,
   CompleteJobResponse,
@@ -6,78 +5,46 @@ import type {
   CreateJobResponse,
   Job,
   JobCosts,
-  JobStatus,
   LlmCallSummary,
 } from '../../contracts/index.js';
-import { sqlState, UNIQUE_VIOLATION, type DbOrTx } from '../../db/client.js';
-import { llmCalls } from '../../db/schema/index.js';
-import { AppError, conflict, notFound } from '../../lib/errors.js';
+import type { DbOrTx } from '../../db/client.js';
+import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { jobChargeMicro, picoToUsd, usdToPico, type JobUsage } from '../billing/pricing.models.js';
+import { callsInProgress } from '../billing/billing.errors.js';
+import { picoToUsd, usdToPico } from '../billing/pricing.models.js';
+import { callsInFlight, openJob, settleJob, type NewJob, type Settlement, type SettledJob } from '../billing/settlement.js';
 import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
-import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
+import { microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
-import { saveCallRecord } from '../llm/call-record.js';
-import type { CallHandle } from '../llm/llm-call.service.js';
+import { listJobCalls, type LlmCallRow } from '../llm/calls.repository.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
-import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
-import {
-  findJob,
-  isOpen,
-  listJobCalls,
-  openJob,
-  settleJobRow,
-  totalsOf,
-  type CallRecord,
-  type JobRow,
-  type JobSettlement,
-  type LlmCallRow,
-  type NewCall,
-  type NewJob,
-} from './jobs.repository.js';
-
-const insufficientCredits = (message: string) => new AppError('insufficient_credits', message, { reason: 'insufficient_credits' });
-
-/** What a new job reserves: its price in job_based mode, a configured estimate in the consumption modes. */
-export function holdForNewJob(team: TeamRow, consumptionHoldCredits: number): number {
-  return team.budgetMode === 'job_based' ? creditsToMicro(team.creditsPerJob) : creditsToMicro(consumptionHoldCredits);
-}
+import type { TeamRow } from '../tenancy/teams.repository.js';
+import { findJob, isOpen, type JobRow } from './jobs.repository.js';
 
 /**
- * Creates a job and holds its price in the same statement, so N concurrent jobs of a team that can afford K
- * of them leave exactly K running and N-K refused with 402 before any upstream call.
+ * Creates a job and holds its opening amount in the same statement, so N concurrent jobs of a team that can
+ * afford K of them leave exactly K open and N-K refused with 402 before any upstream call.
  */
-export async function createJob(ctx: ServiceContext, input: CreateJobRequest): Promise<CreateJobResponse> {
+export async function createJob(ctx: ServiceContext, input: CreateJobRequest, options: { autoComplete?: boolean } = {}): Promise<CreateJobResponse> {
   assertTeamAccess(ctx.actor, input.team_id);
   const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, input.team_id);
-  return openPlannedJob(ctx, planJob(ctx, team, input));
+  const job = planJob(ctx, team, input, options.autoComplete ?? false);
+  const opened = await openJob(ctx, team, job);
+  return { job_id: job.id, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(opened.heldMicro) };
 }
 
-/** A new job as it will be written: its id and hold are known before the statement that opens it runs. */
-export function planJob(ctx: ServiceContext, team: TeamRow, input: CreateJobRequest): NewJob {
+/** A new job as it will be written. */
+export function planJob(ctx: ServiceContext, team: TeamRow, input: CreateJobRequest, autoComplete: boolean): NewJob {
   return {
     id: newId('job'),
     teamId: team.id,
     jobType: input.job_type,
     userId: input.user_id ?? null,
     metadata: input.metadata ?? {},
-    holdMicro: holdForNewJob(team, ctx.config.CONSUMPTION_HOLD_CREDITS),
     actor: actorLabel(ctx.actor),
+    timeoutSeconds: ctx.config.JOB_TIMEOUT_SECONDS,
+    autoComplete,
   };
-}
-
-/**
- * Writes a planned job with its hold (402 when the team cannot afford it), and with its first call for a one-shot
- * request, and notes what the team has left.
- */
-export async function openPlannedJob(ctx: ServiceContext, job: NewJob, firstCall?: NewCall): Promise<CreateJobResponse> {
-  const opened = await openJob(ctx.db, job, firstCall);
-  if (!opened) {
-    ctx.caches.availableCredits.delete(job.teamId);
-    throw insufficientCredits(`team ${job.teamId} has fewer than the ${microToCredits(job.holdMicro)} credits a new job reserves`);
-  }
-  ctx.caches.availableCredits.set(job.teamId, opened.availableMicro);
-  return { job_id: job.id, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(job.holdMicro) };
 }
 
 export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
@@ -107,130 +74,47 @@ export async function getJobCosts(ctx: ServiceContext, jobId: string): Promise<J
   return presentCosts(ctx.db, job, await listJobCalls(ctx.db, jobId));
 }
 
+/**
+ * The caller's report ends the job; what it is charged is what its calls delivered (see the billing policy), so
+ * `failed` after output is charged like `completed` unless the operator waives failed jobs for the team.
+ */
 export async function completeJob(ctx: ServiceContext, jobId: string, input: CompleteJobRequest): Promise<CompleteJobResponse> {
-  return settleJob(ctx.db, {
-    jobId,
-    teamId: teamOf(ctx.actor),
-    status: input.status,
-    metadata: input.metadata,
-    errorMessage: input.error_message,
-    actor: actorLabel(ctx.actor),
-  });
+  return settle(ctx, jobId, input.status, { metadata: input.metadata, errorMessage: input.error_message });
 }
 
-const CANCEL_WAIT_MS = 5_000;
+/** Ends a job as the team's key asks or as its one call ended; the answer is the settled job. */
+export async function settle(
+  ctx: ServiceContext,
+  jobId: string,
+  status: Settlement['status'],
+  details: Pick<Settlement, 'metadata' | 'errorMessage'> = {},
+): Promise<CompleteJobResponse> {
+  return completionOf(await settleJob(ctx.db, { jobId, teamId: teamOf(ctx.actor), status, ...details, actor: actorLabel(ctx.actor) }));
+}
+
+const CANCEL_POLL_MS = 25;
 
 /**
  * Cancels a job: its in-flight upstream requests are aborted wherever they run (this instance directly, others
- * through NOTIFY), their partial results are given a moment to be recorded, then the job ends `cancelled`
- * (in the consumption modes it pays for what it used). Cancelling twice answers the same.
+ * through NOTIFY), then, once every call is recorded, the job ends `cancelled` and pays for what it delivered. A call
+ * on an instance that died is recorded by the sweeper when its lease lapses, so the cancel waits up to a lease.
+ * Cancelling twice answers the same.
  */
 export async function cancelJob(ctx: ServiceContext, jobId: string): Promise<CompleteJobResponse> {
-  const teamId = teamOf(ctx.actor);
-  const job = await findJob(ctx.db, jobId, teamId);
+  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
   if (!job) throw notFound('job', 'job_id');
   if (isOpen(job)) {
     await ctx.inflight.cancel(jobId);
-    await waitForCallsToEnd(ctx.db, jobId, CANCEL_WAIT_MS);
-  }
-  return settleJob(ctx.db, { jobId, teamId, status: 'cancelled', actor: actorLabel(ctx.actor) });
-}
-
-async function waitForCallsToEnd(db: DbOrTx, jobId: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const [open] = await db
-      .select({ n: count() })
-      .from(llmCalls)
-      .where(and(eq(llmCalls.jobId, jobId), eq(llmCalls.status, 'in_progress')));
-    if (!open?.n) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
-export interface Settlement {
-  jobId: string;
-  /** Restricts the job to this team (a team key's request); omitted by the server's own sweeper. */
-  teamId?: string | undefined;
-  status: Exclude<JobStatus, 'pending' | 'in_progress'>;
-  metadata?: Record<string, unknown> | undefined;
-  errorMessage?: string | undefined;
-  actor: string;
-}
-
-/**
- * Ends a job exactly once: its hold is turned into a charge (completed; or, in the consumption modes, cancelled
- * and expired jobs pay for what they used) or released, and the job is closed, in one statement that also checks
- * the job is still as it was read (see settleJobRow). Every later settle with the same status answers the same
- * (the answer is rebuilt from the closed job); a different status is a conflict. The charge never exceeds what
- * the team has, the hold included.
- */
-export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<CompleteJobResponse> {
-  for (let attempt = 0; attempt < SETTLE_ATTEMPTS; attempt++) {
-    const job = await findJob(db, settlement.jobId, settlement.teamId);
-    if (!job) throw notFound('job', 'job_id');
-    const calls = await listJobCalls(db, job.id);
-    if (!isOpen(job)) {
-      if (job.status === settlement.status) return completionOf(job, calls);
-      throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
+    const deadline = Date.now() + (ctx.leases.leaseSeconds + ctx.config.SWEEP_INTERVAL_SECONDS + 5) * 1000;
+    while ((await callsInFlight(ctx.db, jobId)) > 0) {
+      if (Date.now() > deadline) throw callsInProgress(jobId);
+      await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
     }
-    const totals = totalsOf(calls);
-    if (totals.inProgress > 0 && (settlement.status === 'completed' || settlement.status === 'failed')) {
-      throw conflict(`job ${job.id} has a call in progress; complete it after the call ends`, 'calls_in_progress');
-    }
-    const team = await requireTeam(db, job.teamId);
-    const settled = await trySettle(db, job, {
-      status: settlement.status,
-      chargeMicro: chargeFor(team, settlement.status, totals),
-      errorMessage: settlement.errorMessage,
-      metadata: settlement.metadata,
-      actor: settlement.actor,
-    });
-    if (settled) return completionOf(settled, calls);
   }
-  throw conflict(`job ${settlement.jobId} kept changing while it was being settled; retry`, 'job_busy');
+  return settle(ctx, jobId, 'cancelled');
 }
 
-const SETTLE_ATTEMPTS = 5;
-
-/** Completed jobs pay by their budget mode; in the consumption modes cancelled and expired ones pay for use too. */
-function chargeFor(team: Pick<TeamRow, 'budgetMode' | 'creditsPerJob' | 'tokensPerCredit' | 'creditsPerDollar'>, status: Settlement['status'], totals: JobUsage): number {
-  const billsUsage = status === 'completed' || (team.budgetMode !== 'job_based' && status !== 'failed');
-  return billsUsage ? jobChargeMicro(team, totals) : 0;
-}
-
-function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: JobSettlement, call?: { id: string; record: CallRecord }) {
-  return settleJobRow(db, job, settlement, call).catch((error: unknown) => {
-    // Another settle of the same job won the race: the ledger allows one settlement per job.
-    if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
-    throw error;
-  });
-}
-
-/**
- * Records the one call of a one-shot job and settles the job in a single statement, without reading back what
- * this process knows (the job's hold, its one call, the team's budget). If the job changed meanwhile (a cancel
- * got there first), the record is written alone and the general settle decides.
- */
-export async function settleOneShotJob(
-  ctx: ServiceContext,
-  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
-  call: CallHandle,
-  record: CallRecord,
-  status: Settlement['status'],
-  errorMessage?: string,
-): Promise<void> {
-  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, job.teamId);
-  const usage = { totalTokens: record.totalTokens, costPico: usdToPico(record.costUsd) };
-  const actor = actorLabel(ctx.actor);
-  const settlement = { status, chargeMicro: chargeFor(team, status, usage), errorMessage, actor };
-  const settled = await trySettle(ctx.db, job, settlement, { id: call.callId, record });
-  if (settled) return;
-  await saveCallRecord(ctx, call, record);
-  await settleJob(ctx.db, { jobId: job.id, teamId: job.teamId, status, errorMessage, actor });
-}
-
-function completionOf(job: JobRow, calls: LlmCallRow[]): CompleteJobResponse {
+export function completionOf({ job, calls }: SettledJob): CompleteJobResponse {
   return {
     job_id: job.id,
     status: job.status,
@@ -246,13 +130,22 @@ async function presentCosts(db: DbOrTx, job: JobRow, calls: LlmCallRow[]): Promi
 }
 
 function costsOf(job: JobRow, calls: LlmCallRow[], availableMicro: number): JobCosts {
-  const totals = totalsOf(calls);
+  let successful = 0;
+  let failed = 0;
+  let totalTokens = 0;
+  let costPico = 0n;
+  for (const call of calls) {
+    if (call.status === 'success') successful++;
+    else if (call.status !== 'in_progress') failed++;
+    totalTokens += call.totalTokens;
+    costPico += usdToPico(call.costUsd);
+  }
   return {
-    total_calls: totals.total,
-    successful_calls: totals.successful,
-    failed_calls: totals.failed,
-    total_tokens: totals.totalTokens,
-    total_cost_usd: Number(picoToUsd(totals.costPico)),
+    total_calls: calls.length,
+    successful_calls: successful,
+    failed_calls: failed,
+    total_tokens: totalTokens,
+    total_cost_usd: Number(picoToUsd(costPico)),
     credits_charged: microToCredits(job.chargedMicro ?? 0),
     credit_applied: (job.chargedMicro ?? 0) > 0,
     credits_remaining: microToCredits(availableMicro),
@@ -274,6 +167,8 @@ export function presentCall(call: LlmCallRow): LlmCallSummary {
     total_tokens: call.totalTokens,
     usage_source: call.usageSource,
     cost_usd: Number(call.costUsd),
+    delivered: call.delivered,
+    max_tokens: call.maxTokens,
     latency_ms: call.latencyMs,
     ttft_ms: call.ttftMs,
     error: call.error,

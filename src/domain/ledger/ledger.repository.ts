@@ -17,6 +17,12 @@ export interface LedgerChange {
   chargeUpToMicro?: Bound<number>;
   /** Change of the held amount, in micro-credits. */
   heldDeltaMicro?: Bound<number>;
+  /**
+   * Instead of `heldDeltaMicro`: hold this much, or everything available if that is less; nothing moves unless at
+   * least `holdAtLeastMicro` is available. What was held is the entry's `held_delta_micro`.
+   */
+  holdUpToMicro?: Bound<number>;
+  holdAtLeastMicro?: Bound<number>;
   jobId?: Bound<string | null>;
   reason?: Bound<string | null>;
   actor: Bound<string>;
@@ -24,11 +30,16 @@ export interface LedgerChange {
   entryId?: Bound<string>;
 }
 
+/** The held change of a ledger change, as SQL over the balance row being updated (its values before it). */
+function heldSql(change: LedgerChange): SQL {
+  if (change.holdUpToMicro === undefined) return sql`${change.heldDeltaMicro ?? 0}::bigint`;
+  return sql`LEAST(${change.holdUpToMicro}::bigint, balance_micro - held_micro)`;
+}
+
 /** The balance change of a ledger change, as SQL over the balance row being updated (its values before it). */
 export function amountSql(change: LedgerChange): SQL {
-  const held = change.heldDeltaMicro ?? 0;
   if (change.chargeUpToMicro === undefined) return sql`${change.amountMicro ?? 0}::bigint`;
-  return sql`(-LEAST(${change.chargeUpToMicro}::bigint, balance_micro - (held_micro + ${held}::bigint)))`;
+  return sql`(-LEAST(${change.chargeUpToMicro}::bigint, balance_micro - (held_micro + ${heldSql(change)})))`;
 }
 
 /**
@@ -39,26 +50,29 @@ export function amountSql(change: LedgerChange): SQL {
  * overspends. `then` may add CTEs that read `entry`; `onlyIf` is a further condition for moving anything.
  */
 export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`, alsoRun?: SQL): SQL {
-  const held = change.heldDeltaMicro ?? 0;
+  const held = heldSql(change);
   const amount = amountSql(change);
+  const enoughToHold = change.holdAtLeastMicro === undefined ? sql`true` : sql`balance_micro - held_micro >= ${change.holdAtLeastMicro}::bigint`;
   // `alsoRun` (a data-modifying statement) runs in the same statement whatever the condition says.
   const before = alsoRun ? sql`also_run AS (${alsoRun}), ` : sql``;
   return sql`
     WITH ${before}moved AS (
       UPDATE ${creditBalances}
          SET balance_micro = balance_micro + ${amount},
-             held_micro = held_micro + ${held}::bigint,
+             held_micro = held_micro + ${held},
              last_amount_micro = ${amount},
+             last_held_delta_micro = ${held},
              updated_at = now()
        WHERE team_id = ${change.teamId}
          AND ${onlyIf}
-         AND held_micro + ${held}::bigint >= 0
-         AND (balance_micro + ${amount}) - (held_micro + ${held}::bigint) >= 0
-       RETURNING balance_micro, held_micro, last_amount_micro
+         AND ${enoughToHold}
+         AND held_micro + ${held} >= 0
+         AND (balance_micro + ${amount}) - (held_micro + ${held}) >= 0
+       RETURNING balance_micro, held_micro, last_amount_micro, last_held_delta_micro
     ), entry AS (
       INSERT INTO ${creditLedger}
         (id, team_id, entry_type, amount_micro, held_delta_micro, balance_after_micro, held_after_micro, job_id, reason, actor)
-      SELECT ${change.entryId ?? newId('led')}, ${change.teamId}, ${change.entryType}, moved.last_amount_micro, ${held}::bigint,
+      SELECT ${change.entryId ?? newId('led')}, ${change.teamId}, ${change.entryType}, moved.last_amount_micro, moved.last_held_delta_micro,
              moved.balance_micro, moved.held_micro, ${change.jobId ?? null}, ${change.reason ?? null}, ${change.actor}
         FROM moved
       RETURNING *

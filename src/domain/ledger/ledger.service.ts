@@ -67,6 +67,9 @@ export function presentBudget(team: typeof teams.$inferSelect) {
     credits_per_job: team.creditsPerJob,
     tokens_per_credit: team.tokensPerCredit,
     credits_per_dollar: team.creditsPerDollar,
+    waive_failed_jobs: team.waiveFailedJobs,
+    max_calls_per_job: team.maxCallsPerJob,
+    max_tokens_per_job: team.maxTokensPerJob,
   };
 }
 

@@ -18,13 +18,8 @@ export async function chatCompletion(ctx: ServiceContext, request: ChatCompletio
   return { response: result.response, jobId: result.job_id, callId: result.call_id };
 }
 
-export async function chatCompletionStream(
-  ctx: ServiceContext,
-  request: ChatCompletionRequest,
-  sink: StreamSink,
-  beforeDone?: (callId: string) => Promise<void>,
-) {
-  return createAndCallStream(ctx, asJobRequest(ctx, request), sink, beforeDone);
+export async function chatCompletionStream(ctx: ServiceContext, request: ChatCompletionRequest, sink: StreamSink) {
+  return createAndCallStream(ctx, asJobRequest(ctx, request), sink);
 }
 
 /** The team's model groups and the models inside them: every name `model` may take. */

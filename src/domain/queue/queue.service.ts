@@ -1,20 +1,23 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
-import type { QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
+import type { LlmCallRequest, QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
 import { withTransaction } from '../../db/client.js';
 import { llmCalls, queueRequests } from '../../db/schema/index.js';
-import { conflict, notFound } from '../../lib/errors.js';
+import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { sseComment, sseEvent } from '../../sse/encode.js';
 import { errorFrameBody, queueFormat } from '../../sse/formats.js';
+import { UpstreamError } from '../../upstream/errors.js';
 import type { StreamSink } from '../../sse/sink.js';
-import { teamOf, type ServiceContext } from '../context.js';
-import { JOB_STATUS_OF_CALL, settle } from '../jobs/create-and-call.service.js';
+import { recordCall, reserveCall } from '../billing/settlement.js';
+import { actorLabel, teamOf, type ServiceContext } from '../context.js';
+import { JOB_STATUS_OF_CALL } from '../jobs/create-and-call.service.js';
 import { findJob, isOpen } from '../jobs/jobs.repository.js';
-import { createJob } from '../jobs/jobs.service.js';
+import { createJob, settle } from '../jobs/jobs.service.js';
+import { callRecordOf } from '../llm/call-record.js';
+import { prepareCall, relayStream, type CallStatus } from '../llm/call-relay.js';
 import { replayCallFrames } from '../llm/call-replay.js';
-import { saveCallRecord } from '../llm/call-record.js';
-import { beginLlmCall, streamLlmCall, type CallStatus } from '../llm/llm-call.service.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
+import { endStream } from '../llm/stream-end.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
 import { QueueBroadcast } from './queue-broadcast.js';
 
@@ -55,7 +58,7 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
       if (!job) throw notFound('job', 'job_id');
       if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
     } else {
-      jobId = (await createJob({ ...ctx, db: tx }, { team_id: teamId, job_type: 'queue' })).job_id;
+      jobId = (await createJob({ ...ctx, db: tx }, { team_id: teamId, job_type: 'queue' }, { autoComplete: true })).job_id;
     }
     const [row] = await tx
       .insert(queueRequests)
@@ -75,9 +78,10 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
   return { data: { queueId: item.id, status: 'queued' } };
 }
 
+/** Runs a queued call: reserve on its job → relay into the broadcast → record → end its own job, if it has one. */
 async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBroadcast): Promise<void> {
   const endJob = async (status: CallStatus, error?: string) => {
-    if (item.ownsJob) await settle(ctx, item.jobId, JOB_STATUS_OF_CALL[status], error);
+    if (item.ownsJob) await settle(ctx, item.jobId, JOB_STATUS_OF_CALL[status], { errorMessage: error });
   };
   const setStatus = (status: QueueRow['status'], extra: Partial<QueueRow> = {}) =>
     ctx.db
@@ -87,25 +91,25 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       .returning();
   try {
     if ((await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
-      await broadcast.write(queueFormat.error(errorFrameBody('cancelled', 'cancelled before it started', 'cancelled')));
-      await broadcast.write(queueFormat.done());
+      await endStream(broadcast, queueFormat, { error: UpstreamError.aborted('cancelled', 'cancelled before it started'), recorded: true });
       await endJob('cancelled', 'cancelled before it started');
       return;
     }
-    const handle = await beginLlmCall(ctx, item.jobId, item.teamId, { ...item.request, model: item.model } as never, true);
-    await ctx.db.update(queueRequests).set({ callId: handle.callId }).where(eq(queueRequests.id, item.id));
-    const outcome = await streamLlmCall(ctx, handle, broadcast, {
-      format: queueFormat,
-      recordAndSettle: async (result, record) => {
-        await saveCallRecord(ctx, handle, record);
-        await endJob(result.status, result.error?.message);
-      },
-    });
+    const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, item.teamId);
+    const request = { ...item.request, model: item.model } as LlmCallRequest;
+    const call = prepareCall(ctx, item.jobId, item.teamId, resolveModelRoute(snapshot, item.model), request, true);
+    await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
+    await ctx.db.update(queueRequests).set({ callId: call.handle.callId }).where(eq(queueRequests.id, item.id));
+    const outcome = await relayStream(ctx, call.handle, broadcast, { format: queueFormat });
+    const record = await callRecordOf(ctx, call.handle, outcome);
+    const recorded = await recordCall(ctx, snapshot.team, call.handle, record, actorLabel(ctx.actor));
+    if (recorded) await endJob(outcome.status, outcome.error?.message);
     await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
+    await endStream(broadcast, queueFormat, { error: outcome.error, recorded });
   } catch (error) {
     const message = error instanceof Error ? error.message : 'failed';
-    await broadcast.write(queueFormat.error(errorFrameBody('upstream_error', message)));
-    await broadcast.write(queueFormat.done());
+    const code = error instanceof AppError ? error.reason : 'upstream_error';
+    await endStream(broadcast, queueFormat, { error: new UpstreamError(message, 'connection', undefined, undefined, code), recorded: true });
     await setStatus('error', { error: message });
     await endJob('failed', message).catch(() => undefined);
   } finally {

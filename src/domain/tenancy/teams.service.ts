@@ -5,7 +5,7 @@ import { organizations, teams } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { issueApiKey } from '../api-keys/api-keys.service.js';
 import { actorLabel, assertTeamAccess, type ServiceContext } from '../context.js';
-import { DEFAULT_BUDGET, resolveBudgetSettings } from '../ledger/budget.models.js';
+import { DEFAULT_BUDGET, resolveBudgetSettings } from '../billing/billing-settings.models.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
 import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
 import { getCreditBalance, presentBudget } from '../ledger/ledger.service.js';

@@ -16,10 +16,11 @@ export async function authenticate(auth: Exclude<RouteAuth, 'public'>, req: Requ
   const match = header?.match(/^Bearer\s+(\S{1,512})\s*$/i);
   if (!match) throw unauthenticated('missing bearer credential: send Authorization: Bearer <key>');
   const credential = match[1]!;
-  const actor = credential.startsWith(TEAM_KEY_PREFIX)
-    ? await verifyTeamKey(deps.db, deps.caches, credential)
-    : isMasterKey(deps.adminAuth, credential)
-      ? ({ kind: 'admin', adminUserId: null } as const)
+  // The master key first (a constant-time comparison of hashes): it may start with `sk-` too, as LiteLLM's must.
+  const actor = isMasterKey(deps.adminAuth, credential)
+    ? ({ kind: 'admin', adminUserId: null } as const)
+    : credential.startsWith(TEAM_KEY_PREFIX)
+      ? await verifyTeamKey(deps.db, deps.caches, credential)
       : await verifyAdminToken(deps.db, deps.adminAuth, credential);
   if (!actor) throw unauthenticated('invalid, revoked or expired credential');
   if (auth === 'admin' && actor.kind !== 'admin') {

@@ -11,12 +11,11 @@ import {
   LlmCallRequest,
   LlmCallResponse,
 } from '../../contracts/index.js';
-import { teamOf } from '../../domain/context.js';
 import { createAndCall, createAndCallStream } from '../../domain/jobs/create-and-call.service.js';
+import { callInJob, streamInJob } from '../../domain/jobs/job-calls.service.js';
 import { cancelJob, completeJob, createJob, getJob, getJobCosts } from '../../domain/jobs/jobs.service.js';
-import { beginLlmCall, callLlm, streamLlmCall } from '../../domain/llm/llm-call.service.js';
-import { clientGone, createSseSink } from '../sse-response.js';
-import { defineRoute, streamedAnswer } from '../route.js';
+import { createSseSink, finishStream } from '../sse-response.js';
+import { defineRoute } from '../route.js';
 
 const tags = ['Jobs'];
 const SSE = 'text/event-stream';
@@ -69,10 +68,7 @@ export const jobRoutes = [
     idempotent: 'long',
     response: { schema: LlmCallResponse, description: 'the upstream chat.completion and the call record' },
     errors: [402, 404, 409, 429, 502, 504],
-    handler: async ({ ctx, params, body, res }) => {
-      const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, false);
-      return callLlm(ctx, handle, clientGone(res));
-    },
+    handler: ({ ctx, params, body, req }) => callInJob(ctx, params.job_id, body, req.clientGone),
   }),
   defineRoute({
     method: 'post',
@@ -86,10 +82,8 @@ export const jobRoutes = [
     response: { description: streamDescription, contentType: SSE },
     errors: [402, 404, 409, 429, 502, 504],
     handler: async ({ ctx, params, body, req, res, answered }) => {
-      const handle = await beginLlmCall(ctx, params.job_id, teamOf(ctx.actor), body, true);
-      const answer = streamedAnswer(handle.callId);
-      await streamLlmCall(ctx, handle, createSseSink(req, res), { ...(answered && { beforeDone: () => answered(answer) }) });
-      return answer;
+      const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+      return finishStream(sink, await streamInJob(ctx, params.job_id, body, sink), answered);
     },
   }),
   defineRoute({
@@ -126,7 +120,7 @@ export const jobRoutes = [
     idempotent: 'long',
     response: { status: 201, schema: CreateAndCallResponse, description: 'the call and the settled job' },
     errors: [402, 404, 429, 502, 504],
-    handler: ({ ctx, body, res }) => createAndCall(ctx, body, clientGone(res)),
+    handler: ({ ctx, body, req }) => createAndCall(ctx, body, req.clientGone),
   }),
   defineRoute({
     method: 'post',
@@ -142,8 +136,8 @@ export const jobRoutes = [
     },
     errors: [402, 404, 429, 502, 504],
     handler: async ({ ctx, body, req, res, answered }) => {
-      const beforeDone = answered && ((callId: string) => answered(streamedAnswer(callId)));
-      return streamedAnswer((await createAndCallStream(ctx, body, createSseSink(req, res), beforeDone)).call_id);
+      const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+      return finishStream(sink, await createAndCallStream(ctx, body, sink), answered);
     },
   }),
 ];

@@ -1,7 +1,7 @@
 import { ChatCompletion, ChatCompletionRequest, ModelList } from '../../contracts/index.js';
 import { chatCompletion, chatCompletionStream, listTeamModels } from '../../domain/llm/openai-compat.service.js';
-import { clientGone, createSseSink } from '../sse-response.js';
-import { defineRoute, streamedAnswer } from '../route.js';
+import { createSseSink, finishStream } from '../sse-response.js';
+import { defineRoute } from '../route.js';
 
 const tags = ['OpenAI-compatible'];
 
@@ -21,10 +21,10 @@ export const openAiRoutes = [
     errors: [402, 429, 502, 504],
     handler: async ({ ctx, body, req, res, answered }) => {
       if (body.stream) {
-        const beforeDone = answered && ((callId: string) => answered(streamedAnswer(callId)));
-        return streamedAnswer((await chatCompletionStream(ctx, body, createSseSink(req, res), beforeDone)).call_id);
+        const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+        return finishStream(sink, await chatCompletionStream(ctx, body, sink), answered);
       }
-      const { response, jobId, callId } = await chatCompletion(ctx, body, clientGone(res));
+      const { response, jobId, callId } = await chatCompletion(ctx, body, req.clientGone);
       res.setHeader('X-Job-Id', jobId);
       res.setHeader('X-Call-Id', callId);
       return response;

@@ -32,7 +32,7 @@ export const queueRoutes = [
     },
     errors: [404],
     handler: async ({ ctx, body, req, res }) => {
-      await streamQueued(ctx, body.queueId, createSseSink(req, res));
+      await streamQueued(ctx, body.queueId, createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS }));
       return undefined;
     },
   }),

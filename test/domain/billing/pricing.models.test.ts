@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { callCostPico, formatDecimal, jobChargeMicro, parseDecimal, picoToUsd } from '../../../src/domain/billing/pricing.models.js';
-import { DEFAULT_BUDGET } from '../../../src/domain/ledger/budget.models.js';
+import { DEFAULT_BUDGET } from '../../../src/domain/billing/billing-settings.models.js';
 
 describe('decimals', () => {
   it('parses and formats exactly', () => {

@@ -1,11 +1,15 @@
 import type { BudgetMode } from '../../contracts/index.js';
 import { validationFailed } from '../../lib/errors.js';
 
+/** How a team pays: its budget mode and rate, and the operator's choices that bound or waive what a job costs. */
 export interface BudgetSettings {
   budgetMode: BudgetMode;
   creditsPerJob: number;
   tokensPerCredit: number | null;
   creditsPerDollar: string | null;
+  waiveFailedJobs: boolean;
+  maxCallsPerJob: number;
+  maxTokensPerJob: number;
 }
 
 export interface BudgetChange {
@@ -13,6 +17,9 @@ export interface BudgetChange {
   credits_per_job?: number | undefined;
   tokens_per_credit?: number | undefined;
   credits_per_dollar?: string | number | undefined;
+  waive_failed_jobs?: boolean | undefined;
+  max_calls_per_job?: number | undefined;
+  max_tokens_per_job?: number | undefined;
 }
 
 const DECIMAL_RATE = /^\d{1,12}(\.\d{1,6})?$/;
@@ -24,6 +31,9 @@ export function resolveBudgetSettings(current: BudgetSettings, change: BudgetCha
     creditsPerJob: change.credits_per_job ?? current.creditsPerJob,
     tokensPerCredit: change.tokens_per_credit ?? current.tokensPerCredit,
     creditsPerDollar: change.credits_per_dollar === undefined ? current.creditsPerDollar : String(change.credits_per_dollar),
+    waiveFailedJobs: change.waive_failed_jobs ?? current.waiveFailedJobs,
+    maxCallsPerJob: change.max_calls_per_job ?? current.maxCallsPerJob,
+    maxTokensPerJob: change.max_tokens_per_job ?? current.maxTokensPerJob,
   };
   if (next.creditsPerDollar !== null && (!DECIMAL_RATE.test(next.creditsPerDollar) || Number(next.creditsPerDollar) <= 0)) {
     throw validationFailed('credits_per_dollar must be a positive decimal with at most 6 decimals', 'credits_per_dollar');
@@ -42,4 +52,7 @@ export const DEFAULT_BUDGET: BudgetSettings = {
   creditsPerJob: 1,
   tokensPerCredit: null,
   creditsPerDollar: null,
+  waiveFailedJobs: false,
+  maxCallsPerJob: 50,
+  maxTokensPerJob: 200_000,
 };

@@ -1,0 +1,327 @@
+/**
+ * Every movement of a job's credits, and nothing else moves them: open a job with its hold, reserve a call's worst
+ * case before it leaves (extending the hold or lowering the call's completion limit), record a finished call, and
+ * settle the job exactly once by the billing policy (billing-policy.models.ts). Callers read top down:
+ * open → relay (call-relay.ts) → record / settle → end the response.
+ *
+ * Transaction policy of each movement is stated on it. Side effects (the available-credits hint, call leases) are
+ * applied only after the statement or transaction that justifies them has committed.
+ */
+import { sql } from 'drizzle-orm';
+import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
+import { llmCalls } from '../../db/schema/index.js';
+import { AppError, conflict, notFound } from '../../lib/errors.js';
+import { retryInBackground } from '../../lib/retry.js';
+import type { ServiceContext } from '../context.js';
+import { findJob, isOpen, lockJob, markJobActivity, type JobRow } from '../jobs/jobs.repository.js';
+import { creditsToMicro } from '../ledger/ledger.models.js';
+import { limitCompletion, type CallHandle } from '../llm/call-relay.js';
+import { insertCall, listCallBilling, listJobCalls, saveCallRecordRow, type CallBilling, type CallRecord, type LlmCallRow, type NewCall } from '../llm/calls.repository.js';
+import type { ModelRoute } from '../llm/model-routing.js';
+import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
+import { callsInProgress, insufficientCredits, jobLimitReached, jobNotOpen, modelUnpriced } from './billing.errors.js';
+import { consumptionOf, jobChargeFor, type FinalJobStatus } from './billing-policy.models.js';
+import type { BudgetSettings } from './billing-settings.models.js';
+import { findModelPrice } from './model-prices.service.js';
+import { highestPrice, tokenRate, type TokenRate } from './pricing.models.js';
+import { callHoldRange, completionLimitUnderCap, completionLimitWithin, minimalCompletion } from './reservation.models.js';
+import { extendJobHold, insertJobWithHold, settleJobRow, type HoldRange, type NewJob, type OpenedJob } from './settlement.repository.js';
+
+export type { NewJob } from './settlement.repository.js';
+
+export interface PreparedCall {
+  record: NewCall;
+  handle: CallHandle;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pricing a call before it leaves
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * What the call's tokens cost under the team's mode: undefined in job_based mode. In consumption_usd a call may fall
+ * back between the route's models, so it is priced at the dearest of them, and a model without a price is refused
+ * (it could not be billed).
+ */
+export async function callRate(ctx: ServiceContext, team: BudgetSettings, route: ModelRoute): Promise<TokenRate | undefined> {
+  if (team.budgetMode !== 'consumption_usd') return tokenRate(team, undefined);
+  const prices = [];
+  for (const model of route.candidates) {
+    const price = await findModelPrice(ctx.db, ctx.caches, model);
+    if (!price) throw modelUnpriced(model);
+    prices.push(price);
+  }
+  return tokenRate(team, highestPrice(prices));
+}
+
+/** job_based: the completion limit the job's token cap leaves this call (409 when not even a minimal answer fits). */
+function limitUnderJobCap(team: TeamRow, committedTokens: number, handle: CallHandle): number {
+  const { limit } = handle.requestedLimit;
+  const allowed = completionLimitUnderCap(team.maxTokensPerJob, committedTokens, handle.promptBound, limit);
+  if (allowed < minimalCompletion(limit)) {
+    throw jobLimitReached(`this job has used the ${team.maxTokensPerJob} tokens one job may use (max_tokens_per_job); create a new job`);
+  }
+  return allowed;
+}
+
+const notEnoughForCall = () =>
+  insufficientCredits('the team cannot reserve this call: its prompt and a minimal answer cost more than the credits available');
+
+// ---------------------------------------------------------------------------------------------------------------
+// Opening jobs
+// ---------------------------------------------------------------------------------------------------------------
+
+/** What a new job holds before any call: its price in job_based mode, a configured opening amount otherwise. */
+export function openingHoldMicro(team: BudgetSettings, consumptionHoldCredits: number): number {
+  return creditsToMicro(team.budgetMode === 'job_based' ? team.creditsPerJob : consumptionHoldCredits);
+}
+
+/**
+ * A job for calls to come: its hold and the job in one autocommit statement; 402 when the team cannot afford the
+ * hold. N concurrent jobs of a team that can afford K of them leave exactly K open.
+ */
+export async function openJob(ctx: ServiceContext, team: TeamRow, job: NewJob): Promise<OpenedJob> {
+  const holdMicro = openingHoldMicro(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
+  const opened = await insertJobWithHold(ctx.db, job, { atLeastMicro: holdMicro, upToMicro: holdMicro });
+  return noteAvailable(ctx, job.teamId, opened, () =>
+    insufficientCredits(`team ${job.teamId} has fewer than the ${holdMicro / 1e6} credits a new job reserves`),
+  );
+}
+
+function noteAvailable(ctx: ServiceContext, teamId: string, opened: OpenedJob | undefined, refusal: () => Error): OpenedJob {
+  if (!opened) {
+    ctx.caches.availableCredits.delete(teamId);
+    throw refusal();
+  }
+  ctx.caches.availableCredits.set(teamId, opened.availableMicro);
+  return opened;
+}
+
+export interface OpenedOneShot {
+  /** The job's hold once written; while it is being written (an early start), the call's `notBefore`. */
+  held: Promise<number>;
+  early: boolean;
+}
+
+/**
+ * A one-shot request's job, hold and call in one autocommit statement. The hold is the call's reservation (the
+ * consumption modes: at least a minimal answer, ideally the whole completion limit, which is then lowered to what
+ * was held) or the job's price (job_based, the call limited by the job's token cap).
+ *
+ * When this instance has just seen the team afford EARLY_UPSTREAM_MIN_HOLDS such holds, the statement is sent a
+ * tick after the call starts: the upstream is contacted while the hold is written, nothing reaches the client
+ * before it is, and a refused hold aborts the call. Such an early hold must be the whole reservation.
+ */
+export async function openOneShot(ctx: ServiceContext, team: TeamRow, job: NewJob, call: PreparedCall): Promise<OpenedOneShot> {
+  const { handle } = call;
+  const rate = await callRate(ctx, team, handle.route);
+  let range: HoldRange;
+  if (rate) {
+    const { minMicro, fullMicro } = callHoldRange(rate, handle.promptBound, handle.requestedLimit.limit);
+    range = { atLeastMicro: minMicro, upToMicro: fullMicro };
+  } else {
+    limitCompletion(handle, limitUnderJobCap(team, 0, handle));
+    const price = openingHoldMicro(team, 0);
+    range = { atLeastMicro: price, upToMicro: price };
+  }
+  const minHolds = ctx.config.EARLY_UPSTREAM_MIN_HOLDS;
+  const early = minHolds > 0 && (ctx.caches.availableCredits.get(job.teamId) ?? 0) >= range.upToMicro * minHolds;
+  if (early) range = { atLeastMicro: range.upToMicro, upToMicro: range.upToMicro };
+  const open = async () => {
+    const opened = noteAvailable(ctx, job.teamId, await insertJobWithHold(ctx.db, job, range, { call: call.record, reservesHold: rate !== undefined, maxTokens: rate ? null : handle.maxTokens }), notEnoughForCall);
+    ctx.leases.hold(handle.callId);
+    return opened.heldMicro;
+  };
+  if (!early) {
+    const heldMicro = await open();
+    if (rate) limitCompletion(handle, completionLimitWithin(rate, handle.promptBound, handle.requestedLimit.limit, heldMicro));
+    return { held: Promise.resolve(heldMicro), early };
+  }
+  // Early, the statement is sent a tick later: the upstream request, made in the caller's next synchronous steps,
+  // reaches its socket in that tick, so the database write does not delay it.
+  const held = new Promise((resolve) => process.nextTick(resolve)).then(open);
+  held.catch(() => undefined); // the relay awaits it (and reports its refusal)
+  return { held, early };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Calls of a job
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Where a job stands: what its finished calls consumed and what its calls in flight may still consume. */
+function jobStanding(team: TeamRow, calls: CallBilling[]) {
+  const finished = consumptionOf(calls.filter((call) => call.status !== 'in_progress'));
+  const inFlight = calls.filter((call) => call.status === 'in_progress');
+  return {
+    calls: calls.length,
+    /** What the job would pay if it ended now, in micro-credits. */
+    usedMicro: jobChargeFor(team, 'completed', finished),
+    usedTokens: finished.usage.totalTokens,
+    inFlightMicro: inFlight.reduce((sum, call) => sum + call.reservedMicro, 0),
+    inFlightTokens: inFlight.reduce((sum, call) => sum + call.promptBoundTokens + (call.maxTokens ?? 0), 0),
+  };
+}
+
+/**
+ * Reserves a call of a multi-call job before it leaves, in one transaction that locks the job: the job must be
+ * open and the team's; in job_based mode the job's call and token caps bound it; in the consumption modes the
+ * job's hold must cover what its finished calls used plus the worst case of every call in flight, this one
+ * included, so the hold is extended from the team's available credits (the completion limit lowered to what
+ * could be held; 402 if not even a minimal answer). The call is written in flight and the job is in_progress.
+ */
+export async function reserveCall(ctx: ServiceContext, team: TeamRow, call: PreparedCall, actor: string): Promise<void> {
+  const { handle } = call;
+  const rate = await callRate(ctx, team, handle.route);
+  await withTransaction(ctx.db, async (tx) => {
+    const job = await lockJob(tx, handle.jobId, handle.teamId);
+    if (!job) throw notFound('job', 'job_id');
+    if (!isOpen(job)) throw jobNotOpen(job.id, job.status);
+    const standing = jobStanding(team, await listCallBilling(tx, job.id));
+    let reservedMicro = 0;
+    if (!rate) {
+      if (standing.calls >= team.maxCallsPerJob) {
+        throw jobLimitReached(`this job has made the ${team.maxCallsPerJob} calls one job may make (max_calls_per_job); create a new job`);
+      }
+      limitCompletion(handle, limitUnderJobCap(team, standing.usedTokens + standing.inFlightTokens, handle));
+    } else {
+      const { minMicro, fullMicro } = callHoldRange(rate, handle.promptBound, handle.requestedLimit.limit);
+      const headroom = job.holdMicro - standing.usedMicro - standing.inFlightMicro;
+      reservedMicro = fullMicro;
+      if (headroom < fullMicro) {
+        const range = { atLeastMicro: Math.max(0, minMicro - headroom), upToMicro: fullMicro - headroom };
+        const added = await extendJobHold(tx, job, range, actor, 'hold extended to reserve a call');
+        if (added === undefined) throw notEnoughForCall();
+        reservedMicro = headroom + added;
+      }
+      limitCompletion(handle, completionLimitWithin(rate, handle.promptBound, handle.requestedLimit.limit, reservedMicro));
+    }
+    await insertCall(tx, job.id, job.teamId, call.record, { reservedMicro, maxTokens: handle.maxTokens });
+    await markJobActivity(tx, job.id);
+  });
+  ctx.leases.hold(handle.callId);
+}
+
+/**
+ * Records a finished call of a multi-call job, in one transaction that locks the job: its record, the job back to
+ * pending when no other call is in flight, and, should its usage have outgrown the hold (an upstream that reported
+ * more than was reserved), the hold extended as far as the team's credits allow. If the database fails, the record
+ * is retried in the background while the call keeps its lease; false tells the caller to say so in-band.
+ */
+export async function recordCall(ctx: ServiceContext, team: TeamRow, handle: CallHandle, record: CallRecord, actor: string): Promise<boolean> {
+  return whileLeased(ctx, handle.callId, () =>
+    withTransaction(ctx.db, async (tx) => {
+      const job = await lockJob(tx, handle.jobId);
+      await saveCallRecordRow(tx, handle.callId, record);
+      if (job && isOpen(job) && team.budgetMode !== 'job_based') {
+        const standing = jobStanding(team, await listCallBilling(tx, job.id));
+        const shortfall = standing.usedMicro + standing.inFlightMicro - job.holdMicro;
+        if (shortfall > 0) await extendJobHold(tx, job, { atLeastMicro: 0, upToMicro: shortfall }, actor, 'hold extended to usage');
+      }
+      await markJobActivity(tx, handle.jobId);
+    }),
+  );
+}
+
+/**
+ * Runs the write that ends a call's life (its record, or its record and its job's settlement); on a database
+ * failure retries it in the background. The call's lease is held until the write is done or given up, so no
+ * sweeper abandons a call whose record is only late. Resolves true when written now.
+ */
+async function whileLeased(ctx: ServiceContext, callId: string, write: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await write();
+    ctx.leases.release(callId);
+    return true;
+  } catch (error) {
+    ctx.log.error({ err: error, call_id: callId }, 'could not record a call; retrying in the background');
+    void retryInBackground(write, ctx.log, `record call ${callId}`).then(() => ctx.leases.release(callId));
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Settling jobs
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface Settlement {
+  jobId: string;
+  /** Restricts the job to this team (a team key's request); omitted by the server's own sweeper. */
+  teamId?: string | undefined;
+  status: FinalJobStatus;
+  metadata?: Record<string, unknown> | undefined;
+  errorMessage?: string | undefined;
+  actor: string;
+}
+
+export interface SettledJob {
+  job: JobRow;
+  calls: LlmCallRow[];
+}
+
+const SETTLE_ATTEMPTS = 5;
+
+/**
+ * Ends a job exactly once, in one autocommit statement (see settleJobRow): its hold becomes the charge the billing
+ * policy gives for what its calls delivered, whatever status the caller reports, and the rest is released. A job
+ * with a call in flight is not settled (409). Every later settle with the same status answers the same (rebuilt
+ * from the closed job); another status is a conflict. The charge never exceeds what the team has, its hold included.
+ */
+export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<SettledJob> {
+  for (let attempt = 0; attempt < SETTLE_ATTEMPTS; attempt++) {
+    const job = await findJob(db, settlement.jobId, settlement.teamId);
+    if (!job) throw notFound('job', 'job_id');
+    const calls = await listJobCalls(db, job.id);
+    if (!isOpen(job)) {
+      if (job.status === settlement.status) return { job, calls };
+      throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
+    }
+    if (calls.some((call) => call.status === 'in_progress')) throw callsInProgress(job.id);
+    const team = await requireTeam(db, job.teamId);
+    const chargeMicro = jobChargeFor(team, settlement.status, consumptionOf(calls));
+    const settled = await trySettle(db, job, { ...settlement, chargeMicro });
+    if (settled) return { job: settled, calls };
+  }
+  throw conflict(`job ${settlement.jobId} kept changing while it was being settled; retry`, 'job_busy');
+}
+
+function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: Settlement & { chargeMicro: number }, call?: { id: string; record: CallRecord }) {
+  return settleJobRow(db, job, settlement, call).catch((error: unknown) => {
+    // Another settle of the same job won the race: the ledger allows one settlement per job.
+    if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
+    throw error;
+  });
+}
+
+/**
+ * Records the one call of a one-shot job and settles the job in a single autocommit statement, from what this
+ * process knows (the job's hold, its one call, the team's settings) without reading them back. If the job changed
+ * meanwhile (the sweeper abandoned the call), the record is written alone and the general settle decides.
+ * A database failure is retried in the background (false: say so in-band).
+ */
+export async function settleOneShot(
+  ctx: ServiceContext,
+  team: TeamRow,
+  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
+  callId: string,
+  record: CallRecord,
+  status: FinalJobStatus,
+  actor: string,
+): Promise<boolean> {
+  const errorMessage = record.error ?? undefined;
+  const settlement = { jobId: job.id, teamId: job.teamId, status, errorMessage, actor };
+  const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
+  return whileLeased(ctx, callId, async () => {
+    if (await trySettle(ctx.db, job, { ...settlement, chargeMicro }, { id: callId, record })) return;
+    await saveCallRecordRow(ctx.db, callId, record);
+    await settleJob(ctx.db, settlement).catch((error: unknown) => {
+      // Already settled by the sweeper (which billed an abandoned call at its reservation): nothing is left to do.
+      if (!(error instanceof AppError && error.reason === 'job_already_settled')) throw error;
+    });
+  });
+}
+
+/** The calls of a job that are still in flight, by any instance (a cancel waits for them to be recorded). */
+export async function callsInFlight(db: DbOrTx, jobId: string): Promise<number> {
+  const result = await db.execute<{ n: string }>(sql`SELECT count(*) AS n FROM ${llmCalls} WHERE job_id = ${jobId} AND status = 'in_progress'`);
+  return Number(result.rows[0]?.n ?? 0);
+}

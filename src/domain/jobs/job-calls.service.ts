@@ -1,0 +1,43 @@
+import type { LlmCallRequest, LlmCallResponse } from '../../contracts/index.js';
+import type { StreamSink } from '../../sse/sink.js';
+import { recordCall, reserveCall, type PreparedCall } from '../billing/settlement.js';
+import { actorLabel, teamOf, type ServiceContext } from '../context.js';
+import { callRecordOf } from '../llm/call-record.js';
+import { prepareCall, relayCompletion, relayStream, toAppError } from '../llm/call-relay.js';
+import { resolveModelRoute } from '../llm/model-routing.js';
+import type { StreamedCall } from '../llm/stream-end.js';
+import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
+import type { TeamRow } from '../tenancy/teams.repository.js';
+import { callAnswer } from './create-and-call.service.js';
+
+/**
+ * Calls within a job the team's app completes itself: reserve (the job's hold grows to the call's worst case,
+ * or its caps bound it) → relay → record. The job is charged when it ends, for what its calls delivered.
+ */
+
+async function reserve(ctx: ServiceContext, jobId: string, request: LlmCallRequest, streamed: boolean): Promise<{ team: TeamRow; call: PreparedCall }> {
+  const teamId = teamOf(ctx.actor);
+  const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, teamId);
+  const call = prepareCall(ctx, jobId, teamId, resolveModelRoute(snapshot, request.model), request, streamed);
+  await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
+  return { team: snapshot.team, call };
+}
+
+export async function callInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, signal: AbortSignal): Promise<LlmCallResponse> {
+  const { team, call } = await reserve(ctx, jobId, request, false);
+  const { outcome, completion } = await relayCompletion(ctx, call.handle, signal);
+  const record = await callRecordOf(ctx, call.handle, outcome);
+  await recordCall(ctx, team, call.handle, record, actorLabel(ctx.actor));
+  if (!completion) throw toAppError(outcome.error!);
+  return callAnswer(call.handle, completion, record);
+}
+
+/** The streamed variant; the caller ends the stream once this returns (the call is recorded by then). */
+export async function streamInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, sink: StreamSink): Promise<StreamedCall> {
+  const { team, call } = await reserve(ctx, jobId, request, true);
+  const outcome = await relayStream(ctx, call.handle, sink, { headers: { 'X-Job-Id': jobId } });
+  const record = await callRecordOf(ctx, call.handle, outcome);
+  const recorded = await recordCall(ctx, team, call.handle, record, actorLabel(ctx.actor));
+  if (!outcome.opened) throw toAppError(outcome.error!);
+  return { jobId, callId: call.handle.callId, error: outcome.error, recorded };
+}
