@@ -106,6 +106,7 @@ interface CallRow {
   total_tokens: number;
   usage_source: string;
   error: string | null;
+  delivered: boolean;
 }
 
 interface JobRow {
