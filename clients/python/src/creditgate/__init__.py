@@ -1,0 +1,123 @@
+"""creditgate: the Python client of creditgate, the job-and-credits billing gateway for LLM products.
+
+    from creditgate import Client
+
+    client = Client("http://localhost:8003", "sk-...")
+    with client.job(team_id="acme-support", job_type="ticket_reply") as job:
+        for chunk in job.chat_stream([{"role": "user", "content": "Hello"}]):
+            ...
+    print(job.result["credits_remaining"])
+"""
+
+from ._async_client import AsyncAdminClient, AsyncClient, AsyncJobContext
+from ._client import AdminClient, Client, JobContext
+from ._errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    CreditgateError,
+    InsufficientCreditsError,
+    InternalServerError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UpstreamError,
+)
+from ._streaming import AsyncChatStream, AsyncQueueStream, ChatStream, QueueStream
+from ._types import (
+    AddCreditsResponse,
+    AdminIdentity,
+    AdminUser,
+    ApiKey,
+    BudgetMode,
+    ChatMessage,
+    CompletedJob,
+    CompleteJobResponse,
+    CreateAndCallResponse,
+    CreateAndCallResult,
+    CreatedApiKey,
+    CreateJobResponse,
+    CreateTeamResponse,
+    CreditBalance,
+    CreditTransaction,
+    FinalCall,
+    Job,
+    JobCosts,
+    JobStatus,
+    LlmCall,
+    LlmCallResponse,
+    LoginResponse,
+    ModelGroup,
+    ModelPrice,
+    Organization,
+    OrganizationPage,
+    QueueEvent,
+    QueueItem,
+    QueueSubmitted,
+    Team,
+    ToolCall,
+    TransactionPage,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AddCreditsResponse",
+    "AdminClient",
+    "AdminIdentity",
+    "AdminUser",
+    "APIConnectionError",
+    "ApiKey",
+    "APITimeoutError",
+    "AsyncAdminClient",
+    "AsyncChatStream",
+    "AsyncClient",
+    "AsyncJobContext",
+    "AsyncQueueStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetMode",
+    "ChatMessage",
+    "ChatStream",
+    "Client",
+    "CompletedJob",
+    "CompleteJobResponse",
+    "ConflictError",
+    "CreateAndCallResponse",
+    "CreateAndCallResult",
+    "CreatedApiKey",
+    "CreateJobResponse",
+    "CreateTeamResponse",
+    "CreditBalance",
+    "CreditgateError",
+    "CreditTransaction",
+    "FinalCall",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "Job",
+    "JobContext",
+    "JobCosts",
+    "JobStatus",
+    "LlmCall",
+    "LlmCallResponse",
+    "LoginResponse",
+    "ModelGroup",
+    "ModelPrice",
+    "NotFoundError",
+    "Organization",
+    "OrganizationPage",
+    "PermissionDeniedError",
+    "QueueEvent",
+    "QueueItem",
+    "QueueStream",
+    "QueueSubmitted",
+    "RateLimitError",
+    "Team",
+    "ToolCall",
+    "TransactionPage",
+    "UpstreamError",
+    "Usage",
+]
