@@ -5,6 +5,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createDeps, type Deps } from '../../src/deps.js';
 import { createHttpServer } from '../../src/http/server.js';
+import { shutDownGracefully } from '../../src/http/shutdown.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
 import { closeSharedPool, createDatabaseFromTemplate } from './postgres.js';
@@ -73,6 +74,8 @@ export interface TestApp {
   databaseUrl: string;
   /** JSON request; the master key is the default credential. */
   request<T = any>(method: string, path: string, options?: RequestOptions): Promise<ApiResponse<T>>;
+  /** What SIGTERM does (shutDownGracefully); the database stays, for the test to read, until close(). */
+  stopGracefully(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -92,6 +95,7 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
   const server: Server = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  let stopped: Promise<void> | undefined;
 
   return {
     url,
@@ -99,10 +103,17 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     upstream,
     databaseUrl: database.url,
     request: (method, path, options) => jsonRequest(url, TEST_MASTER_KEY, method, path, options),
+    async stopGracefully() {
+      stopped ??= shutDownGracefully(server, deps);
+      await stopped;
+    },
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await deps.close();
+      if (!stopped) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await deps.close();
+      }
+      await stopped;
       await upstream.close();
       await closeSharedPool(database.url);
       await database.drop();
