@@ -37,6 +37,9 @@ export const ModelGroup = z
     display_name: z.string().nullable(),
     description: z.string().nullable(),
     models: z.array(z.object({ model_name: z.string(), priority: z.number().int() })),
+    unpriced_models: z.array(z.string()).meta({
+      description: 'models of the group with no price in the price table: teams in consumption_usd mode cannot call them (400 model_unpriced) until one is set',
+    }),
     created_at: Timestamp,
     updated_at: Timestamp,
   })

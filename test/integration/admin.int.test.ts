@@ -131,6 +131,8 @@ describe('model groups', () => {
         { model_name: 'sim-medium', priority: 10 },
         { model_name: 'sim-large', priority: 30 },
       ],
+      // sim-small and sim-large have list prices; sim-medium has none, so consumption_usd teams cannot call it.
+      unpriced_models: ['sim-medium'],
       created_at: expect.stringMatching(ISO_TIMESTAMP),
       updated_at: expect.stringMatching(ISO_TIMESTAMP),
     });

@@ -3,6 +3,7 @@ import type { CreateModelGroupRequest, ModelGroup, UpdateModelGroupRequest } fro
 import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { modelGroupModels, modelGroups, teamModelGroups } from '../../db/schema/index.js';
 import { conflict, notFound } from '../../lib/errors.js';
+import { findModelPrice } from '../billing/model-prices.service.js';
 import type { ServiceContext } from '../context.js';
 
 export async function createModelGroup(ctx: ServiceContext, input: CreateModelGroupRequest): Promise<ModelGroup> {
@@ -18,7 +19,7 @@ export async function createModelGroup(ctx: ServiceContext, input: CreateModelGr
       throw error;
     }
     await replaceModels(tx, input.group_name, input.models);
-    return requireModelGroup(tx, input.group_name);
+    return requireModelGroup(ctx, tx, input.group_name);
   });
 }
 
@@ -36,7 +37,7 @@ export async function updateModelGroup(ctx: ServiceContext, groupName: string, i
     if (updated.length === 0) throw notFound('model group', 'group_name');
     if (input.models) await replaceModels(tx, groupName, input.models);
     await ctx.caches.invalidate({ allTeams: true });
-    return requireModelGroup(tx, groupName);
+    return requireModelGroup(ctx, tx, groupName);
   });
 }
 
@@ -59,20 +60,20 @@ export async function deleteModelGroup(ctx: ServiceContext, groupName: string): 
 }
 
 export async function getModelGroup(ctx: ServiceContext, groupName: string): Promise<ModelGroup> {
-  return requireModelGroup(ctx.db, groupName);
+  return requireModelGroup(ctx, ctx.db, groupName);
 }
 
 export async function listModelGroups(ctx: ServiceContext): Promise<{ data: ModelGroup[] }> {
   const groups = await ctx.db.select().from(modelGroups).orderBy(asc(modelGroups.name));
   const models = await modelsOf(ctx.db, groups.map((group) => group.name));
-  return { data: groups.map((group) => presentModelGroup(group, models.get(group.name) ?? [])) };
+  return { data: await Promise.all(groups.map((group) => presentModelGroup(ctx, group, models.get(group.name) ?? []))) };
 }
 
-async function requireModelGroup(db: DbOrTx, groupName: string): Promise<ModelGroup> {
+async function requireModelGroup(ctx: ServiceContext, db: DbOrTx, groupName: string): Promise<ModelGroup> {
   const [group] = await db.select().from(modelGroups).where(eq(modelGroups.name, groupName));
   if (!group) throw notFound('model group', 'group_name');
   const models = await modelsOf(db, [groupName]);
-  return presentModelGroup(group, models.get(groupName) ?? []);
+  return presentModelGroup(ctx, group, models.get(groupName) ?? []);
 }
 
 async function replaceModels(db: DbOrTx, groupName: string, models: CreateModelGroupRequest['models']): Promise<void> {
@@ -99,12 +100,15 @@ export async function modelsOf(db: DbOrTx, groupNames: string[]) {
   return byGroup;
 }
 
-function presentModelGroup(group: typeof modelGroups.$inferSelect, models: { model_name: string; priority: number }[]): ModelGroup {
+/** Unpriced models are named, so an operator sees which calls consumption_usd teams would be refused. */
+async function presentModelGroup(ctx: ServiceContext, group: typeof modelGroups.$inferSelect, models: { model_name: string; priority: number }[]): Promise<ModelGroup> {
+  const priced = await Promise.all(models.map((model) => findModelPrice(ctx.db, ctx.caches, model.model_name)));
   return {
     group_name: group.name,
     display_name: group.displayName,
     description: group.description,
     models,
+    unpriced_models: models.filter((_, index) => !priced[index]).map((model) => model.model_name),
     created_at: group.createdAt.toISOString(),
     updated_at: group.updatedAt.toISOString(),
   };
