@@ -5,12 +5,12 @@ import { allRoutes } from './routes/index.js';
 import type { RouteSpec } from './route.js';
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {
-  400: 'invalid request',
+  400: 'invalid request (`unknown_parameter` names a field that is not an allowed OpenAI parameter; `model_unpriced` a model consumption_usd cannot bill)',
   401: 'missing, invalid, revoked or expired credential',
-  402: 'insufficient credits',
+  402: 'insufficient credits: the team cannot reserve this job or call (for a call: its prompt and a minimal answer)',
   403: 'credential not allowed on this route',
   404: 'not found (or owned by another team)',
-  409: 'state conflict, or Idempotency-Key reused with another request',
+  409: 'state conflict (e.g. `job_not_open`, `calls_in_progress`, `job_limit_reached`), or Idempotency-Key reused with another request',
   413: 'body too large',
   429: 'rate limited',
   502: 'upstream failed before the first byte',
@@ -81,7 +81,13 @@ export function buildOpenApiDocument(): object {
     info: {
       title: 'creditgate',
       version: '0.1.0',
-      description: 'Job-and-credits billing gateway for LLM products. Errors use the OpenAI error shape.',
+      description: [
+        'Job-and-credits billing gateway for LLM products. Errors use the OpenAI error shape.',
+        '',
+        'Billing follows consumption: a job is charged, once, for what its calls delivered (output the upstream produced, read by the client or not), whatever status it ends with (completed, failed, cancelled, a client that disconnected, expired); a job none of whose calls delivered anything is free. job_based teams pay credits_per_job, consumption teams the usage of the delivered calls. A team setting, waive_failed_jobs (off by default), makes jobs completed `failed` free; it never applies to cancelled, disconnected or expired jobs.',
+        '',
+        "Bounded use is reserved before each call: its prompt's token bound plus its completion limit (max_tokens, else the server's DEFAULT_MAX_TOKENS). In the consumption modes the completion limit sent upstream is lowered to what the team's credits cover (402 below a minimal answer); job_based jobs are capped by max_calls_per_job and max_tokens_per_job (409 job_limit_reached).",
+      ].join('\n'),
     },
   });
   return cached;
