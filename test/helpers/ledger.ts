@@ -15,8 +15,8 @@ export interface LedgerBalance {
 
 export interface LedgerCheckOptions {
   /**
-   * Also, job by job: no job settled twice, nothing charged for a job that did not complete (so only for
-   * `job_based` teams) and every job's hold equal to the sum of its ledger entries.
+   * Also, job by job: no job settled twice, nothing charged for a job none of whose calls delivered output, no
+   * charge above what the job held, and every job's hold equal to the sum of its ledger entries.
    */
   jobs?: boolean;
 }
@@ -52,13 +52,24 @@ export async function expectLedgerConsistent(database: Database, teamId: string,
     [teamId],
   );
   expect(twice, 'jobs settled more than once').toEqual([]);
-  const chargedButNotCompleted = await query(
+  const chargedWithoutOutput = await query(
     database,
     `SELECT l.job_id, j.status::text FROM credit_ledger l JOIN jobs j ON j.id = l.job_id
-      WHERE l.team_id = $1 AND l.entry_type = 'charge' AND j.status <> 'completed'`,
+      WHERE l.team_id = $1 AND l.entry_type = 'charge'
+        AND NOT EXISTS (SELECT 1 FROM llm_calls c WHERE c.job_id = l.job_id AND c.delivered)`,
     [teamId],
   );
-  expect(chargedButNotCompleted, 'charges for jobs that did not complete').toEqual([]);
+  expect(chargedWithoutOutput, 'charges for jobs none of whose calls delivered output').toEqual([]);
+  const chargedAboveHold = await query(
+    database,
+    `SELECT l.job_id, -l.amount_micro AS charged,
+            (SELECT sum(held_delta_micro) FROM credit_ledger h WHERE h.job_id = l.job_id AND h.entry_type = 'hold') AS held
+       FROM credit_ledger l
+      WHERE l.team_id = $1 AND l.entry_type = 'charge'
+        AND -l.amount_micro > (SELECT sum(held_delta_micro) FROM credit_ledger h WHERE h.job_id = l.job_id AND h.entry_type = 'hold')`,
+    [teamId],
+  );
+  expect(chargedAboveHold, 'charges above what the job held').toEqual([]);
   // Every settled job gave back exactly its hold; every open job still holds what its hold entries say.
   const holdMismatch = await query(
     database,

@@ -46,7 +46,7 @@ afterAll(async () => {
 });
 
 describe('a creditgate process killed with -9 mid-stream', () => {
-  it('leaves nothing open, held or charged once the restarted instance has swept', async () => {
+  it('leaves nothing open or held once the restarted instance has swept, and bills each abandoned stream once, at its reservation', async () => {
     upstream.setResponder(() => slowStream(CHUNKS, CHUNK_DELAY_MS));
     const first: ServerProcess = await spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env: SERVER_ENV });
     const team = await fundedTeam(first.url, 100);
@@ -111,19 +111,26 @@ describe('a creditgate process killed with -9 mid-stream', () => {
       'the sweeper of the restarted instance to expire every open job and free every orphaned claim',
     );
 
+    // Nobody can say what the dead instance's calls delivered (they were streaming output): each is billed at its
+    // reservation, here the job's price, exactly once.
     const jobs = await jobsOf(db.pool, team.teamId);
     expect(jobs).toHaveLength(55);
     for (const job of jobs) {
-      expect(job, 'every abandoned job is expired and released exactly once, never charged').toMatchObject({
+      expect(job, 'every abandoned job is expired and charged its reservation exactly once').toMatchObject({
         status: 'expired',
-        charges: 0,
-        releases: 1,
+        charges: 1,
+        releases: 0,
+        charged_micro: MICRO,
       });
     }
     expect(await openCalls(db.pool, team.teamId)).toBe(0);
-    const calls = await query(db.pool, `SELECT status::text, count(*)::int AS n FROM llm_calls WHERE team_id = $1 GROUP BY status`, [team.teamId]);
-    expect(calls).toEqual([{ status: 'failed', n: 55 }]);
-    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 100 * MICRO, heldMicro: 0 });
+    const calls = await query(
+      db.pool,
+      `SELECT status::text, usage_source::text, count(*)::int AS n FROM llm_calls WHERE team_id = $1 GROUP BY status, usage_source`,
+      [team.teamId],
+    );
+    expect(calls).toEqual([{ status: 'failed', usage_source: 'reserved', n: 55 }]);
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 45 * MICRO, heldMicro: 0 });
 
     // Retrying the requests that died with the process, with the same Idempotency-Key, runs them once now.
     upstream.setResponder(() => slowStream(5, 5));
@@ -161,7 +168,7 @@ describe('a creditgate process killed with -9 mid-stream', () => {
     expect(after).toHaveLength(60);
     expect(after.filter((j) => j.status === 'completed').every((j) => j.charges === 1 && j.charged_micro === MICRO)).toBe(true);
     expect(after.filter((j) => j.status === 'completed')).toHaveLength(5);
-    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 95 * MICRO, heldMicro: 0 });
+    expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: 40 * MICRO, heldMicro: 0 });
 
     // The restarted instance is healthy and its sweeper found nothing wrong to log.
     expect((await api(second.url, 'GET', '/ready', { token: null })).status).toBe(200);

@@ -274,5 +274,6 @@ export async function openCalls(database: Database, teamId: string): Promise<num
 /** Moves the clock of every open job (and of orphaned Idempotency-Key claims) an hour back, as if the timeout had passed. */
 export async function ageOpenWork(database: Database): Promise<void> {
   await query(database, `UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE status IN ('pending', 'in_progress')`);
+  await query(database, `UPDATE llm_calls SET heartbeat_at = now() - interval '1 hour' WHERE status = 'in_progress'`);
   await query(database, `UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE status = 'in_progress'`);
 }

@@ -91,8 +91,8 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       .returning();
   try {
     if ((await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
-      await endStream(broadcast, queueFormat, { error: UpstreamError.aborted('cancelled', 'cancelled before it started'), recorded: true });
       await endJob('cancelled', 'cancelled before it started');
+      await endStream(broadcast, queueFormat, { error: UpstreamError.aborted('cancelled', 'cancelled before it started'), recorded: true });
       return;
     }
     const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, item.teamId);
@@ -109,9 +109,10 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
   } catch (error) {
     const message = error instanceof Error ? error.message : 'failed';
     const code = error instanceof AppError ? error.reason : 'upstream_error';
-    await endStream(broadcast, queueFormat, { error: new UpstreamError(message, 'connection', undefined, undefined, code), recorded: true });
-    await setStatus('error', { error: message });
+    // The job is settled before the item is marked ended: an ended item means its money is settled.
     await endJob('failed', message).catch(() => undefined);
+    await setStatus('error', { error: message });
+    await endStream(broadcast, queueFormat, { error: new UpstreamError(message, 'connection', undefined, undefined, code), recorded: true });
   } finally {
     broadcast.end();
   }
