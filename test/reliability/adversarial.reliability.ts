@@ -31,13 +31,17 @@ import { freshDatabase, stopAllServers, type FreshDatabase } from './support.js'
  *
  * Replay: SIM_SEED=<seed> (printed at the start and in every failure) and SIM_OPS=<n> replay the same operation
  * plans; timing is the processes' own, so a replay explores the same plans, not the same interleaving.
- * Default seed: fixed under CI, random otherwise. A longer run is just a bigger SIM_OPS.
+ * Default seed: fixed under CI, random otherwise. SIM_OPS defaults to 2500 (about 2–3 minutes here); no operation
+ * starts after SIM_MAX_RUN_SECONDS (default 150, 0 for none), so a busy machine runs a prefix of the same plans.
+ * A longer run is a bigger SIM_OPS with SIM_MAX_RUN_SECONDS=0. SIM_CONCURRENCY: clients at once (default 24).
  */
 
 const CI_SEED = 12_012_026;
 const SEED = process.env.SIM_SEED ? Number(process.env.SIM_SEED) >>> 0 : process.env.CI ? CI_SEED : Math.floor(Math.random() * 2 ** 32);
-const OPS = Number(process.env.SIM_OPS ?? 3000);
+const OPS = Number(process.env.SIM_OPS ?? 2500);
 const CONCURRENCY = Number(process.env.SIM_CONCURRENCY ?? 24);
+/** Past this, no new operation starts (a busy machine runs a prefix of the same plans); 0: no limit. */
+const MAX_RUN_SECONDS = Number(process.env.SIM_MAX_RUN_SECONDS ?? 150);
 const JOB_TIMEOUT_SECONDS = 10;
 const REPLAY = `SIM_SEED=${SEED} SIM_OPS=${OPS}`;
 
@@ -130,19 +134,20 @@ describe('adversarial clients against two creditgate instances on one database',
     'keep every balance equal to its ledger, every job charged once for what it delivered, nothing left open',
     async () => {
       const observations = new Observations();
-      const sim: SimContext = { cluster, teams: setup.teams, plans, observations, jobTimeoutMs: JOB_TIMEOUT_SECONDS * 1000, patienceMs: 20_000 };
+      const sim: SimContext = { cluster, teams: setup.teams, plans, observations, jobTimeoutMs: JOB_TIMEOUT_SECONDS * 1000, patienceMs: 12_000 };
       const report: RunReport = await runOperations({
         seed: SEED,
         ops: OPS,
         concurrency: CONCURRENCY,
         sim,
         log,
+        maxRunMs: MAX_RUN_SECONDS > 0 ? MAX_RUN_SECONDS * 1000 : Number.POSITIVE_INFINITY,
         chaos: [
           { name: 'SIGTERM instance 0 (graceful stop), then restart', atOp: Math.floor(OPS * 0.35), run: () => cluster.gracefulRestart(0, 20_000) },
           { name: 'kill -9 instance 1, then restart', atOp: Math.floor(OPS * 0.65), run: () => cluster.crashRestart(1) },
         ],
       });
-      log(`[sim] ${OPS} operations in ${Math.round(report.elapsedMs / 1000)} s: ${JSON.stringify(report.counts)}`);
+      log(`[sim] ${report.opsRun} of ${OPS} operations in ${Math.round(report.elapsedMs / 1000)} s: ${JSON.stringify(report.counts)}`);
       log(`[sim] durations: ${JSON.stringify(report.durations)}`);
 
       const settled = await quiesce();
@@ -164,7 +169,7 @@ describe('adversarial clients against two creditgate instances on one database',
       const reportFile = path.join(tmpdir(), `creditgate-adversarial-${SEED}-${OPS}.json`);
       await writeFile(
         reportFile,
-        JSON.stringify({ seed: SEED, ops: OPS, concurrency: CONCURRENCY, stats, run: report, quiesce: settled, violations, operations: observations.operations }, (_, v) => (typeof v === 'bigint' ? v.toString() : v), 2),
+        JSON.stringify({ seed: SEED, ops: OPS, concurrency: CONCURRENCY, teams: setup.teams.map(({ key: _key, ...team }) => team), stats, run: report, quiesce: settled, violations, operations: observations.operations }, (_, v) => (typeof v === 'bigint' ? v.toString() : v), 2),
       );
       if (violations.length > 0) log(`[sim] ${violations.length} violations (${REPLAY}; full report ${reportFile}):\n${summarise(violations, 3, true)}`);
 
@@ -174,12 +179,12 @@ describe('adversarial clients against two creditgate instances on one database',
         report.chaos.map((c) => [c.name, 'ok']),
       );
       expect(report.chaos).toHaveLength(2);
-      expect(stats.byStatus.completed ?? 0, 'jobs completed').toBeGreaterThan(OPS / 20);
-      expect(stats.operationsThatSawOutput, 'operations whose client received output').toBeGreaterThan(OPS / 10);
+      expect(stats.byStatus.completed ?? 0, 'jobs completed').toBeGreaterThan(report.opsRun / 20);
+      expect(stats.operationsThatSawOutput, 'operations whose client received output').toBeGreaterThan(report.opsRun / 10);
 
       expect(violations.length, `invariant violations (${REPLAY}; details above and in ${reportFile}):\n${summarise(violations, 1, false)}\n`).toBe(0);
     },
-    // The run (about 2–3 minutes by default), plus the wait for the sweeper and the checks; more for a bigger SIM_OPS.
-    240_000 + OPS * 60,
+    // The run (at most SIM_MAX_RUN_SECONDS), the last operations, the wait for the sweeper and the checks.
+    (MAX_RUN_SECONDS > 0 ? MAX_RUN_SECONDS * 1000 : OPS * 200) + 150_000,
   );
 });

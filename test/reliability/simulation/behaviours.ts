@@ -165,7 +165,7 @@ async function endJob(sim: SimContext, obs: OperationObservation, team: SimTeam,
       await sleep(100 + attempt * 20);
       continue;
     }
-    obs.endings.push({ requested: status, status: result.status, code, creditsCharged: result.json?.costs?.credits_charged, at: Date.now() });
+    obs.endings.push({ requested: status, status: result.status, code, creditsCharged: result.json?.costs?.credits_charged, at: result.startedAt, answeredAt: result.endedAt });
     return;
   }
   obs.notes.push(`complete ${status}: no final answer`);
@@ -175,7 +175,7 @@ async function cancelJob(sim: SimContext, obs: OperationObservation, team: SimTe
   const at = Date.now();
   const server = await anyInstance(sim);
   const result = await exchange({ baseUrl: server.url, path: `/api/jobs/${jobId}/cancel`, token: team.key, body: undefined, patienceMs: 20_000 });
-  obs.endings.push({ requested: 'cancel', status: result.status, code: result.json?.error?.code, creditsCharged: result.json?.costs?.credits_charged, at });
+  obs.endings.push({ requested: 'cancel', status: result.status, code: result.json?.error?.code, creditsCharged: result.json?.costs?.credits_charged, at, answeredAt: result.endedAt });
 }
 
 const jobGone = (result: Exchange) => result.status === 404 || (result.status === 409 && result.json?.error?.code !== 'calls_in_progress');
@@ -365,7 +365,7 @@ const queuedCall: Behaviour = async (sim, rng, op) => {
     const at = Date.now();
     const server = await anyInstance(sim);
     const cancelled = await exchange({ baseUrl: server.url, path: '/api/llm/queue/cancel', token: team.key, body: { queueId }, patienceMs: 15_000 });
-    obs.endings.push({ requested: 'cancel', status: cancelled.status, code: cancelled.json?.error?.code, creditsCharged: undefined, at });
+    obs.endings.push({ requested: 'cancel', status: cancelled.status, code: cancelled.json?.error?.code, creditsCharged: undefined, at, answeredAt: cancelled.endedAt });
   }
   // Poll until the item ends; what it returns as its result is output the client received.
   for (let polls = 0; polls < 100; polls++) {
@@ -384,7 +384,7 @@ const queuedCall: Behaviour = async (sim, rng, op) => {
 /** An operator adds a few credits to a team (so teams that ran out come back). */
 const topUp: Behaviour = async (sim, rng, op) => {
   const team = rng.pick(sim.teams);
-  const credits = rng.int(3, 15);
+  const credits = rng.int(5, 30);
   const obs = sim.observations.begin(op, 'top-up', team.teamId);
   for (let attempt = 0; attempt < 20; attempt++) {
     const server = await anyInstance(sim);
@@ -404,17 +404,17 @@ const topUp: Behaviour = async (sim, rng, op) => {
 };
 
 export const BEHAVIOURS: Record<string, { weight: number; run: Behaviour }> = {
-  'create-and-call-stream': { weight: 22, run: oneShotStream },
+  'create-and-call-stream': { weight: 25, run: oneShotStream },
   'create-and-call': { weight: 8, run: oneShotPlain },
   'v1-stream': { weight: 12, run: openAiStream },
   v1: { weight: 8, run: openAiPlain },
-  'multi-call': { weight: 25, run: multiCallJob },
+  'multi-call': { weight: 22, run: multiCallJob },
   'cancel-during-calls': { weight: 7, run: cancelDuringCalls },
   abandon: { weight: 3, run: abandonJob },
   'outlive-timeout': { weight: 0.4, run: outliveTimeout },
   marathon: { weight: 0.4, run: marathonStream },
   queue: { weight: 3, run: queuedCall },
-  'top-up': { weight: 4, run: topUp },
+  'top-up': { weight: 5, run: topUp },
 };
 
 export const BEHAVIOUR_WEIGHTS = Object.fromEntries(Object.entries(BEHAVIOURS).map(([name, b]) => [name, b.weight])) as Record<string, number>;

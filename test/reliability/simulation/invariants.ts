@@ -202,7 +202,23 @@ function describeJob(input: CheckInput, job: JobRow, calls: CallRow[], team: Tea
       error: c.error,
     })),
     client: op ? describeOperation(op) : undefined,
+    upstream: calls.flatMap((c) => (c.tag ? upstreamOf(input, c.tag) : [])),
   };
+}
+
+/** The upstream requests of a call (one per attempt): the token limit creditgate sent, how and when each ended. */
+function upstreamOf(input: CheckInput, tag: string) {
+  return input.upstream.requests
+    .filter((r) => tagOfRequest(r.body) === tag)
+    .map((r) => ({
+      id: r.id,
+      tag,
+      model: r.body?.model,
+      max_tokens: r.body?.max_tokens,
+      max_completion_tokens: r.body?.max_completion_tokens,
+      aborted: r.abortedByClient,
+      ms: (r.closedAt ?? Date.now()) - r.startedAt,
+    }));
 }
 
 export function describeOperation(op: OperationObservation) {
@@ -313,9 +329,10 @@ function checkUpstream(input: CheckInput): Violation[] {
     const tag = tagOfRequest(request.body);
     const seen = tag ? observations.ofTag(tag) : undefined;
     if (!seen) continue;
-    const cancelAt = seen.op.endings.find((e) => e.requested === 'cancel')?.at;
+    // A cancel the server accepted (a refused one changes nothing to stop), from when it answered.
+    const cancelAt = seen.op.endings.find((e) => e.requested === 'cancel' && e.status === 200)?.answeredAt;
     const leftAt = seen.call?.leftAt;
-    const reasons = [leftAt !== undefined ? { at: leftAt, why: `client left (${seen.call?.leftWhere})` } : undefined, cancelAt !== undefined ? { at: cancelAt, why: 'job cancelled' } : undefined].filter(
+    const reasons = [leftAt !== undefined ? { at: leftAt, why: `client left (${seen.call?.leftWhere})` } : undefined, cancelAt !== undefined ? { at: cancelAt, why: 'the cancel was answered' } : undefined].filter(
       (r): r is { at: number; why: string } => r !== undefined,
     );
     if (reasons.length === 0) continue;
@@ -338,6 +355,19 @@ function checkUpstream(input: CheckInput): Violation[] {
   return violations;
 }
 
+/** 6 (the API's side of it): a cancel aborts the job's in-flight calls; it is not refused because they run. */
+function checkCancels(input: CheckInput): Violation[] {
+  return input.observations.operations.flatMap((op) =>
+    op.endings
+      .filter((e) => e.requested === 'cancel' && e.status === 409 && e.code === 'calls_in_progress')
+      .map((e) => ({
+        invariant: '6 cancel aborts in-flight calls',
+        message: `job ${op.jobId}: cancel refused with 409 calls_in_progress instead of aborting its calls`,
+        details: { client: describeOperation(op), upstream: op.calls.flatMap((c) => upstreamOf(input, c.tag)), cancelAt: e.at },
+      })),
+  );
+}
+
 /** 7: each surviving process back within a memory bound. */
 async function checkMemory(input: CheckInput): Promise<Violation[]> {
   const rss = await input.cluster.rss();
@@ -347,5 +377,5 @@ async function checkMemory(input: CheckInput): Promise<Violation[]> {
 }
 
 export async function checkInvariants(input: CheckInput): Promise<Violation[]> {
-  return [...checkBalances(input), ...checkJobs(input), ...checkUpstream(input), ...(await checkMemory(input))];
+  return [...checkBalances(input), ...checkJobs(input), ...checkUpstream(input), ...checkCancels(input), ...(await checkMemory(input))];
 }

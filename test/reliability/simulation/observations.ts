@@ -27,7 +27,9 @@ export interface EndingObservation {
   status: number;
   code: string | undefined;
   creditsCharged: number | undefined;
+  /** When the request was sent, and when its answer came (Date.now()). */
   at: number;
+  answeredAt: number;
 }
 
 export interface OperationObservation {

@@ -4,7 +4,9 @@ import { operationRandom } from './random.js';
 /**
  * Runs the operations of a simulation: `concurrency` clients take operations 0..ops-1 in order, each drawing its
  * behaviour and plan from the generator of its index (see random.ts). Chaos events (an instance stopped or killed)
- * start, without blocking any client, when the operation they are tied to is taken.
+ * start, without blocking any client, when the operation they are tied to is taken. Past `maxRunMs` no new
+ * operation is taken (a busy machine then runs a prefix of the same operations) and chaos events not yet started
+ * start at once.
  */
 
 export interface ChaosEvent {
@@ -15,6 +17,8 @@ export interface ChaosEvent {
 }
 
 export interface RunReport {
+  /** Operations taken (fewer than asked when the time budget ran out). */
+  opsRun: number;
   /** Operations per behaviour. */
   counts: Record<string, number>;
   /** Mean and longest duration per behaviour (ms). */
@@ -31,17 +35,21 @@ export async function runOperations(options: {
   concurrency: number;
   sim: SimContext;
   chaos: ChaosEvent[];
+  maxRunMs: number;
   log: (line: string) => void;
 }): Promise<RunReport> {
   const { seed, ops, concurrency, sim, chaos, log } = options;
-  const report: RunReport = { counts: {}, durations: {}, harnessErrors: [], chaos: [], elapsedMs: 0 };
+  const report: RunReport = { opsRun: 0, counts: {}, durations: {}, harnessErrors: [], chaos: [], elapsedMs: 0 };
   const totals = new Map<string, { sum: number; max: number }>();
   const startedAt = Date.now();
   const chaosRuns: Promise<void>[] = [];
   let next = 0;
 
-  const startChaos = (op: number) => {
-    for (const event of chaos.filter((e) => e.atOp === op)) {
+  const started = new Set<ChaosEvent>();
+  /** Starts the events not started yet that are `due`, at operation `op`. */
+  const startChaos = (op: number, due: (event: ChaosEvent) => boolean) => {
+    for (const event of chaos.filter((e) => !started.has(e) && due(e))) {
+      started.add(event);
       const entry: RunReport['chaos'][number] = { name: event.name, atOp: op, startedAt: Date.now() };
       report.chaos.push(entry);
       log(`[sim] op ${op}: ${event.name}`);
@@ -56,9 +64,15 @@ export async function runOperations(options: {
 
   const client = async () => {
     for (;;) {
+      if (next < ops && Date.now() - startedAt > options.maxRunMs) {
+        log(`[sim] time budget of ${Math.round(options.maxRunMs / 1000)} s used: stopping after ${next} of ${ops} operations`);
+        startChaos(next, () => true);
+        next = ops;
+      }
       const op = next++;
       if (op >= ops) return;
-      startChaos(op);
+      report.opsRun = op + 1;
+      startChaos(op, (event) => event.atOp === op);
       if (op > 0 && op % 500 === 0) log(`[sim] op ${op}/${ops} after ${Math.round((Date.now() - startedAt) / 1000)} s`);
       const rng = operationRandom(seed, op);
       const behaviour = rng.weighted(BEHAVIOUR_WEIGHTS);

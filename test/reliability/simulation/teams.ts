@@ -33,13 +33,15 @@ interface TeamSpec {
   waive?: boolean;
 }
 
+// Balances last a few dozen jobs or a handful of reserved calls (a consumption call reserves its prompt bound plus
+// its max_tokens, 4096 by default, at the team's rate): teams run out, and top-ups bring them back.
 const SPECS: TeamSpec[] = [
   { label: 'jobs-1', mode: 'job_based', credits: 25, models: ['sim-small', 'sim-large'] },
   { label: 'jobs-2-waive', mode: 'job_based', credits: 30, creditsPerJob: 2, models: ['sim-small', 'sim-large'], waive: true },
-  { label: 'tokens-1000', mode: 'consumption_tokens', credits: 20, tokensPerCredit: 1000, models: ['sim-small', 'sim-large'] },
-  { label: 'tokens-250', mode: 'consumption_tokens', credits: 30, tokensPerCredit: 250, models: ['sim-small', 'sim-large'] },
-  { label: 'usd-100', mode: 'consumption_usd', credits: 20, creditsPerDollar: '100', models: ['sim-small', 'sim-large'] },
-  { label: 'usd-400', mode: 'consumption_usd', credits: 30, creditsPerDollar: '400', models: ['sim-large', 'sim-small'] },
+  { label: 'tokens-1000', mode: 'consumption_tokens', credits: 40, tokensPerCredit: 1000, models: ['sim-small', 'sim-large'] },
+  { label: 'tokens-250', mode: 'consumption_tokens', credits: 60, tokensPerCredit: 250, models: ['sim-small', 'sim-large'] },
+  { label: 'usd-100', mode: 'consumption_usd', credits: 40, creditsPerDollar: '100', models: ['sim-small', 'sim-large'] },
+  { label: 'usd-400', mode: 'consumption_usd', credits: 60, creditsPerDollar: '400', models: ['sim-large', 'sim-small'] },
 ];
 
 export interface TeamsSetup {

@@ -59,7 +59,7 @@ export function drawAttempt(rng: Random, kind: UpstreamKind = rng.weighted(WEIGH
   if (rng.chance(0.1)) plan.headersDelayMs = rng.int(10, 300);
   switch (kind) {
     case 'long':
-      plan.chunks = rng.int(150, 700);
+      plan.chunks = rng.int(100, 500);
       plan.delayMs = 0;
       break;
     case 'slow':
