@@ -122,3 +122,19 @@ def test_closing_a_stream_inside_a_job_records_the_partial_call_and_the_job_is_c
     # job_based: a completed job whose calls delivered output costs credits_per_job.
     assert (job.result["status"], job.result["total_calls"], job.result["credits_charged"]) == ("completed", 2, 1)
     assert team.client.get_balance(team.team_id)["balance"] == 4
+
+
+def test_closing_a_one_shot_stream_early_in_job_based_mode_charges_credits_per_job(new_team: NewTeam) -> None:
+    # Output was delivered before the client left: the job is cancelled and, in job_based mode, costs credits_per_job.
+    team = new_team(3)
+    with team.client.create_and_call_stream(team.team_id, "left-early", MESSAGES) as stream:
+        for _chunk in stream:
+            if stream.text:
+                break
+    job = _closed_early(team.client, stream.job_id, settled=True)
+    call = job["calls"][0]
+    assert call.get("delivered") is True
+    assert call["response_content"] is not None and call["response_content"].startswith(stream.text)
+    assert (job["costs"]["credits_charged"], job["costs"]["credits_remaining"]) == (1, 2)
+    balance = team.client.get_balance(team.team_id)
+    assert (balance["balance"], balance["held"]) == (2, 0)
