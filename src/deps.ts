@@ -5,9 +5,10 @@ import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { CallLeases } from './domain/llm/call-leases.js';
+import { loadTokenizer } from './domain/llm/token-estimate.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
 import { PgNotifier } from './db/notifier.js';
-import { QueueRuns } from './domain/queue/queue.service.js';
+import { QueueRuns } from './domain/queue/queue-runs.js';
 import { CACHE_CHANNEL, Caches } from './domain/caches.js';
 import type { Config } from './config.js';
 import { createMetrics, type HttpMetrics } from './http/metrics.js';
@@ -51,7 +52,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     }
     const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX });
     closers.push(database.close);
-    await migrateDatabase(database.pool);
+    await Promise.all([migrateDatabase(database.pool), loadTokenizer()]);
 
     let upstream = { baseURL: config.LLM_BASE_URL ?? '', apiKey: config.LLM_API_KEY ?? 'unused' };
     if (!config.LLM_BASE_URL) {

@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Deps } from '../deps.js';
-import type { Actor, ServiceContext } from '../domain/context.js';
+import type { ServiceContext } from '../domain/context.js';
+import type { Actor } from '../domain/actor.js';
 import type { DbOrTx } from '../db/client.js';
 import { requestFingerprint, runIdempotent, runIdempotentLong } from '../domain/idempotency/idempotency.service.js';
 import { replayCallFrames } from '../domain/llm/call-replay.js';

@@ -4,7 +4,7 @@ import { jwtVerify, SignJWT } from 'jose';
 import type { DbOrTx } from '../../db/client.js';
 import { adminUsers } from '../../db/schema/index.js';
 import { hashSecret } from '../api-keys/api-keys.models.js';
-import type { Actor } from '../context.js';
+import type { Actor } from '../actor.js';
 import type { AdminSecrets } from './instance-secrets.js';
 
 const ISSUER = 'creditgate';

@@ -4,7 +4,8 @@ import { sqlState, UNIQUE_VIOLATION } from '../../db/client.js';
 import { adminUsers } from '../../db/schema/index.js';
 import { AppError, conflict } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
-import { actorLabel, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel } from '../actor.js';
 import { signAdminToken, type AdminAuth } from './admin-auth.js';
 import { hashPassword, verifyPassword } from './passwords.models.js';
 

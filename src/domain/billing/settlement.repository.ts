@@ -1,11 +1,13 @@
-import { sql, type SQL } from 'drizzle-orm';
+import { eq, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 import { CompiledStatement, type Placeholders } from '../../db/compiled-statement.js';
-import { jobs, llmCalls } from '../../db/schema/index.js';
+import { jobs, llmCalls, teams } from '../../db/schema/index.js';
+import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { jobFromRow, type JobRow } from '../jobs/jobs.repository.js';
 import { ledgerChangeSql } from '../ledger/ledger.repository.js';
 import { callRecordSql, callRecordValues, type CallRecord, type CallRecordValues, type NewCall } from '../llm/calls.repository.js';
+import type { BudgetSettings } from './billing-settings.models.js';
 
 /**
  * The statements that move a job's credits. Each is one autocommit statement (or runs in the caller's
@@ -105,6 +107,7 @@ export interface OpenedJob {
 /** The first call of a one-shot job, written with it; its reservation is the job's whole hold in the consumption modes. */
 export interface FirstCall {
   call: NewCall;
+  promptBoundTokens: number;
   reservesHold: boolean;
   /** Known up front in job_based mode; in the consumption modes it follows from the hold and is recorded later. */
   maxTokens: number | null;
@@ -134,7 +137,7 @@ export async function insertJobWithHold(db: DbOrTx, job: NewJob, hold: HoldRange
       modelRequested: first.call.modelRequested,
       requestMessages: JSON.stringify(first.call.requestMessages),
       requestParams: JSON.stringify(first.call.requestParams),
-      promptBoundTokens: first.call.promptBoundTokens,
+      promptBoundTokens: first.promptBoundTokens,
       callReservesHold: first.reservesHold,
       callMaxTokens: first.maxTokens,
     }),
@@ -265,4 +268,22 @@ export async function settleJobRow(
     ...(call && callRecordValues(call.id, call.record)),
   });
   return row ? jobFromRow(row) : undefined;
+}
+
+/** A team's billing settings as the database has them now (a settlement does not trust a cached copy). */
+export async function findBudgetSettings(db: DbOrTx, teamId: string): Promise<BudgetSettings> {
+  const [row] = await db
+    .select({
+      budgetMode: teams.budgetMode,
+      creditsPerJob: teams.creditsPerJob,
+      tokensPerCredit: teams.tokensPerCredit,
+      creditsPerDollar: teams.creditsPerDollar,
+      waiveFailedJobs: teams.waiveFailedJobs,
+      maxCallsPerJob: teams.maxCallsPerJob,
+      maxTokensPerJob: teams.maxTokensPerJob,
+    })
+    .from(teams)
+    .where(eq(teams.id, teamId));
+  if (!row) throw notFound('team', 'team_id');
+  return row;
 }

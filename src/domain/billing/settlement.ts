@@ -16,16 +16,34 @@ import type { ServiceContext } from '../context.js';
 import { findJob, isOpen, lockJob, markJobActivity, type JobRow } from '../jobs/jobs.repository.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
 import { limitCompletion, type CallHandle } from '../llm/call-relay.js';
-import { insertCall, listCallBilling, listJobCalls, saveCallRecordRow, type CallBilling, type CallRecord, type LlmCallRow, type NewCall } from '../llm/calls.repository.js';
+import {
+  insertCall,
+  listCallBilling,
+  listJobCalls,
+  saveCallRecordRow,
+  type CallBilling,
+  type CallRecord,
+  type CallUsage,
+  type LlmCallRow,
+  type NewCall,
+} from '../llm/calls.repository.js';
 import type { ModelRoute } from '../llm/model-routing.js';
-import { requireTeam, type TeamRow } from '../tenancy/teams.repository.js';
 import { callsInProgress, insufficientCredits, jobLimitReached, jobNotOpen, modelUnpriced } from './billing.errors.js';
 import { consumptionOf, jobChargeFor, type FinalJobStatus } from './billing-policy.models.js';
 import type { BudgetSettings } from './billing-settings.models.js';
 import { findModelPrice } from './model-prices.service.js';
-import { highestPrice, tokenRate, type TokenRate } from './pricing.models.js';
-import { callHoldRange, completionLimitUnderCap, completionLimitWithin, minimalCompletion } from './reservation.models.js';
-import { extendJobHold, insertJobWithHold, settleJobRow, type HoldRange, type NewJob, type OpenedJob } from './settlement.repository.js';
+import { callCostPico, highestPrice, picoToUsd, tokenRate, type TokenRate } from './pricing.models.js';
+import {
+  callHoldRange,
+  completionLimitUnderCap,
+  completionLimitWithin,
+  minimalCompletion,
+  promptTokenBound,
+  requestedCompletionLimit,
+  type CompletionLimitField,
+  type PromptParts,
+} from './reservation.models.js';
+import { extendJobHold, findBudgetSettings, insertJobWithHold, settleJobRow, type HoldRange, type NewJob, type OpenedJob } from './settlement.repository.js';
 
 export type { NewJob } from './settlement.repository.js';
 
@@ -54,10 +72,24 @@ export async function callRate(ctx: ServiceContext, team: BudgetSettings, route:
   return tokenRate(team, highestPrice(prices));
 }
 
+/** What a call asks for, as its reservation sees it: its prompt's token bound and its completion limit. */
+interface CallBounds {
+  promptBound: number;
+  limit: number;
+  field: CompletionLimitField;
+}
+
+/** Read off the upstream request's body, whose fields the request contract validated. */
+function callBounds(ctx: ServiceContext, handle: CallHandle): CallBounds {
+  const { params } = handle;
+  const prompt: PromptParts = { messages: handle.messages, tools: params.tools, functions: params.functions, response_format: params.response_format };
+  const limits = { max_tokens: params.max_tokens as number | undefined, max_completion_tokens: params.max_completion_tokens as number | undefined };
+  return { promptBound: promptTokenBound(prompt), ...requestedCompletionLimit(limits, ctx.config.DEFAULT_MAX_TOKENS) };
+}
+
 /** job_based: the completion limit the job's token cap leaves this call (409 when not even a minimal answer fits). */
-function limitUnderJobCap(team: TeamRow, committedTokens: number, handle: CallHandle): number {
-  const { limit } = handle.requestedLimit;
-  const allowed = completionLimitUnderCap(team.maxTokensPerJob, committedTokens, handle.promptBound, limit);
+function limitUnderJobCap(team: BudgetSettings, committedTokens: number, { promptBound, limit }: CallBounds): number {
+  const allowed = completionLimitUnderCap(team.maxTokensPerJob, committedTokens, promptBound, limit);
   if (allowed < minimalCompletion(limit)) {
     throw jobLimitReached(`this job has used the ${team.maxTokensPerJob} tokens one job may use (max_tokens_per_job); create a new job`);
   }
@@ -80,7 +112,7 @@ export function openingHoldMicro(team: BudgetSettings, consumptionHoldCredits: n
  * A job for calls to come: its hold and the job in one autocommit statement; 402 when the team cannot afford the
  * hold. N concurrent jobs of a team that can afford K of them leave exactly K open.
  */
-export async function openJob(ctx: ServiceContext, team: TeamRow, job: NewJob): Promise<OpenedJob> {
+export async function openJob(ctx: ServiceContext, team: BudgetSettings, job: NewJob): Promise<OpenedJob> {
   const holdMicro = openingHoldMicro(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
   const opened = await insertJobWithHold(ctx.db, job, { atLeastMicro: holdMicro, upToMicro: holdMicro });
   return noteAvailable(ctx, job.teamId, opened, () =>
@@ -112,29 +144,34 @@ export interface OpenedOneShot {
  * tick after the call starts: the upstream is contacted while the hold is written, nothing reaches the client
  * before it is, and a refused hold aborts the call. Such an early hold must be the whole reservation.
  */
-export async function openOneShot(ctx: ServiceContext, team: TeamRow, job: NewJob, call: PreparedCall): Promise<OpenedOneShot> {
+export async function openOneShot(ctx: ServiceContext, team: BudgetSettings, job: NewJob, call: PreparedCall): Promise<OpenedOneShot> {
   const { handle } = call;
   const rate = await callRate(ctx, team, handle.route);
+  const bounds = callBounds(ctx, handle);
   let range: HoldRange;
   if (rate) {
-    const { minMicro, fullMicro } = callHoldRange(rate, handle.promptBound, handle.requestedLimit.limit);
+    const { minMicro, fullMicro } = callHoldRange(rate, bounds.promptBound, bounds.limit);
     range = { atLeastMicro: minMicro, upToMicro: fullMicro };
   } else {
-    limitCompletion(handle, limitUnderJobCap(team, 0, handle));
+    limitCompletion(handle, limitUnderJobCap(team, 0, bounds), bounds.field);
     const price = openingHoldMicro(team, 0);
     range = { atLeastMicro: price, upToMicro: price };
   }
   const minHolds = ctx.config.EARLY_UPSTREAM_MIN_HOLDS;
   const early = minHolds > 0 && (ctx.caches.availableCredits.get(job.teamId) ?? 0) >= range.upToMicro * minHolds;
-  if (early) range = { atLeastMicro: range.upToMicro, upToMicro: range.upToMicro };
+  if (early) {
+    range = { atLeastMicro: range.upToMicro, upToMicro: range.upToMicro };
+    if (rate) limitCompletion(handle, bounds.limit, bounds.field);
+  }
+  const first = { call: call.record, promptBoundTokens: bounds.promptBound, reservesHold: rate !== undefined, maxTokens: handle.maxTokens };
   const open = async () => {
-    const opened = noteAvailable(ctx, job.teamId, await insertJobWithHold(ctx.db, job, range, { call: call.record, reservesHold: rate !== undefined, maxTokens: rate ? null : handle.maxTokens }), notEnoughForCall);
+    const opened = noteAvailable(ctx, job.teamId, await insertJobWithHold(ctx.db, job, range, first), notEnoughForCall);
     ctx.leases.hold(handle.callId);
     return opened.heldMicro;
   };
   if (!early) {
     const heldMicro = await open();
-    if (rate) limitCompletion(handle, completionLimitWithin(rate, handle.promptBound, handle.requestedLimit.limit, heldMicro));
+    if (rate) limitCompletion(handle, completionLimitWithin(rate, bounds.promptBound, bounds.limit, heldMicro), bounds.field);
     return { held: Promise.resolve(heldMicro), early };
   }
   // Early, the statement is sent a tick later: the upstream request, made in the caller's next synchronous steps,
@@ -149,7 +186,7 @@ export async function openOneShot(ctx: ServiceContext, team: TeamRow, job: NewJo
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Where a job stands: what its finished calls consumed and what its calls in flight may still consume. */
-function jobStanding(team: TeamRow, calls: CallBilling[]) {
+function jobStanding(team: BudgetSettings, calls: CallBilling[]) {
   const finished = consumptionOf(calls.filter((call) => call.status !== 'in_progress'));
   const inFlight = calls.filter((call) => call.status === 'in_progress');
   return {
@@ -169,9 +206,10 @@ function jobStanding(team: TeamRow, calls: CallBilling[]) {
  * included, so the hold is extended from the team's available credits (the completion limit lowered to what
  * could be held; 402 if not even a minimal answer). The call is written in flight and the job is in_progress.
  */
-export async function reserveCall(ctx: ServiceContext, team: TeamRow, call: PreparedCall, actor: string): Promise<void> {
+export async function reserveCall(ctx: ServiceContext, team: BudgetSettings, call: PreparedCall, actor: string): Promise<void> {
   const { handle } = call;
   const rate = await callRate(ctx, team, handle.route);
+  const bounds = callBounds(ctx, handle);
   await withTransaction(ctx.db, async (tx) => {
     const job = await lockJob(tx, handle.jobId, handle.teamId);
     if (!job) throw notFound('job', 'job_id');
@@ -182,9 +220,9 @@ export async function reserveCall(ctx: ServiceContext, team: TeamRow, call: Prep
       if (standing.calls >= team.maxCallsPerJob) {
         throw jobLimitReached(`this job has made the ${team.maxCallsPerJob} calls one job may make (max_calls_per_job); create a new job`);
       }
-      limitCompletion(handle, limitUnderJobCap(team, standing.usedTokens + standing.inFlightTokens, handle));
+      limitCompletion(handle, limitUnderJobCap(team, standing.usedTokens + standing.inFlightTokens, bounds), bounds.field);
     } else {
-      const { minMicro, fullMicro } = callHoldRange(rate, handle.promptBound, handle.requestedLimit.limit);
+      const { minMicro, fullMicro } = callHoldRange(rate, bounds.promptBound, bounds.limit);
       const headroom = job.holdMicro - standing.usedMicro - standing.inFlightMicro;
       reservedMicro = fullMicro;
       if (headroom < fullMicro) {
@@ -193,22 +231,37 @@ export async function reserveCall(ctx: ServiceContext, team: TeamRow, call: Prep
         if (added === undefined) throw notEnoughForCall();
         reservedMicro = headroom + added;
       }
-      limitCompletion(handle, completionLimitWithin(rate, handle.promptBound, handle.requestedLimit.limit, reservedMicro));
+      limitCompletion(handle, completionLimitWithin(rate, bounds.promptBound, bounds.limit, reservedMicro), bounds.field);
     }
-    await insertCall(tx, job.id, job.teamId, call.record, { reservedMicro, maxTokens: handle.maxTokens });
+    await insertCall(tx, job.id, job.teamId, call.record, { promptBoundTokens: bounds.promptBound, maxTokens: handle.maxTokens, reservedMicro });
     await markJobActivity(tx, job.id);
   });
   ctx.leases.hold(handle.callId);
+}
+
+/** A call's record, priced: by the model the upstream says it served, else by the route's model that answered. */
+async function priced(ctx: ServiceContext, usage: CallUsage): Promise<CallRecord> {
+  const price =
+    (usage.modelUsed ? await findModelPrice(ctx.db, ctx.caches, usage.modelUsed) : undefined) ??
+    (usage.routedModel ? await findModelPrice(ctx.db, ctx.caches, usage.routedModel) : undefined);
+  return { ...usage, costUsd: picoToUsd(callCostPico(price, usage.promptTokens, usage.completionTokens)) };
+}
+
+export interface RecordedCall {
+  record: CallRecord;
+  /** false: the database did not take it; it is retried in the background (say so in-band). */
+  recorded: boolean;
 }
 
 /**
  * Records a finished call of a multi-call job, in one transaction that locks the job: its record, the job back to
  * pending when no other call is in flight, and, should its usage have outgrown the hold (an upstream that reported
  * more than was reserved), the hold extended as far as the team's credits allow. If the database fails, the record
- * is retried in the background while the call keeps its lease; false tells the caller to say so in-band.
+ * is retried in the background while the call keeps its lease.
  */
-export async function recordCall(ctx: ServiceContext, team: TeamRow, handle: CallHandle, record: CallRecord, actor: string): Promise<boolean> {
-  return whileLeased(ctx, handle.callId, () =>
+export async function recordCall(ctx: ServiceContext, team: BudgetSettings, handle: CallHandle, usage: CallUsage, actor: string): Promise<RecordedCall> {
+  const record = await priced(ctx, usage);
+  const recorded = await whileLeased(ctx, handle.callId, () =>
     withTransaction(ctx.db, async (tx) => {
       const job = await lockJob(tx, handle.jobId);
       await saveCallRecordRow(tx, handle.callId, record);
@@ -220,6 +273,7 @@ export async function recordCall(ctx: ServiceContext, team: TeamRow, handle: Cal
       await markJobActivity(tx, handle.jobId);
     }),
   );
+  return { record, recorded };
 }
 
 /**
@@ -276,7 +330,7 @@ export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<Set
       throw conflict(`job ${job.id} is already ${job.status}`, 'job_already_settled');
     }
     if (calls.some((call) => call.status === 'in_progress')) throw callsInProgress(job.id);
-    const team = await requireTeam(db, job.teamId);
+    const team = await findBudgetSettings(db, job.teamId);
     const chargeMicro = jobChargeFor(team, settlement.status, consumptionOf(calls));
     const settled = await trySettle(db, job, { ...settlement, chargeMicro });
     if (settled) return { job: settled, calls };
@@ -296,21 +350,21 @@ function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
  * Records the one call of a one-shot job and settles the job in a single autocommit statement, from what this
  * process knows (the job's hold, its one call, the team's settings) without reading them back. If the job changed
  * meanwhile (the sweeper abandoned the call), the record is written alone and the general settle decides.
- * A database failure is retried in the background (false: say so in-band).
+ * A database failure is retried in the background.
  */
 export async function settleOneShot(
   ctx: ServiceContext,
-  team: TeamRow,
+  team: BudgetSettings,
   job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
   callId: string,
-  record: CallRecord,
+  usage: CallUsage,
   status: FinalJobStatus,
   actor: string,
-): Promise<boolean> {
-  const errorMessage = record.error ?? undefined;
-  const settlement = { jobId: job.id, teamId: job.teamId, status, errorMessage, actor };
+): Promise<RecordedCall> {
+  const record = await priced(ctx, usage);
+  const settlement = { jobId: job.id, teamId: job.teamId, status, errorMessage: record.error ?? undefined, actor };
   const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
-  return whileLeased(ctx, callId, async () => {
+  const recorded = await whileLeased(ctx, callId, async () => {
     if (await trySettle(ctx.db, job, { ...settlement, chargeMicro }, { id: callId, record })) return;
     await saveCallRecordRow(ctx.db, callId, record);
     await settleJob(ctx.db, settlement).catch((error: unknown) => {
@@ -318,6 +372,7 @@ export async function settleOneShot(
       if (!(error instanceof AppError && error.reason === 'job_already_settled')) throw error;
     });
   });
+  return { record, recorded };
 }
 
 /** The calls of a job that are still in flight, by any instance (a cancel waits for them to be recorded). */

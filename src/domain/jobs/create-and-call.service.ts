@@ -1,9 +1,10 @@
 import type { CreateAndCallRequest, CreateAndCallResponse, LlmCallResponse } from '../../contracts/index.js';
 import type { StreamSink } from '../../sse/sink.js';
 import type { FinalJobStatus } from '../billing/billing-policy.models.js';
-import { openOneShot, settleOneShot, settleJob, type OpenedOneShot } from '../billing/settlement.js';
-import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
-import { callRecordOf } from '../llm/call-record.js';
+import { openOneShot, settleOneShot, settleJob, type OpenedOneShot, type RecordedCall } from '../billing/settlement.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel, assertTeamAccess, teamOf } from '../actor.js';
+import { callUsageOf } from '../llm/call-record.js';
 import { prepareCall, relayCompletion, relayStream, toAppError, type CallHandle, type CallOutcome, type CallStatus } from '../llm/call-relay.js';
 import type { CallRecord } from '../llm/calls.repository.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
@@ -30,7 +31,7 @@ interface OneShot extends OpenedOneShot {
  */
 async function openOneShotJob(ctx: ServiceContext, input: CreateAndCallRequest, streamed: boolean): Promise<OneShot> {
   assertTeamAccess(ctx.actor, input.team_id);
-  const { team, ...snapshot } = await loadTeamSnapshot(ctx.db, ctx.caches, teamOf(ctx.actor));
+  const { team, ...snapshot } = await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamOf(ctx.actor));
   const route = resolveModelRoute({ team, ...snapshot }, input.model);
   const job = planJob(
     ctx,
@@ -43,7 +44,7 @@ async function openOneShotJob(ctx: ServiceContext, input: CreateAndCallRequest, 
     },
     true,
   );
-  const prepared = prepareCall(ctx, job.id, job.teamId, route, input, streamed);
+  const prepared = prepareCall(job.id, job.teamId, route, input, streamed);
   return { team, call: prepared.handle, ...(await openOneShot(ctx, team, job, prepared)) };
 }
 
@@ -53,12 +54,11 @@ function logRefusedEarlyHold(ctx: ServiceContext, shot: OneShot, error: unknown)
   throw error;
 }
 
-/** Records the call and settles its job by how the call ended; false when the database deferred it. */
-async function recordAndSettle(ctx: ServiceContext, shot: OneShot, outcome: CallOutcome): Promise<{ record: CallRecord; recorded: boolean }> {
-  const record = await callRecordOf(ctx, shot.call, outcome);
+/** Records the call and settles its job by how the call ended. */
+async function recordAndSettle(ctx: ServiceContext, shot: OneShot, outcome: CallOutcome): Promise<RecordedCall> {
+  const usage = await callUsageOf(shot.call, outcome);
   const job = { id: shot.call.jobId, teamId: shot.call.teamId, holdMicro: await shot.held };
-  const recorded = await settleOneShot(ctx, shot.team, job, shot.call.callId, record, JOB_STATUS_OF_CALL[outcome.status], actorLabel(ctx.actor));
-  return { record, recorded };
+  return settleOneShot(ctx, shot.team, job, shot.call.callId, usage, JOB_STATUS_OF_CALL[outcome.status], actorLabel(ctx.actor));
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { LlmCallRequest, LlmCallResponse } from '../../contracts/index.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { recordCall, reserveCall, type PreparedCall } from '../billing/settlement.js';
-import { actorLabel, teamOf, type ServiceContext } from '../context.js';
-import { callRecordOf } from '../llm/call-record.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel, teamOf } from '../actor.js';
+import { callUsageOf } from '../llm/call-record.js';
 import { prepareCall, relayCompletion, relayStream, toAppError } from '../llm/call-relay.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
 import type { StreamedCall } from '../llm/stream-end.js';
@@ -17,8 +18,8 @@ import { callAnswer } from './create-and-call.service.js';
 
 async function reserve(ctx: ServiceContext, jobId: string, request: LlmCallRequest, streamed: boolean): Promise<{ team: TeamRow; call: PreparedCall }> {
   const teamId = teamOf(ctx.actor);
-  const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, teamId);
-  const call = prepareCall(ctx, jobId, teamId, resolveModelRoute(snapshot, request.model), request, streamed);
+  const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamId);
+  const call = prepareCall(jobId, teamId, resolveModelRoute(snapshot, request.model), request, streamed);
   await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
   return { team: snapshot.team, call };
 }
@@ -26,8 +27,7 @@ async function reserve(ctx: ServiceContext, jobId: string, request: LlmCallReque
 export async function callInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, signal: AbortSignal): Promise<LlmCallResponse> {
   const { team, call } = await reserve(ctx, jobId, request, false);
   const { outcome, completion } = await relayCompletion(ctx, call.handle, signal);
-  const record = await callRecordOf(ctx, call.handle, outcome);
-  await recordCall(ctx, team, call.handle, record, actorLabel(ctx.actor));
+  const { record } = await recordCall(ctx, team, call.handle, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
   if (!completion) throw toAppError(outcome.error!);
   return callAnswer(call.handle, completion, record);
 }
@@ -36,8 +36,7 @@ export async function callInJob(ctx: ServiceContext, jobId: string, request: Llm
 export async function streamInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, sink: StreamSink): Promise<StreamedCall> {
   const { team, call } = await reserve(ctx, jobId, request, true);
   const outcome = await relayStream(ctx, call.handle, sink, { headers: { 'X-Job-Id': jobId } });
-  const record = await callRecordOf(ctx, call.handle, outcome);
-  const recorded = await recordCall(ctx, team, call.handle, record, actorLabel(ctx.actor));
+  const { recorded } = await recordCall(ctx, team, call.handle, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
   if (!outcome.opened) throw toAppError(outcome.error!);
   return { jobId, callId: call.handle.callId, error: outcome.error, recorded };
 }

@@ -13,7 +13,8 @@ import { newId } from '../../lib/ids.js';
 import { callsInProgress } from '../billing/billing.errors.js';
 import { picoToUsd, usdToPico } from '../billing/pricing.models.js';
 import { callsInFlight, openJob, settleJob, type NewJob, type Settlement, type SettledJob } from '../billing/settlement.js';
-import { actorLabel, assertTeamAccess, teamOf, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel, assertTeamAccess, teamOf } from '../actor.js';
 import { microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
 import { listJobCalls, type LlmCallRow } from '../llm/calls.repository.js';
@@ -27,7 +28,7 @@ import { findJob, isOpen, type JobRow } from './jobs.repository.js';
  */
 export async function createJob(ctx: ServiceContext, input: CreateJobRequest, options: { autoComplete?: boolean } = {}): Promise<CreateJobResponse> {
   assertTeamAccess(ctx.actor, input.team_id);
-  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches, input.team_id);
+  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches.teams, input.team_id);
   const job = planJob(ctx, team, input, options.autoComplete ?? false);
   const opened = await openJob(ctx, team, job);
   return { job_id: job.id, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(opened.heldMicro) };

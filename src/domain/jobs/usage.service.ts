@@ -3,7 +3,8 @@ import type { Usage } from '../../contracts/index.js';
 import type { DbOrTx } from '../../db/client.js';
 import { organizations } from '../../db/schema/index.js';
 import { notFound, validationFailed } from '../../lib/errors.js';
-import { assertTeamAccess, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { assertTeamAccess } from '../actor.js';
 import { microToCredits } from '../ledger/ledger.models.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 

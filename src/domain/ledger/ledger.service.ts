@@ -2,7 +2,8 @@ import type { AddCreditsRequest, AddCreditsResponse, CreditBalance, CreditTransa
 import { withTransaction } from '../../db/client.js';
 import { teams } from '../../db/schema/index.js';
 import { AppError } from '../../lib/errors.js';
-import { actorLabel, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel } from '../actor.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import { creditsToMicro, microToCredits } from './ledger.models.js';
 import {

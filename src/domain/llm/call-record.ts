@@ -1,28 +1,21 @@
 import { storableText } from '../../lib/text.js';
-import { findModelPrice } from '../billing/model-prices.service.js';
-import { callCostPico, picoToUsd } from '../billing/pricing.models.js';
-import type { ServiceContext } from '../context.js';
 import type { CallHandle, CallOutcome } from './call-relay.js';
-import type { CallRecord } from './calls.repository.js';
+import type { CallUsage } from './calls.repository.js';
 import { estimateCompletionTokens, estimatePromptTokens } from './token-estimate.js';
 
 /**
- * What a finished call is recorded as: content, tool calls, finish reason, tokens (the upstream's usage, else
- * counted here), cost, latency, time to first token, and whether it delivered output (what makes it billable).
- *
- * The cost uses the price of the model the upstream says it served (a fallback, a dated snapshot), else the routed
- * model's. Counted completion tokens never exceed the limit the call was sent with.
+ * What a finished call consumed and produced, as it will be recorded (its cost is added by the settlement, which
+ * prices it): content, tool calls, finish reason, tokens (the upstream's usage, else counted here), latency, time
+ * to first token, the model the upstream says it served, and whether it delivered output (what makes it billable).
+ * Counted completion tokens never exceed the limit the call was sent with.
  */
-export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outcome: CallOutcome): Promise<CallRecord> {
+export async function callUsageOf(handle: CallHandle, outcome: CallOutcome): Promise<CallUsage> {
   const { accumulator } = outcome;
   const producedOutput = accumulator.content.length > 0 || accumulator.toolCalls.length > 0 || (accumulator.usage?.completion_tokens ?? 0) > 0;
   const delivered = outcome.status === 'success' || producedOutput;
-  const usage = accumulator.usage ?? (delivered ? await estimatedUsage(handle, outcome) : { prompt_tokens: 0, completion_tokens: 0 });
+  const maxTokens = handle.maxTokens ?? Number.MAX_SAFE_INTEGER;
+  const usage = accumulator.usage ?? (delivered ? await estimatedUsage(handle.messages, accumulator, maxTokens) : { prompt_tokens: 0, completion_tokens: 0 });
   const served = accumulator.model ?? outcome.model;
-  const price =
-    (served ? await findModelPrice(ctx.db, ctx.caches, served) : undefined) ??
-    (outcome.model ? await findModelPrice(ctx.db, ctx.caches, outcome.model) : undefined);
-  const costPico = callCostPico(price, usage.prompt_tokens, usage.completion_tokens);
   // Whatever the model produced is stored, even characters PostgreSQL refuses (they become U+FFFD).
   const toolCalls = accumulator.toolCalls.map((call) => ({
     ...call,
@@ -32,6 +25,7 @@ export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outc
   return {
     status: outcome.status,
     modelUsed: served ? storableText(served) : null,
+    routedModel: outcome.model,
     responseContent: storableText(accumulator.content) || null,
     toolCalls: toolCalls.length > 0 ? toolCalls : null,
     finishReason: accumulator.finishReason ? storableText(accumulator.finishReason) : null,
@@ -39,18 +33,16 @@ export async function callRecordOf(ctx: ServiceContext, handle: CallHandle, outc
     completionTokens: usage.completion_tokens,
     totalTokens: usage.prompt_tokens + usage.completion_tokens,
     usageSource: accumulator.usage ? 'upstream' : 'estimated',
-    costUsd: picoToUsd(costPico),
     latencyMs: Math.round(performance.now() - handle.startedAt),
     ttftMs: outcome.ttftMs,
     error: outcome.error?.message ?? null,
     delivered,
-    maxTokens: handle.maxTokens,
+    maxTokens: handle.maxTokens ?? 0,
   };
 }
 
 /** For a call the upstream reported no usage for (an aborted stream, a provider without usage). */
-async function estimatedUsage(handle: CallHandle, outcome: CallOutcome) {
-  const { accumulator } = outcome;
+async function estimatedUsage(messages: unknown[], accumulator: CallOutcome['accumulator'], maxTokens: number) {
   const completion = await estimateCompletionTokens(accumulator.content, accumulator.toolCalls);
-  return { prompt_tokens: await estimatePromptTokens(handle.messages), completion_tokens: Math.min(completion, handle.maxTokens) };
+  return { prompt_tokens: await estimatePromptTokens(messages), completion_tokens: Math.min(completion, maxTokens) };
 }

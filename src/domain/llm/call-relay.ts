@@ -5,7 +5,6 @@ import { newId } from '../../lib/ids.js';
 import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError, type UpstreamChunk, type UpstreamChunkStream } from '../../upstream/client.js';
-import { promptTokenBound, requestedCompletionLimit, type CompletionLimitField } from '../billing/reservation.models.js';
 import type { ServiceContext } from '../context.js';
 import type { NewCall } from './calls.repository.js';
 import type { ModelRoute } from './model-routing.js';
@@ -19,7 +18,7 @@ import { completeWithFallback, openStreamWithFallback } from './upstream-attempt
  */
 
 /** Fields of a request that are creditgate's, not the upstream's. */
-const OWN_FIELDS = new Set(['model', 'messages', 'stream', 'stream_options', 'team_id', 'job_type', 'user_id', 'job_metadata', 'max_tokens', 'max_completion_tokens']);
+const OWN_FIELDS = new Set(['model', 'messages', 'stream', 'stream_options', 'team_id', 'job_type', 'user_id', 'job_metadata']);
 
 export interface CallHandle {
   callId: string;
@@ -27,30 +26,24 @@ export interface CallHandle {
   teamId: string;
   route: ModelRoute;
   messages: unknown[];
-  /** The upstream request's body, the completion limit included once it is decided. */
+  /** The upstream request's body; its completion limit is the reservation's (see limitCompletion). */
   params: Record<string, unknown>;
   /** The client asked for the usage chunk (`stream_options.include_usage`). */
   wantsUsage: boolean;
   startedAt: number;
-  promptBound: number;
-  /** The completion limit asked for (or the default), and the field it goes upstream in. */
-  requestedLimit: { limit: number; field: CompletionLimitField };
-  /** The completion limit sent upstream: the one asked for, lowered to what the reservation covers. */
-  maxTokens: number;
+  /** The completion limit sent upstream, once the call's reservation decided it. */
+  maxTokens: number | null;
 }
 
 /** A call about to be made: the row that records it and the handle that runs it (its limit still to be decided). */
-export function prepareCall(ctx: ServiceContext, jobId: string, teamId: string, route: ModelRoute, request: LlmCallRequest, streamed: boolean) {
+export function prepareCall(jobId: string, teamId: string, route: ModelRoute, request: LlmCallRequest, streamed: boolean) {
   const params = Object.fromEntries(Object.entries(request).filter(([key]) => !OWN_FIELDS.has(key)));
-  const promptBound = promptTokenBound(request);
-  const requestedLimit = requestedCompletionLimit(request, ctx.config.DEFAULT_MAX_TOKENS);
   const record: NewCall = {
     id: newId('call'),
     streamed,
     modelRequested: route.requested,
     requestMessages: request.messages,
     requestParams: params,
-    promptBoundTokens: promptBound,
   };
   const handle: CallHandle = {
     callId: record.id,
@@ -61,17 +54,20 @@ export function prepareCall(ctx: ServiceContext, jobId: string, teamId: string, 
     params: { ...params, messages: request.messages },
     wantsUsage: request.stream_options?.include_usage === true,
     startedAt: performance.now(),
-    promptBound,
-    requestedLimit,
-    maxTokens: requestedLimit.limit,
+    maxTokens: null,
   };
   return { record, handle };
 }
 
-/** Fixes the completion limit the reservation covers; it goes upstream in the field the client used. */
-export function limitCompletion(handle: CallHandle, maxTokens: number): void {
+const LIMIT_FIELDS = ['max_tokens', 'max_completion_tokens'] as const;
+
+/**
+ * Fixes the completion limit the reservation covers, in `field` (the one the client used, or
+ * `max_completion_tokens`) and in the other one too if the client sent both: no larger limit goes upstream.
+ */
+export function limitCompletion(handle: CallHandle, maxTokens: number, field: (typeof LIMIT_FIELDS)[number]): void {
   handle.maxTokens = maxTokens;
-  handle.params[handle.requestedLimit.field] = maxTokens;
+  for (const name of LIMIT_FIELDS) if (name === field || name in handle.params) handle.params[name] = maxTokens;
 }
 
 export type CallStatus = 'success' | 'failed' | 'cancelled';

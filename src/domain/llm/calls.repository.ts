@@ -14,12 +14,22 @@ export interface NewCall {
   modelRequested: string;
   requestMessages: unknown[];
   requestParams: Record<string, unknown>;
-  /** Upper bound of the prompt's tokens (see promptTokenBound). */
+}
+
+/** What a call reserved before it left: its prompt's token bound, its completion limit, and credits (consumption modes). */
+export interface CallReservation {
   promptBoundTokens: number;
+  maxTokens: number | null;
+  reservedMicro: number;
 }
 
 /** What a finished call is recorded as (its row in llm_calls). */
-export interface CallRecord {
+export interface CallRecord extends CallUsage {
+  costUsd: string;
+}
+
+/** What a finished call consumed and produced, before it is priced. */
+export interface CallUsage {
   status: 'success' | 'failed' | 'cancelled';
   modelUsed: string | null;
   responseContent: string | null;
@@ -29,7 +39,6 @@ export interface CallRecord {
   completionTokens: number;
   totalTokens: number;
   usageSource: 'upstream' | 'estimated';
-  costUsd: string;
   latencyMs: number;
   ttftMs: number | null;
   error: string | null;
@@ -37,6 +46,8 @@ export interface CallRecord {
   delivered: boolean;
   /** The completion limit sent upstream. */
   maxTokens: number;
+  /** The route's model that answered: the price to fall back on when the model the upstream names has none. */
+  routedModel: string | null;
 }
 
 export interface CallRecordValues extends Record<string, unknown> {
@@ -97,8 +108,8 @@ export async function saveCallRecordRow(db: DbOrTx, callId: string, record: Call
   await SAVE_CALL_RECORD.rows(db, callRecordValues(callId, record));
 }
 
-export async function insertCall(db: DbOrTx, jobId: string, teamId: string, call: NewCall, reservation: { reservedMicro: number; maxTokens: number }): Promise<void> {
-  await db.insert(llmCalls).values({ ...call, jobId, teamId, reservedMicro: reservation.reservedMicro, maxTokens: reservation.maxTokens });
+export async function insertCall(db: DbOrTx, jobId: string, teamId: string, call: NewCall, reservation: CallReservation): Promise<void> {
+  await db.insert(llmCalls).values({ ...call, ...reservation, jobId, teamId });
 }
 
 export async function listJobCalls(db: DbOrTx, jobId: string): Promise<LlmCallRow[]> {

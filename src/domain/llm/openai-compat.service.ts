@@ -1,8 +1,9 @@
 import type { ChatCompletionRequest, CreateAndCallRequest, ModelList } from '../../contracts/index.js';
 import type { StreamSink } from '../../sse/sink.js';
-import { teamOf, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { teamOf } from '../actor.js';
 import { createAndCall, createAndCallStream } from '../jobs/create-and-call.service.js';
-import { modelsOf } from '../tenancy/model-groups.service.js';
+import { modelsOf } from '../tenancy/model-groups.repository.js';
 import { listTeamModelGroups } from '../tenancy/teams.repository.js';
 
 export const CHAT_COMPLETION_JOB_TYPE = 'chat_completion';

@@ -1,8 +1,9 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 
 /**
- * Token counts for when the upstream reports no usage (an aborted stream, a provider without usage support).
- * gpt-tokenizer's o200k encoding is loaded on first use only: most calls never need it.
+ * Token counts for when the upstream reports no usage (an aborted stream, a provider without usage support), with
+ * gpt-tokenizer's o200k encoding. Loading its 2 MB rank table blocks the event loop for half a second or more, so
+ * the server loads it at start-up (loadTokenizer), never during a request.
  *
  * BPE is quadratic in the length of one pre-tokenized "word" (one 200 KB word took 17 s), so text is counted in
  * slices of at most SLICE_CHARS, cut at whitespace where there is some: linear in the input, and at most one extra
@@ -25,10 +26,14 @@ function sliceEnd(text: string, start: number): number {
   return code >= 0xdc00 && code <= 0xdfff ? hardEnd - 1 : hardEnd;
 }
 
+export function loadTokenizer(): Promise<typeof import('gpt-tokenizer')> {
+  tokenizer ??= import('gpt-tokenizer');
+  return tokenizer;
+}
+
 export async function countTokens(text: string): Promise<number> {
   if (!text) return 0;
-  tokenizer ??= import('gpt-tokenizer');
-  const { countTokens: count } = await tokenizer;
+  const { countTokens: count } = await loadTokenizer();
   let total = 0;
   let sinceYield = 0;
   for (let start = 0; start < text.length; ) {

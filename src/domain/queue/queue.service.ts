@@ -9,11 +9,12 @@ import { errorFrameBody, queueFormat } from '../../sse/formats.js';
 import { UpstreamError } from '../../upstream/errors.js';
 import type { StreamSink } from '../../sse/sink.js';
 import { recordCall, reserveCall } from '../billing/settlement.js';
-import { actorLabel, teamOf, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel, teamOf } from '../actor.js';
 import { JOB_STATUS_OF_CALL } from '../jobs/create-and-call.service.js';
 import { findJob, isOpen } from '../jobs/jobs.repository.js';
 import { createJob, settle } from '../jobs/jobs.service.js';
-import { callRecordOf } from '../llm/call-record.js';
+import { callUsageOf } from '../llm/call-record.js';
 import { prepareCall, relayStream, type CallStatus } from '../llm/call-relay.js';
 import { replayCallFrames } from '../llm/call-replay.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
@@ -25,31 +26,13 @@ type QueueRow = typeof queueRequests.$inferSelect;
 
 const OPEN = ['queued', 'processing'] as const;
 const QUEUE_STATUS_OF_CALL: Record<CallStatus, QueueRow['status']> = { success: 'completed', failed: 'error', cancelled: 'cancelled' };
-const LINGER_MS = 60_000;
 const POLL_MS = 200;
-
-/** The broadcasts of the queued calls this process runs, kept a minute after they end for late readers. */
-export class QueueRuns {
-  private readonly runs = new Map<string, QueueBroadcast>();
-
-  add(queueId: string, broadcast: QueueBroadcast): void {
-    this.runs.set(queueId, broadcast);
-  }
-
-  get(queueId: string): QueueBroadcast | undefined {
-    return this.runs.get(queueId);
-  }
-
-  finished(queueId: string): void {
-    setTimeout(() => this.runs.delete(queueId), LINGER_MS).unref();
-  }
-}
 
 /** Accepts a call to run server-side now; the answer names it at once, before the model is even contacted. */
 export async function submitQueued(ctx: ServiceContext, input: QueueSubmitRequest): Promise<QueueSubmitResponse> {
   const teamId = teamOf(ctx.actor);
   const { job_id: givenJobId, provider: _provider, stream: _stream, ...request } = input;
-  resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches, teamId), input.model);
+  resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamId), input.model);
   // The job's hold and the item commit together: a refused item leaves no credits held.
   const item = await withTransaction(ctx.db, async (tx) => {
     let jobId = givenJobId;
@@ -95,14 +78,13 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       await endStream(broadcast, queueFormat, { error: UpstreamError.aborted('cancelled', 'cancelled before it started'), recorded: true });
       return;
     }
-    const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches, item.teamId);
+    const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches.teams, item.teamId);
     const request = { ...item.request, model: item.model } as LlmCallRequest;
-    const call = prepareCall(ctx, item.jobId, item.teamId, resolveModelRoute(snapshot, item.model), request, true);
+    const call = prepareCall(item.jobId, item.teamId, resolveModelRoute(snapshot, item.model), request, true);
     await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
     await ctx.db.update(queueRequests).set({ callId: call.handle.callId }).where(eq(queueRequests.id, item.id));
     const outcome = await relayStream(ctx, call.handle, broadcast, { format: queueFormat });
-    const record = await callRecordOf(ctx, call.handle, outcome);
-    const recorded = await recordCall(ctx, snapshot.team, call.handle, record, actorLabel(ctx.actor));
+    const { recorded } = await recordCall(ctx, snapshot.team, call.handle, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
     if (recorded) await endJob(outcome.status, outcome.error?.message);
     await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
     await endStream(broadcast, queueFormat, { error: outcome.error, recorded });

@@ -1,7 +1,8 @@
-import { asc, eq, inArray, sql } from 'drizzle-orm';
+import { asc, eq, sql } from 'drizzle-orm';
 import type { CreateModelGroupRequest, ModelGroup, UpdateModelGroupRequest } from '../../contracts/index.js';
 import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { modelGroupModels, modelGroups, teamModelGroups } from '../../db/schema/index.js';
+import { modelsOf } from './model-groups.repository.js';
 import { conflict, notFound } from '../../lib/errors.js';
 import { findModelPrice } from '../billing/model-prices.service.js';
 import type { ServiceContext } from '../context.js';
@@ -81,23 +82,6 @@ async function replaceModels(db: DbOrTx, groupName: string, models: CreateModelG
   await db
     .insert(modelGroupModels)
     .values(models.map((model) => ({ groupName, modelName: model.model_name, priority: model.priority })));
-}
-
-/** The models of each group, in the order they are tried. */
-export async function modelsOf(db: DbOrTx, groupNames: string[]) {
-  const byGroup = new Map<string, { model_name: string; priority: number }[]>();
-  if (groupNames.length === 0) return byGroup;
-  const rows = await db
-    .select()
-    .from(modelGroupModels)
-    .where(inArray(modelGroupModels.groupName, groupNames))
-    .orderBy(asc(modelGroupModels.priority), asc(modelGroupModels.modelName));
-  for (const row of rows) {
-    const list = byGroup.get(row.groupName) ?? [];
-    list.push({ model_name: row.modelName, priority: row.priority });
-    byGroup.set(row.groupName, list);
-  }
-  return byGroup;
 }
 
 /** Unpriced models are named, so an operator sees which calls consumption_usd teams would be refused. */

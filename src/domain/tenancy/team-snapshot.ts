@@ -1,6 +1,6 @@
 import type { DbOrTx } from '../../db/client.js';
-import type { Caches } from '../caches.js';
-import { modelsOf } from './model-groups.service.js';
+import type { TtlCache } from '../../lib/ttl-cache.js';
+import { modelsOf } from './model-groups.repository.js';
 import { listTeamModelGroups, requireTeam, type TeamRow } from './teams.repository.js';
 
 /** A team's settings and the models it may use, as the hot path needs them. */
@@ -13,11 +13,11 @@ export interface TeamSnapshot {
 }
 
 /** From the cache when fresh; a change of the team or of a model group drops it (see Caches). */
-export async function loadTeamSnapshot(db: DbOrTx, caches: Caches, teamId: string): Promise<TeamSnapshot> {
-  const cached = caches.teams.get(teamId);
+export async function loadTeamSnapshot(db: DbOrTx, cache: TtlCache<TeamSnapshot>, teamId: string): Promise<TeamSnapshot> {
+  const cached = cache.get(teamId);
   if (cached) return cached;
   const [team, groups] = await Promise.all([requireTeam(db, teamId), listTeamModelGroups(db, teamId)]);
   const snapshot = { team, groups, models: await modelsOf(db, groups) };
-  caches.teams.set(teamId, snapshot);
+  cache.set(teamId, snapshot);
   return snapshot;
 }

@@ -4,7 +4,8 @@ import { sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js'
 import { organizations, teams } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { issueApiKey } from '../api-keys/api-keys.service.js';
-import { actorLabel, assertTeamAccess, type ServiceContext } from '../context.js';
+import { type ServiceContext } from '../context.js';
+import { actorLabel, assertTeamAccess } from '../actor.js';
 import { DEFAULT_BUDGET, resolveBudgetSettings } from '../billing/billing-settings.models.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
 import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';

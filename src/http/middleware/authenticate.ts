@@ -3,7 +3,7 @@ import { verifyAdminToken } from '../../domain/admin/admin-auth.js';
 import { isMasterKey } from '../../domain/admin/admin-auth.js';
 import { verifyTeamKey } from '../../domain/api-keys/api-keys.service.js';
 import { TEAM_KEY_PREFIX } from '../../domain/api-keys/api-keys.models.js';
-import type { Actor } from '../../domain/context.js';
+import type { Actor } from '../../domain/actor.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../lib/errors.js';
 import type { RouteAuth } from '../route.js';

@@ -8,7 +8,7 @@ import {
   SetBudgetModeRequest,
   TeamParams,
 } from '../../contracts/index.js';
-import { assertTeamAccess } from '../../domain/context.js';
+import { assertTeamAccess } from '../../domain/actor.js';
 import { addCredits, getCreditBalance, listCreditTransactions } from '../../domain/ledger/ledger.service.js';
 import { setBudgetMode } from '../../domain/tenancy/teams.service.js';
 import { defineRoute } from '../route.js';
