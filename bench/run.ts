@@ -911,16 +911,19 @@ async function main(): Promise<void> {
     await fresh.close();
   }
 
-  // Whole run: every successful creditgate stream charged once, nothing else charged, nothing left held.
+  // Whole run: every successful creditgate stream charged once, and every stream of the memory phase too (their
+  // clients left after output arrived, which is billed), nothing else charged, nothing left held.
   const totalCharges = (await ledger.teamCharges()) - chargesAtStart;
   const creditsUsed = Number(balance?.credits_used);
   const held = Number(balance?.held);
+  const leftAfterOutput = memory.reduce((sum, m) => sum + (m.cancelledCharged ?? 0), 0);
   const runCheck = {
     creditgateOkStreams: counters.creditgateOkStreams,
+    leftAfterOutput,
     ledgerCharges: totalCharges,
     balanceCreditsUsed: creditsUsed,
     balanceHeld: held,
-    ok: totalCharges === counters.creditgateOkStreams && creditsUsed === totalCharges && held === 0,
+    ok: totalCharges === counters.creditgateOkStreams + leftAfterOutput && creditsUsed === totalCharges && held === 0,
   };
 
   const targets = evaluateTargets(paced, saturation, memory);
@@ -995,7 +998,7 @@ async function main(): Promise<void> {
       memoryTable,
       ...memory.flatMap((m) => (m.heapGrowth ? ['', `${m.armLabel}: ${m.heapGrowth}`] : [])),
     ]),
-    `CHARGES over the whole run: ${runCheck.creditgateOkStreams} successful creditgate streams, ${runCheck.ledgerCharges} ledger charges, balance credits_used ${runCheck.balanceCreditsUsed}, held ${runCheck.balanceHeld}: ${runCheck.ok ? 'OK (no lost or double charges)' : 'MISMATCH'}`,
+    `CHARGES over the whole run: ${runCheck.creditgateOkStreams} successful creditgate streams + ${runCheck.leftAfterOutput} left by their clients after output, ${runCheck.ledgerCharges} ledger charges, balance credits_used ${runCheck.balanceCreditsUsed}, held ${runCheck.balanceHeld}: ${runCheck.ok ? 'OK (no lost or double charges)' : 'MISMATCH'}`,
     '',
     'TARGETS (informative; the bench exits 0 either way)',
     targetTable,
