@@ -5,10 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type SimulatedUpstream } from '../../src/upstream/simulated-server.js';
 import { query } from '../helpers/postgres.js';
 import { sleep } from '../helpers/wait.js';
-import type { SimContext } from './simulation/behaviours.js';
+import { streamsThroughShutdown, type SimContext } from './simulation/behaviours.js';
 import { Cluster } from './simulation/cluster.js';
 import { checkInvariants, readSnapshot, type Violation } from './simulation/invariants.js';
 import { Observations, sawOutput } from './simulation/observations.js';
+import { operationRandom } from './simulation/random.js';
 import { runOperations, type RunReport } from './simulation/scheduler.js';
 import { setupTeams, type TeamsSetup } from './simulation/teams.js';
 import { UpstreamPlans } from './simulation/upstream-plans.js';
@@ -58,6 +59,7 @@ const SERVER_ENV: Record<string, string> = {
   EARLY_UPSTREAM_MIN_HOLDS: '5',
   DB_POOL_MAX: '8',
 };
+
 /**
  * After the clients are done, abandoned jobs and crashed calls need the job timeout plus a few sweeps: wait until
  * nothing is open, or until nothing has changed for a while once that time has passed (what is left then stays).
@@ -143,7 +145,16 @@ describe('adversarial clients against two creditgate instances on one database',
         log,
         maxRunMs: MAX_RUN_SECONDS > 0 ? MAX_RUN_SECONDS * 1000 : Number.POSITIVE_INFINITY,
         chaos: [
-          { name: 'SIGTERM instance 0 (graceful stop), then restart', atOp: Math.floor(OPS * 0.35), run: () => cluster.gracefulRestart(0, 20_000) },
+          {
+            name: 'SIGTERM instance 0 (graceful stop) with streams longer than its grace in flight, then restart',
+            atOp: Math.floor(OPS * 0.35),
+            async run() {
+              const streams = streamsThroughShutdown(sim, operationRandom(SEED, OPS), cluster.at(0)!, OPS);
+              await streams.flowing;
+              await cluster.gracefulRestart(0, 20_000);
+              await streams.done;
+            },
+          },
           { name: 'kill -9 instance 1, then restart', atOp: Math.floor(OPS * 0.65), run: () => cluster.crashRestart(1) },
         ],
       });

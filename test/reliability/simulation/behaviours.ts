@@ -1,5 +1,6 @@
 import { sleep } from '../../helpers/wait.js';
 import { MASTER_KEY } from '../support.js';
+import type { ServerProcess } from '../support.js';
 import type { Cluster } from './cluster.js';
 import { exchange, type Exchange, type LeavePoint, type ReadingStyle } from './http-client.js';
 import { callObservation, type Observations, type OperationObservation } from './observations.js';
@@ -127,7 +128,7 @@ async function perform(sim: SimContext, rng: Random, obs: OperationObservation, 
     reading: call.reading,
     patienceMs: call.patienceMs ?? sim.patienceMs,
   });
-  sim.observations.addCall(obs, callObservation(call.tag, call.endpoint, result));
+  sim.observations.addCall(obs, callObservation(call.tag, call.endpoint, server.child.pid, result));
   const jobId = result.headers['x-job-id'] ?? result.json?.job_id;
   if (typeof jobId === 'string') sim.observations.setJob(obs, jobId);
   return result;
@@ -359,7 +360,8 @@ const queuedCall: Behaviour = async (sim, rng, op) => {
     const server = await anyInstance(sim);
     const attached = await exchange({ baseUrl: server.url, path: '/api/llm/queue/stream', token: team.key, body: { queueId }, patienceMs: sim.patienceMs, ...attachStyle });
     // Leaving the queue's stream detaches; the call runs on server-side, so it is not recorded as a client leaving.
-    sim.observations.addCall(obs, { ...callObservation(call.tag, '/api/llm/queue/stream', attached), leftAt: undefined, leftWhere: attached.leftWhere && `detached (${attached.leftWhere})` });
+    const observed = callObservation(call.tag, '/api/llm/queue/stream', server.child.pid, attached);
+    sim.observations.addCall(obs, { ...observed, leftAt: undefined, leftWhere: attached.leftWhere && `detached (${attached.leftWhere})` });
   } else if (then === 'cancel') {
     await sleep(cancelAfterMs);
     const at = Date.now();
@@ -372,7 +374,7 @@ const queuedCall: Behaviour = async (sim, rng, op) => {
     const current = await item();
     if (current && !['queued', 'processing'].includes(current.status)) {
       if (current.result?.content || current.result?.toolCalls?.length) {
-        sim.observations.addCall(obs, { tag: call.tag, endpoint: `/api/llm/queue/${queueId}`, status: 200, contentChunks: 1, sawDone: true, errorEvents: 0, leftAt: undefined, leftWhere: undefined, transportError: undefined, startedAt: Date.now(), endedAt: Date.now() });
+        sim.observations.addCall(obs, { tag: call.tag, endpoint: `/api/llm/queue/${queueId}`, pid: undefined, status: 200, contentChunks: 1, sawDone: true, errorEvents: 0, leftAt: undefined, leftWhere: undefined, transportError: undefined, startedAt: Date.now(), endedAt: Date.now() });
       }
       return;
     }
@@ -384,7 +386,7 @@ const queuedCall: Behaviour = async (sim, rng, op) => {
 /** An operator adds a few credits to a team (so teams that ran out come back). */
 const topUp: Behaviour = async (sim, rng, op) => {
   const team = rng.pick(sim.teams);
-  const credits = rng.int(5, 30);
+  const credits = rng.int(3, 12);
   const obs = sim.observations.begin(op, 'top-up', team.teamId);
   for (let attempt = 0; attempt < 20; attempt++) {
     const server = await anyInstance(sim);
@@ -402,6 +404,47 @@ const topUp: Behaviour = async (sim, rng, op) => {
     await sleep(200);
   }
 };
+
+/**
+ * Streams longer than the shutdown grace, opened on one instance just before it is stopped (SIGTERM): one-shot
+ * streams (job routes and /v1) and calls of jobs the client completes afterwards on any instance. `flowing`
+ * resolves once each has shown output or ended; `done` once the clients are finished. Their operations are
+ * numbered from `firstOp`, after the scheduler's.
+ */
+export function streamsThroughShutdown(sim: SimContext, rng: Random, server: ServerProcess, firstOp: number) {
+  const kinds = ['create-and-call-stream', 'create-and-call-stream', 'v1-stream', 'job', 'job'] as const;
+  // Everything drawn first, in order; the job's id completes the endpoint once it exists.
+  const planned = kinds.map((kind, i) => {
+    const op = firstOp + i;
+    const team = rng.pick(sim.teams);
+    const extra = kind === 'create-and-call-stream' ? { team_id: team.teamId, job_type: 'sim-through-sigterm' } : kind === 'v1-stream' ? { stream: true } : {};
+    const endpoint = kind === 'v1-stream' ? '/v1/chat/completions' : '/api/jobs/create-and-call-stream';
+    const call = planCall(sim, rng, team, `o${op}c0`, endpoint, true, { kind: 'marathon', style: {}, extra, requireModel: kind === 'v1-stream' });
+    // The whole marathon (13 s), far longer than the grace.
+    delete call.body.max_tokens;
+    delete call.body.max_completion_tokens;
+    return { kind, op, team, call };
+  });
+  const flows: Promise<void>[] = [];
+  const clients = planned.map(async ({ kind, op, team, call }) => {
+    const obs = sim.observations.begin(op, `through-sigterm ${kind}`, team.teamId);
+    let flowing!: () => void;
+    flows.push(new Promise<void>((resolve) => (flowing = resolve)));
+    // The operator tops the team up first, so these streams are not refused for want of credits.
+    await exchange({ baseUrl: server.url, path: `/api/credits/teams/${team.teamId}/add`, token: MASTER_KEY, body: { credits: 30, reason: 'before the graceful stop' }, patienceMs: 15_000 });
+    const jobId = kind === 'job' ? await createJob(sim, obs, team, 'sim-through-sigterm') : undefined;
+    if (kind === 'job' && !jobId) return flowing();
+    const endpoint = jobId ? callEndpoint(jobId, true) : call.endpoint;
+    sim.observations.expectTag(obs, call.tag);
+    const result = await exchange({ baseUrl: server.url, path: endpoint, token: team.key, body: call.body, patienceMs: sim.jobTimeoutMs + 30_000, onOutput: flowing });
+    flowing();
+    sim.observations.addCall(obs, callObservation(call.tag, endpoint, server.child.pid, result));
+    const header = result.headers['x-job-id'];
+    if (typeof header === 'string') sim.observations.setJob(obs, header);
+    if (jobId) await endJob(sim, obs, team, jobId, 'completed');
+  });
+  return { flowing: Promise.all(flows), done: Promise.all(clients) };
+}
 
 export const BEHAVIOURS: Record<string, { weight: number; run: Behaviour }> = {
   'create-and-call-stream': { weight: 25, run: oneShotStream },

@@ -29,6 +29,11 @@ export class Cluster {
     return server;
   }
 
+  /** The process in `slot`, if it is up. */
+  at(slot: number): ServerProcess | undefined {
+    return this.slots[slot];
+  }
+
   live(): ServerProcess[] {
     return this.slots.filter((server): server is ServerProcess => server !== undefined && !server.exited());
   }
@@ -64,6 +69,11 @@ export class Cluster {
   private markStopped(server: ServerProcess, how: string) {
     const entry = this.history.find((h) => h.server === server);
     if (entry) entry.stoppedHow = how;
+  }
+
+  /** How the process with this pid was stopped by the simulation, if it was. */
+  stoppedHow(pid: number | undefined): string | undefined {
+    return this.history.find((h) => h.server.child.pid === pid)?.stoppedHow;
   }
 
   /** Resident memory of each live process, from /proc (MB). */

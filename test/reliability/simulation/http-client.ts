@@ -34,6 +34,8 @@ export interface ExchangeOptions {
   method?: 'POST' | 'GET';
   leave?: LeavePoint | undefined;
   reading?: ReadingStyle | undefined;
+  /** Called once, when the first output (content or tool call) arrives. */
+  onOutput?: () => void;
   /** The client gives up (leaves) after this long. */
   patienceMs: number;
 }
@@ -216,6 +218,10 @@ export function exchange(options: ExchangeOptions): Promise<Exchange> {
           if (hasOutput(choice?.delta)) result.contentChunks++;
           if (choice?.finish_reason) result.sawFinish = true;
         }
+      }
+      if (result.contentChunks > 0 && options.onOutput) {
+        options.onOutput();
+        options.onOutput = undefined;
       }
       const leavePoint = options.leave;
       if (leavePoint?.at === 'after-content' && result.contentChunks >= leavePoint.chunks) leave('after-content');

@@ -228,6 +228,7 @@ export function describeOperation(op: OperationObservation) {
     abandoned: op.abandoned || undefined,
     calls: op.calls.map((c) => ({
       tag: c.tag,
+      pid: c.pid,
       endpoint: c.endpoint.replace(/job_[a-z0-9]+/, ':job'),
       status: c.status,
       content_chunks: c.contentChunks,
@@ -368,6 +369,23 @@ function checkCancels(input: CheckInput): Violation[] {
   );
 }
 
+/**
+ * A graceful stop (SIGTERM) ends every answer it had begun (a stream gets an error event and [DONE]) instead of
+ * cutting the connection. Requests that got no answer at all are not judged (the spec does not say how a plain
+ * request still waiting for its model ends). kill -9 may cut anything.
+ */
+function checkGracefulStop(input: CheckInput): Violation[] {
+  return input.observations.operations.flatMap((op) =>
+    op.calls
+      .filter((call) => call.status > 0 && call.transportError && input.cluster.stoppedHow(call.pid) === 'SIGTERM')
+      .map((call) => ({
+        invariant: '8 SIGTERM ends accepted requests cleanly',
+        message: `${call.tag} on the SIGTERMed instance (pid ${call.pid}): ${call.transportError}`,
+        details: describeOperation(op),
+      })),
+  );
+}
+
 /** 7: each surviving process back within a memory bound. */
 async function checkMemory(input: CheckInput): Promise<Violation[]> {
   const rss = await input.cluster.rss();
@@ -377,5 +395,5 @@ async function checkMemory(input: CheckInput): Promise<Violation[]> {
 }
 
 export async function checkInvariants(input: CheckInput): Promise<Violation[]> {
-  return [...checkBalances(input), ...checkJobs(input), ...checkUpstream(input), ...checkCancels(input), ...(await checkMemory(input))];
+  return [...checkBalances(input), ...checkJobs(input), ...checkUpstream(input), ...checkCancels(input), ...checkGracefulStop(input), ...(await checkMemory(input))];
 }

@@ -10,6 +10,8 @@ export interface CallObservation {
   /** The upstream tag of the call (`o12c3`), also found in the call's recorded messages. */
   tag: string;
   endpoint: string;
+  /** The pid of the creditgate process the request went to. */
+  pid: number | undefined;
   status: number;
   contentChunks: number;
   sawDone: boolean;
@@ -44,10 +46,11 @@ export interface OperationObservation {
   notes: string[];
 }
 
-export function callObservation(tag: string, endpoint: string, result: Exchange): CallObservation {
+export function callObservation(tag: string, endpoint: string, pid: number | undefined, result: Exchange): CallObservation {
   return {
     tag,
     endpoint,
+    pid,
     status: result.status,
     contentChunks: result.contentChunks,
     sawDone: result.sawDone,
