@@ -67,6 +67,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
     const caches = new Caches(config.CACHE_TTL_MS, (message) => notifier.publish(CACHE_CHANNEL, message));
     notifier.on(CACHE_CHANNEL, (message) => caches.dropHere(message));
+    notifier.onReconnect(() => caches.dropAll());
     await notifier.start();
     closers.push(() => notifier.stop());
 

@@ -49,10 +49,32 @@ export async function migrateDatabase(pool: pg.Pool): Promise<void> {
   }
 }
 
-/** Runs `work` in a transaction, or inside the caller's when it already holds one, so callers compose. */
-export function withTransaction<T>(db: DbOrTx, work: (tx: Transaction) => Promise<T>): Promise<T> {
+const commitEffects = new WeakMap<object, (() => Promise<void>)[]>();
+
+/**
+ * Runs `work` in a transaction, or inside the caller's when it already holds one, so callers compose. Effects
+ * queued with `afterCommit` run once the outermost transaction committed, and not at all if it rolled back.
+ */
+export async function withTransaction<T>(db: DbOrTx, work: (tx: Transaction) => Promise<T>): Promise<T> {
   if (db instanceof PgTransaction) return work(db as Transaction);
-  return (db as Database).transaction(work);
+  const effects: (() => Promise<void>)[] = [];
+  const result = await (db as Database).transaction((tx) => {
+    commitEffects.set(tx, effects);
+    return work(tx);
+  });
+  for (const effect of effects) await effect();
+  return result;
+}
+
+/**
+ * A side effect of a change (dropping cached copies, telling other instances) runs after the change is committed,
+ * never before: before, another reader could reload the old row and cache it as current. Outside a transaction
+ * the change is already committed, so it runs now.
+ */
+export async function afterCommit(db: DbOrTx, effect: () => Promise<void>): Promise<void> {
+  const effects = commitEffects.get(db);
+  if (effects) effects.push(effect);
+  else await effect();
 }
 
 /** PostgreSQL SQLSTATE of an error thrown by a query (drizzle wraps the driver's error in `cause`). */

@@ -11,6 +11,7 @@ type Handler = (payload: string) => void;
 export class PgNotifier {
   private client: pg.Client | undefined;
   private readonly handlers = new Map<string, Handler[]>();
+  private readonly reconnectHandlers: (() => void)[] = [];
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
@@ -22,6 +23,11 @@ export class PgNotifier {
 
   on(channel: string, handler: Handler): void {
     this.handlers.set(channel, [...(this.handlers.get(channel) ?? []), handler]);
+  }
+
+  /** Runs after the listening connection was lost and is back: notifications sent meanwhile were missed. */
+  onReconnect(handler: () => void): void {
+    this.reconnectHandlers.push(handler);
   }
 
   async start(): Promise<void> {
@@ -45,7 +51,10 @@ export class PgNotifier {
     if (this.stopped || this.reconnectTimer) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      this.start().catch(() => this.reconnect());
+      this.start().then(
+        () => this.reconnectHandlers.forEach((handler) => handler()),
+        () => this.reconnect(),
+      );
     }, 1_000);
     this.reconnectTimer.unref();
   }

@@ -1,6 +1,24 @@
-/** A map whose entries live at most `ttlMs` (or until their own deadline), bounded in size. */
+/** A loaded value and, when it has one of its own, the time it stops being valid (an expiring key). */
+export interface Loaded<V> {
+  value: V;
+  until?: number;
+}
+
+/** Entries older than this share of their life are reloaded in the background when read, so hot ones never expire. */
+const REFRESH_AFTER = 0.8;
+
+/**
+ * A map whose entries live at most `ttlMs` (or until their own deadline), bounded in size.
+ *
+ * Invalidation is versioned: every delete bumps a generation, and a load that started before an invalidation never
+ * stores its result. Without that, a lookup that read a row just before a revoke could put the stale row back
+ * after the revoke cleared it (a revoked key working for another TTL). Concurrent loads of one key share one
+ * query, and an entry read late in its life is refreshed in the background, so a busy key never pays a miss.
+ */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; until: number }>();
+  private readonly entries = new Map<string, { value: V; loadedAt: number; until: number }>();
+  private readonly loading = new Map<string, Promise<V | undefined>>();
+  private generation = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -17,21 +35,60 @@ export class TtlCache<V> {
     return entry.value;
   }
 
+  /**
+   * The cached value, or what `load` finds (cached unless an invalidation happened meanwhile); undefined when
+   * `load` finds nothing, which is not cached.
+   */
+  async getOrLoad(key: string, load: () => Promise<Loaded<V> | undefined>): Promise<V | undefined> {
+    const now = Date.now();
+    const entry = this.entries.get(key);
+    if (entry && entry.until > now) {
+      if (now - entry.loadedAt > this.ttlMs * REFRESH_AFTER) void this.loadOnce(key, load).catch(() => undefined);
+      return entry.value;
+    }
+    return this.loadOnce(key, load);
+  }
+
+  private loadOnce(key: string, load: () => Promise<Loaded<V> | undefined>): Promise<V | undefined> {
+    const pending = this.loading.get(key);
+    if (pending) return pending;
+    const generation = this.generation;
+    const loading = load()
+      .then((loaded) => {
+        if (loaded && generation === this.generation) this.set(key, loaded.value, loaded.until);
+        return loaded?.value;
+      })
+      .finally(() => {
+        if (this.loading.get(key) === loading) this.loading.delete(key);
+      });
+    this.loading.set(key, loading);
+    return loading;
+  }
+
   set(key: string, value: V, deadline?: number, now = Date.now()): void {
     if (this.ttlMs <= 0) return;
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { value, until: Math.min(now + this.ttlMs, deadline ?? Infinity) });
+    this.entries.set(key, { value, loadedAt: now, until: Math.min(now + this.ttlMs, deadline ?? Infinity) });
   }
 
   delete(key: string): void {
+    this.invalidated();
     this.entries.delete(key);
   }
 
   deleteWhere(match: (value: V) => boolean): void {
+    this.invalidated();
     for (const [key, entry] of this.entries) if (match(entry.value)) this.entries.delete(key);
   }
 
   clear(): void {
+    this.invalidated();
     this.entries.clear();
+  }
+
+  /** Loads in flight started before this change: their results are dropped, and the next read loads afresh. */
+  private invalidated(): void {
+    this.generation++;
+    this.loading.clear();
   }
 }

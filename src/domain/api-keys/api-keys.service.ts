@@ -61,31 +61,30 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
  */
 export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string): Promise<Actor | null> {
   const keyHash = hashSecret(secret);
-  const cached = caches.keys.get(keyHash);
-  if (cached) return cached;
-  const [row] = await db
-    .select({
-      keyId: apiKeys.id,
-      teamId: teams.id,
-      organizationId: teams.organizationId,
-      lastUsedAt: apiKeys.lastUsedAt,
-      expiresAt: apiKeys.expiresAt,
-    })
-    .from(apiKeys)
-    .innerJoin(teams, eq(teams.id, apiKeys.teamId))
-    .where(
-      and(
-        eq(apiKeys.keyHash, keyHash),
-        isNull(apiKeys.revokedAt),
-        or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`),
-        eq(teams.status, 'active'),
-      ),
-    );
-  if (!row) return null;
-  await touchApiKey(db, row.keyId, row.lastUsedAt);
-  const actor = { kind: 'team' as const, teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId };
-  caches.keys.set(keyHash, actor, row.expiresAt?.getTime());
-  return actor;
+  const actor = await caches.keys.getOrLoad(keyHash, async () => {
+    const [row] = await db
+      .select({
+        keyId: apiKeys.id,
+        teamId: teams.id,
+        organizationId: teams.organizationId,
+        lastUsedAt: apiKeys.lastUsedAt,
+        expiresAt: apiKeys.expiresAt,
+      })
+      .from(apiKeys)
+      .innerJoin(teams, eq(teams.id, apiKeys.teamId))
+      .where(
+        and(
+          eq(apiKeys.keyHash, keyHash),
+          isNull(apiKeys.revokedAt),
+          or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`),
+          eq(teams.status, 'active'),
+        ),
+      );
+    if (!row) return undefined;
+    await touchApiKey(db, row.keyId, row.lastUsedAt);
+    return { value: { kind: 'team' as const, teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId }, until: row.expiresAt?.getTime() };
+  });
+  return actor ?? null;
 }
 
 const LAST_USED_RESOLUTION_MS = 60_000;

@@ -29,15 +29,15 @@ export async function setModelPrice(ctx: ServiceContext, modelName: string, inpu
  * (`gpt-4o-2024-08-06`), so the exact name is tried first, then without the prefix, then without the date.
  */
 export async function findModelPrice(db: DbOrTx, caches: Caches, model: string): Promise<Price | undefined> {
-  const cached = caches.prices.get(model);
-  if (cached !== undefined) return cached ?? undefined;
-  const bare = model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model;
-  const undated = bare.replace(/-\d{4}-\d{2}-\d{2}$|-\d{8}$/, '');
-  const names = [...new Set([model, bare, undated])];
-  const rows = await db.select().from(modelPrices).where(inArray(modelPrices.modelName, names));
-  const row = names.map((name) => rows.find((candidate) => candidate.modelName === name)).find((found) => found !== undefined);
-  const price = row ? { inputUsdPerMillion: row.inputUsdPerMillion, outputUsdPerMillion: row.outputUsdPerMillion } : null;
-  caches.prices.set(model, price);
+  const price = await caches.prices.getOrLoad(model, async () => {
+    const bare = model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model;
+    const undated = bare.replace(/-\d{4}-\d{2}-\d{2}$|-\d{8}$/, '');
+    const names = [...new Set([model, bare, undated])];
+    const rows = await db.select().from(modelPrices).where(inArray(modelPrices.modelName, names));
+    const row = names.map((name) => rows.find((candidate) => candidate.modelName === name)).find((found) => found !== undefined);
+    // "No price" is cached too: it is asked for on every call of an unpriced model.
+    return { value: row ? { inputUsdPerMillion: row.inputUsdPerMillion, outputUsdPerMillion: row.outputUsdPerMillion } : null };
+  });
   return price ?? undefined;
 }
 

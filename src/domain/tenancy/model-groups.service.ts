@@ -1,6 +1,6 @@
 import { asc, eq, sql } from 'drizzle-orm';
 import type { CreateModelGroupRequest, ModelGroup, UpdateModelGroupRequest } from '../../contracts/index.js';
-import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
+import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { modelGroupModels, modelGroups, teamModelGroups } from '../../db/schema/index.js';
 import { modelsOf } from './model-groups.repository.js';
 import { conflict, notFound } from '../../lib/errors.js';
@@ -37,7 +37,7 @@ export async function updateModelGroup(ctx: ServiceContext, groupName: string, i
       .returning({ name: modelGroups.name });
     if (updated.length === 0) throw notFound('model group', 'group_name');
     if (input.models) await replaceModels(tx, groupName, input.models);
-    await ctx.caches.invalidate({ allTeams: true });
+    await afterCommit(tx, () => ctx.caches.invalidate({ allTeams: true }));
     return requireModelGroup(ctx, tx, groupName);
   });
 }
@@ -55,7 +55,7 @@ export async function deleteModelGroup(ctx: ServiceContext, groupName: string): 
     }
     const deleted = await tx.delete(modelGroups).where(eq(modelGroups.name, groupName)).returning({ name: modelGroups.name });
     if (deleted.length === 0) throw notFound('model group', 'group_name');
-    await ctx.caches.invalidate({ allTeams: true });
+    await afterCommit(tx, () => ctx.caches.invalidate({ allTeams: true }));
     return { group_name: groupName, deleted: true as const };
   });
 }

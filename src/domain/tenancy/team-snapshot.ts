@@ -14,10 +14,9 @@ export interface TeamSnapshot {
 
 /** From the cache when fresh; a change of the team or of a model group drops it (see Caches). */
 export async function loadTeamSnapshot(db: DbOrTx, cache: TtlCache<TeamSnapshot>, teamId: string): Promise<TeamSnapshot> {
-  const cached = cache.get(teamId);
-  if (cached) return cached;
-  const [team, groups] = await Promise.all([requireTeam(db, teamId), listTeamModelGroups(db, teamId)]);
-  const snapshot = { team, groups, models: await modelsOf(db, groups) };
-  cache.set(teamId, snapshot);
-  return snapshot;
+  const snapshot = await cache.getOrLoad(teamId, async () => {
+    const [team, groups] = await Promise.all([requireTeam(db, teamId), listTeamModelGroups(db, teamId)]);
+    return { value: { team, groups, models: await modelsOf(db, groups) } };
+  });
+  return snapshot!;
 }

@@ -1,6 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team } from '../../contracts/index.js';
-import { sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
+import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
 import { organizations, teams } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { issueApiKey } from '../api-keys/api-keys.service.js';
@@ -84,7 +84,7 @@ export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: 
     const team = await requireTeam(tx, teamId);
     const budget = resolveBudgetSettings(team, input);
     await tx.update(teams).set({ ...budget, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
-    await ctx.caches.invalidate({ teamId });
+    await afterCommit(tx, () => ctx.caches.invalidate({ teamId }));
     return getCreditBalance({ ...ctx, db: tx }, teamId);
   });
 }
