@@ -1,4 +1,4 @@
-import { pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { integer, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 
 export const adminUsers = pgTable('admin_users', {
   id: text('id').primaryKey(),
@@ -7,4 +7,8 @@ export const adminUsers = pgTable('admin_users', {
   createdBy: text('created_by').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   lastLoginAt: timestamp('last_login_at', { withTimezone: true }),
+  // Login throttling lives on the account row so that every instance sees the same streak and lock: an attacker
+  // spreading guesses over instances gets no more of them. Attempts are counted before the password is checked.
+  failedLoginAttempts: integer('failed_login_attempts').notNull().default(0),
+  loginLockedUntil: timestamp('login_locked_until', { withTimezone: true }),
 });

@@ -1,4 +1,5 @@
 import { index, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { limitColumns } from './limits.js';
 import { teams } from './teams.js';
 
 /** Virtual keys: only the SHA-256 of the secret and a short display prefix are stored. */
@@ -17,6 +18,7 @@ export const apiKeys = pgTable(
     expiresAt: timestamp('expires_at', { withTimezone: true }),
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    ...limitColumns(),
   },
   (t) => [index('api_keys_team_idx').on(t.teamId)],
 );

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, check, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, check, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { teams } from './teams.js';
 
 /**
@@ -19,6 +19,14 @@ export const creditBalances = pgTable(
     lastAmountMicro: bigint('last_amount_micro', { mode: 'number' }).notNull().default(0),
     /** The held change of the latest entry, for the same reason (a hold of "up to" an amount is decided in SQL). */
     lastHeldDeltaMicro: bigint('last_held_delta_micro', { mode: 'number' }).notNull().default(0),
+    /**
+     * The team's open jobs and calls in flight, and each key's (`{"<key_id>": n}`): every statement that opens or
+     * ends a job or a call already locks this row, so its concurrency limits are checked there, exactly, at no cost.
+     */
+    openJobs: integer('open_jobs').notNull().default(0),
+    callsInFlight: integer('calls_in_flight').notNull().default(0),
+    keyOpenJobs: jsonb('key_open_jobs').$type<Record<string, number>>().notNull().default({}),
+    keyCallsInFlight: jsonb('key_calls_in_flight').$type<Record<string, number>>().notNull().default({}),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [

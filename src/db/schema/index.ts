@@ -10,4 +10,5 @@ export * from './model-groups.js';
 export * from './model-prices.js';
 export * from './organizations.js';
 export * from './queue-requests.js';
+export * from './rate-windows.js';
 export * from './teams.js';

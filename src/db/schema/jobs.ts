@@ -11,6 +11,8 @@ export const jobs = pgTable(
       .notNull()
       .references(() => teams.id),
     jobType: text('job_type').notNull(),
+    /** The key that opened it (null for jobs opened before keys were recorded). */
+    keyId: text('key_id'),
     userId: text('user_id'),
     status: jobStatus('status').notNull().default('pending'),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),

@@ -14,6 +14,7 @@ export const llmCalls = pgTable(
       .notNull()
       .references(() => jobs.id),
     teamId: text('team_id').notNull(),
+    keyId: text('key_id'),
     status: llmCallStatus('status').notNull().default('in_progress'),
     streamed: boolean('streamed').notNull(),
     modelRequested: text('model_requested').notNull(),

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, check, index, integer, jsonb, numeric, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { limitColumns } from './limits.js';
 import { organizations } from './organizations.js';
 
 export const teamStatus = pgEnum('team_status', ['active', 'suspended']);
@@ -24,6 +25,7 @@ export const teams = pgTable(
     /** job_based: one job's price buys at most this many calls and tokens (reservations in flight included). */
     maxCallsPerJob: integer('max_calls_per_job').notNull().default(50),
     maxTokensPerJob: integer('max_tokens_per_job').notNull().default(200_000),
+    ...limitColumns(),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
