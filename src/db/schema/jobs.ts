@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { bigint, boolean, index, integer, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { teams } from './teams.js';
 
@@ -30,5 +31,9 @@ export const jobs = pgTable(
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true }),
   },
-  (t) => [index('jobs_team_created_idx').on(t.teamId, t.createdAt), index('jobs_open_idx').on(t.status, t.updatedAt)],
+  (t) => [
+    index('jobs_team_created_idx').on(t.teamId, t.createdAt),
+    index('jobs_open_idx').on(t.status, t.updatedAt),
+    index('jobs_team_open_idx').on(t.teamId).where(sql`${t.status} IN ('pending', 'in_progress')`),
+  ],
 );

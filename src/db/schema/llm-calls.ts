@@ -49,5 +49,6 @@ export const llmCalls = pgTable(
     index('llm_calls_job_idx').on(t.jobId),
     index('llm_calls_team_created_idx').on(t.teamId, t.createdAt),
     index('llm_calls_live_idx').on(t.heartbeatAt).where(sql`${t.status} = 'in_progress'`),
+    index('llm_calls_team_live_idx').on(t.teamId).where(sql`${t.status} = 'in_progress'`),
   ],
 );

@@ -48,6 +48,7 @@ export function jobFromRow(row: Record<string, unknown>): JobRow {
     id: row.id as string,
     teamId: row.team_id as string,
     jobType: row.job_type as string,
+    keyId: row.key_id as string | null,
     userId: row.user_id as string | null,
     status: row.status as JobRow['status'],
     metadata: row.metadata as Record<string, unknown>,
