@@ -68,6 +68,43 @@ describe('job()', () => {
     expect(await client.getBalance(teamId)).toMatchObject({ balance: 5, held: 0 });
   });
 
+  it('stops a stream the callback left open when it throws: the upstream request closes, the job is failed and billed for what was delivered', async () => {
+    const { client, teamId } = await newTeam(5);
+    app.upstream.enqueue({ steps: [{ type: 'content', text: 'partial' }, { type: 'hang' }] });
+    const before = app.upstream.requests.length;
+    let jobId = '';
+    const caught = await client
+      .job({ team_id: teamId, job_type: 'throws-mid-stream' }, async (job) => {
+        jobId = job.jobId;
+        const stream = await job.chatStream({ messages });
+        const iterator = stream[Symbol.asyncIterator]();
+        while (!stream.text) await iterator.next();
+        throw new Error('the reader gave up');
+      })
+      .catch((error: unknown) => error);
+    expect((caught as Error).message).toBe('the reader gave up');
+    const [request] = (await app.upstream.waitForRequests(before + 1)).slice(before);
+    expect((await app.upstream.waitForClosed(request!.id)).abortedByClient).toBe(true);
+    const job = await client.getJob(jobId);
+    expect(job).toMatchObject({ status: 'failed', error_message: 'the reader gave up', calls: [{ status: 'cancelled', response_content: 'partial' }] });
+    // Output was delivered, and the team does not waive failed jobs: credits_per_job.
+    expect(job.costs.credits_charged).toBe(1);
+    expect(await client.getBalance(teamId)).toMatchObject({ balance: 4, held: 0 });
+  });
+
+  it('completes the job when the callback returns with a stream it did not finish', async () => {
+    const { client, teamId } = await newTeam(5);
+    app.upstream.enqueue({ steps: [{ type: 'content', text: 'started' }, { type: 'hang' }] });
+    const { completed } = await client.job({ team_id: teamId, job_type: 'returns-early' }, async (job) => {
+      const stream = await job.chatStream({ messages });
+      // Read by hand and left open (a for-await loop would disconnect on leaving): job() must stop it.
+      const iterator = stream[Symbol.asyncIterator]();
+      while (!stream.text) await iterator.next();
+    });
+    expect(completed).toMatchObject({ status: 'completed', total_calls: 1, credits_charged: 1, credits_remaining: 4 });
+    expect(completed.calls[0]).toMatchObject({ status: 'cancelled', response_content: 'started' });
+  });
+
   it('completeJob, cancelJob and createAndCall put the costs at the top level too', async () => {
     const { client, teamId } = await newTeam(5);
     app.upstream.enqueue({ steps: [{ type: 'content', text: 'one shot' }] });

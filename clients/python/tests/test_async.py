@@ -84,3 +84,22 @@ def test_async_queue_submit_and_stream(server: Server, new_team: NewTeam) -> Non
     assert [events[0]["event"], events[-1]["event"]] == ["start", "done"]
     text = "".join(str(event["data"]["delta"]) for event in events if event["event"] == "chunk")
     assert text.startswith('Simulated reply to: "Queued async"')
+
+
+def test_async_job_stops_a_stream_its_block_left_open_before_failing_the_job(server: Server, new_team: NewTeam) -> None:
+    team = new_team(5)
+
+    async def run() -> str:
+        async with AsyncClient(server.url, team.key) as client:
+            with pytest.raises(RuntimeError, match="gave up"):
+                async with client.job(team.team_id, "async-raises-mid-stream") as job:
+                    stream = await job.chat_stream(MESSAGES)
+                    chunks = aiter(stream)
+                    while not stream.text:
+                        await anext(chunks)
+                    raise RuntimeError("gave up")
+            return job.job_id
+
+    recorded = team.client.get_job(asyncio.run(run()))
+    assert recorded["status"] == "failed"
+    assert recorded["calls"][0]["status"] == "cancelled"

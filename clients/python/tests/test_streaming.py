@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
+import pytest
+
 from conftest import NewTeam
 from creditgate import ChatMessage, Client, Job
 
@@ -138,3 +140,33 @@ def test_closing_a_one_shot_stream_early_in_job_based_mode_charges_credits_per_j
     assert (job["costs"]["credits_charged"], job["costs"]["credits_remaining"]) == (1, 2)
     balance = team.client.get_balance(team.team_id)
     assert (balance["balance"], balance["held"]) == (2, 0)
+
+
+def test_job_stops_a_stream_its_block_left_open_before_failing_the_job(new_team: NewTeam) -> None:
+    team = new_team(5)
+    with pytest.raises(RuntimeError, match="the reader gave up"):
+        with team.client.job(team.team_id, "raises-mid-stream") as job:
+            stream = job.chat_stream(MESSAGES)
+            chunks = iter(stream)
+            while not stream.text:
+                next(chunks)
+            raise RuntimeError("the reader gave up")
+    assert job.result is not None
+    recorded = team.client.get_job(job.job_id)
+    assert (recorded["status"], recorded["error_message"]) == ("failed", "the reader gave up")
+    content = recorded["calls"][0]["response_content"]
+    assert recorded["calls"][0]["status"] == "cancelled" and content is not None and content.startswith(stream.text)
+    # Output was delivered and the team does not waive failed jobs: credits_per_job.
+    assert recorded["costs"]["credits_charged"] == 1
+
+
+def test_job_completes_when_its_block_ends_with_an_unfinished_stream(new_team: NewTeam) -> None:
+    team = new_team(5)
+    with team.client.job(team.team_id, "ends-mid-stream") as job:
+        stream = job.chat_stream(MESSAGES)
+        chunks = iter(stream)
+        while not stream.text:
+            next(chunks)
+    assert job.result is not None
+    assert (job.result["status"], job.result["total_calls"], job.result["credits_charged"]) == ("completed", 1, 1)
+    assert job.result["calls"][0]["status"] == "cancelled"

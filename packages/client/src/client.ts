@@ -19,6 +19,7 @@ import type {
   UsageQuery,
 } from './contracts.js';
 import { ApiClient, segment, type RequestOptions } from './core.js';
+import { ConflictError } from './errors.js';
 import { ChatStream, QueueStream } from './stream.js';
 import type { CompletedJob, CreateAndCallResult, Page } from './types.js';
 
@@ -37,6 +38,9 @@ export interface JobOptions extends RequestOptions {
   completionMetadata?: Record<string, unknown>;
 }
 
+/** How long job() waits for the server to record calls it stopped before it completes the job. */
+const CALLS_END_WAIT_MS = 10_000;
+
 /**
  * The job API with a team virtual key (`sk-...`): jobs, calls (plain and streamed), the queue, and the team's
  * own credits and usage. Every method takes `RequestOptions` last (signal, idempotencyKey, timeoutMs).
@@ -48,36 +52,61 @@ export class CreditgateClient extends ApiClient {
 
   /**
    * Creates a job, runs `work` in it, and completes it: `completed` when `work` resolves, `failed` when it throws
-   * (the error is then rethrown). Either way the job is settled by the team's billing policy.
+   * (the error is then rethrown). Either way the job is settled by the team's billing policy. Streams `work`
+   * opened and did not finish are stopped first: a job cannot be completed while one of its calls runs.
    */
   async job<T>(body: CreateJobRequest, work: (job: JobHandle) => Promise<T>, options: JobOptions = {}): Promise<{ result: T; completed: CompletedJob }> {
     const { completionMetadata, idempotencyKey, ...requestOptions } = options;
     const created = await this.createJob(body, { ...requestOptions, ...(idempotencyKey && { idempotencyKey }) });
     const jobId = created.job_id;
+    const streams: ChatStream[] = [];
     const handle: JobHandle = {
       jobId,
       created,
       llmCall: (call, callOptions) => this.llmCall(jobId, call, { ...requestOptions, ...callOptions }),
-      chatStream: (call, callOptions) => this.chatStream(jobId, call, { ...requestOptions, ...callOptions }),
+      chatStream: async (call, callOptions) => {
+        const stream = await this.chatStream(jobId, call, { ...requestOptions, ...callOptions });
+        streams.push(stream);
+        return stream;
+      },
       get: (getOptions) => this.getJob(jobId, { ...requestOptions, ...getOptions }),
       costs: (getOptions) => this.getCosts(jobId, { ...requestOptions, ...getOptions }),
     };
     // The completion gets a key derived from the job's, so a retried job() replays rather than completes twice.
     const completeKey = idempotencyKey && `${idempotencyKey}:complete`;
-    const completeOptions = { ...requestOptions, ...(completeKey && { idempotencyKey: completeKey }) };
+    const complete = (request: CompleteJobRequest) => {
+      for (const stream of streams) stream.abort();
+      return this.completeOnceCallsEnded(jobId, { ...request, ...(completionMetadata && { metadata: completionMetadata }) }, {
+        ...requestOptions,
+        ...(completeKey && { idempotencyKey: completeKey }),
+      });
+    };
     let result: T;
     try {
       result = await work(handle);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      await this.completeJob(jobId, { status: 'failed', error_message: message.slice(0, 4000), ...(completionMetadata && { metadata: completionMetadata }) }, completeOptions).catch(
-        // The caller's error matters more; a job that could not be failed is expired by the server later.
-        () => undefined,
-      );
+      // The caller's error matters more; a job that could not be failed is expired by the server later.
+      await complete({ status: 'failed', error_message: message.slice(0, 4000) }).catch(() => undefined);
       throw error;
     }
-    const completed = await this.completeJob(jobId, { status: 'completed', ...(completionMetadata && { metadata: completionMetadata }) }, completeOptions);
-    return { result, completed };
+    return { result, completed: await complete({ status: 'completed' }) };
+  }
+
+  /**
+   * completeJob, retried while the server still records a call that was just stopped (`409 calls_in_progress`;
+   * it records a disconnected call within a second).
+   */
+  private async completeOnceCallsEnded(jobId: string, body: CompleteJobRequest, options: RequestOptions): Promise<CompletedJob> {
+    const deadline = Date.now() + CALLS_END_WAIT_MS;
+    for (;;) {
+      try {
+        return await this.completeJob(jobId, body, options);
+      } catch (error) {
+        if (!(error instanceof ConflictError && error.code === 'calls_in_progress') || Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 
   getJob(jobId: string, options?: RequestOptions): Promise<Job> {

@@ -21,7 +21,7 @@ from ._base import (
     segment,
     transport_error,
 )
-from ._errors import CreditgateError
+from ._errors import ConflictError, CreditgateError
 from ._streaming import ChatStream, QueueStream
 from ._types import (
     AddCreditsResponse,
@@ -112,6 +112,10 @@ class _Closable:
         self.close()
 
 
+# How long job() waits for the server to record calls it stopped before it completes the job.
+CALLS_END_WAIT_S = 10.0
+
+
 def _with_costs(answer: Any) -> Any:
     """The answer with its `costs` also at the top level, as the seed's clients read them."""
     return {**answer, **answer["costs"]}
@@ -125,12 +129,29 @@ class JobContext:
         self.created = created
         self.job_id = created["job_id"]
         self.result: CompletedJob | None = None
+        self._streams: list[ChatStream] = []
 
     def llm_call(self, messages: list[ChatMessage], *, model: str | None = None, idempotency_key: str | None = None, **params: Any) -> LlmCallResponse:
         return self._client.llm_call(self.job_id, messages, model=model, idempotency_key=idempotency_key, **params)
 
     def chat_stream(self, messages: list[ChatMessage], *, model: str | None = None, idempotency_key: str | None = None, **params: Any) -> ChatStream:
-        return self._client.chat_stream(self.job_id, messages, model=model, idempotency_key=idempotency_key, **params)
+        stream = self._client.chat_stream(self.job_id, messages, model=model, idempotency_key=idempotency_key, **params)
+        self._streams.append(stream)
+        return stream
+
+    def _complete(self, status: str, *, error_message: str | None = None, metadata: dict[str, Any] | None = None) -> CompletedJob:
+        """Stops the block's unfinished streams (a job cannot be completed while one of its calls runs), then
+        completes the job, retrying while the server still records a call that was just stopped."""
+        for stream in self._streams:
+            stream.close()
+        deadline = time.monotonic() + CALLS_END_WAIT_S
+        while True:
+            try:
+                return self._client.complete_job(self.job_id, status, error_message=error_message, metadata=metadata)
+            except ConflictError as error:
+                if error.code != "calls_in_progress" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def get(self) -> Job:
         return self._client.get_job(self.job_id)
@@ -185,12 +206,12 @@ class Client(_Closable):
         except BaseException as error:
             message = (str(error) or type(error).__name__)[:4000]
             try:
-                context.result = self.complete_job(context.job_id, "failed", error_message=message, metadata=completion_metadata)
+                context.result = context._complete("failed", error_message=message, metadata=completion_metadata)
             except CreditgateError:
                 # The block's exception matters more; a job that could not be failed is expired by the server later.
                 pass
             raise
-        context.result = self.complete_job(context.job_id, "completed", metadata=completion_metadata)
+        context.result = context._complete("completed", metadata=completion_metadata)
 
     def get_job(self, job_id: str) -> Job:
         return cast(Job, self._transport.json("GET", f"/api/jobs/{segment(job_id)}"))
