@@ -1,9 +1,10 @@
 import { AppError, notFound } from '../lib/errors.js';
+import type { Limits } from './limits/limits.models.js';
 
 /** Who is calling: an administrator (master key or admin user) or a team through one of its virtual keys. */
 export type Actor =
   | { kind: 'admin'; adminUserId: string | null }
-  | { kind: 'team'; teamId: string; organizationId: string; keyId: string }
+  | { kind: 'team'; teamId: string; organizationId: string; keyId: string; keyLimits: Limits }
   | { kind: 'anonymous' };
 
 /** How an actor is written into ledger entries and audit columns. */

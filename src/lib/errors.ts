@@ -21,13 +21,23 @@ export class AppError extends Error {
   /** A more specific machine-readable reason, e.g. `idempotency_key_reused`; defaults to `code`. */
   readonly reason: string;
   readonly param: string | null;
+  /** Sent as `Retry-After`: when the refusal (a throttle, a lock) will have passed. */
+  readonly retryAfterSeconds: number | undefined;
+  /** Further headers the answer carries (OpenAI's `x-ratelimit-*`). */
+  readonly headers: Record<string, string>;
 
-  constructor(code: ErrorCode, message: string, options: { reason?: string; param?: string | null; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { reason?: string; param?: string | null; cause?: unknown; retryAfterSeconds?: number; headers?: Record<string, string> } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.reason = options.reason ?? code;
     this.param = options.param ?? null;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.headers = options.headers ?? {};
   }
 
   get status(): number {

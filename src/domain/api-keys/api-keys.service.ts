@@ -69,6 +69,10 @@ export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string):
         organizationId: teams.organizationId,
         lastUsedAt: apiKeys.lastUsedAt,
         expiresAt: apiKeys.expiresAt,
+        requestsPerMinute: apiKeys.requestsPerMinute,
+        tokensPerMinute: apiKeys.tokensPerMinute,
+        maxConcurrentJobs: apiKeys.maxConcurrentJobs,
+        maxConcurrentCalls: apiKeys.maxConcurrentCalls,
       })
       .from(apiKeys)
       .innerJoin(teams, eq(teams.id, apiKeys.teamId))
@@ -82,7 +86,9 @@ export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string):
       );
     if (!row) return undefined;
     await touchApiKey(db, row.keyId, row.lastUsedAt);
-    return { value: { kind: 'team' as const, teamId: row.teamId, organizationId: row.organizationId, keyId: row.keyId }, until: row.expiresAt?.getTime() };
+    const { keyId, teamId, organizationId, requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls } = row;
+    const keyLimits = { requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls };
+    return { value: { kind: 'team' as const, teamId, organizationId, keyId, keyLimits }, until: row.expiresAt?.getTime() };
   });
   return actor ?? null;
 }

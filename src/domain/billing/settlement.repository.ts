@@ -18,6 +18,8 @@ import type { BudgetSettings } from './billing-settings.models.js';
 export interface NewJob {
   id: string;
   teamId: string;
+  /** The key that opens it: its concurrency counts too. */
+  keyId: string | null;
   jobType: string;
   userId: string | null;
   metadata: Record<string, unknown>;
@@ -26,6 +28,14 @@ export interface NewJob {
   timeoutSeconds: number;
   /** Ends with its call (one-shot requests); nobody completes it. */
   autoComplete: boolean;
+}
+
+/** The concurrency limits a new job or call is checked against (null: none). */
+export interface ConcurrencyLimits {
+  maxJobs: number | null;
+  maxCalls: number | null;
+  keyMaxJobs: number | null;
+  keyMaxCalls: number | null;
 }
 
 /** A hold of `upToMicro`, or of everything available if that is less, but never less than `atLeastMicro`. */
@@ -37,6 +47,11 @@ export interface HoldRange {
 interface OpenJobValues extends Record<string, unknown> {
   entryId: string;
   teamId: string;
+  keyId: string | null;
+  maxJobs: number | null;
+  maxCalls: number | null;
+  keyMaxJobs: number | null;
+  keyMaxCalls: number | null;
   holdAtLeast: number;
   holdUpTo: number;
   reason: string;
@@ -60,17 +75,17 @@ interface OpenJobValues extends Record<string, unknown> {
 function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
   const callSql = withCall
     ? sql`, call AS (
-        INSERT INTO ${llmCalls} (id, job_id, team_id, streamed, model_requested, request_messages, request_params,
+        INSERT INTO ${llmCalls} (id, job_id, team_id, key_id, streamed, model_requested, request_messages, request_params,
                                  prompt_bound_tokens, reserved_micro, max_tokens)
-        SELECT ${v.callId}::text, ${v.jobId}::text, ${v.teamId}::text, ${v.streamed}::boolean, ${v.modelRequested}::text,
+        SELECT ${v.callId}::text, ${v.jobId}::text, ${v.teamId}::text, ${v.keyId}::text, ${v.streamed}::boolean, ${v.modelRequested}::text,
                ${v.requestMessages}::jsonb, ${v.requestParams}::jsonb, ${v.promptBoundTokens}::int,
                CASE WHEN ${v.callReservesHold}::boolean THEN entry.held_delta_micro ELSE 0 END, ${v.callMaxTokens}::int
           FROM entry
       )`
     : sql``;
   const then = sql`, job AS (
-      INSERT INTO ${jobs} (id, team_id, job_type, user_id, metadata, hold_micro, status, timeout_seconds, auto_complete)
-      SELECT ${v.jobId}::text, ${v.teamId}::text, ${v.jobType}::text, ${v.userId}::text, ${v.metadata}::jsonb, entry.held_delta_micro,
+      INSERT INTO ${jobs} (id, team_id, key_id, job_type, user_id, metadata, hold_micro, status, timeout_seconds, auto_complete)
+      SELECT ${v.jobId}::text, ${v.teamId}::text, ${v.keyId}::text, ${v.jobType}::text, ${v.userId}::text, ${v.metadata}::jsonb, entry.held_delta_micro,
              ${withCall ? sql`'in_progress'` : sql`'pending'`}::job_status, ${v.timeoutSeconds}::int, ${v.autoComplete}::boolean
         FROM entry
       RETURNING created_at
@@ -88,6 +103,15 @@ function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
       reason: v.reason,
       actor: v.actor,
       entryId: v.entryId,
+      counters: {
+        jobs: 1,
+        calls: withCall ? 1 : 0,
+        keyId: v.keyId,
+        maxJobs: v.maxJobs,
+        maxCalls: v.maxCalls,
+        keyMaxJobs: v.keyMaxJobs,
+        keyMaxCalls: v.keyMaxCalls,
+      },
     },
     then,
   );
@@ -115,12 +139,15 @@ export interface FirstCall {
 
 /**
  * Holds the job's credits (within `hold`), creates the job and, for a one-shot request, its first call, in one
- * statement; when not even `hold.atLeastMicro` is available nothing at all is written and undefined comes back.
+ * statement that also counts them against the team's and the key's concurrency limits; when not even
+ * `hold.atLeastMicro` is available, or a limit is reached, nothing at all is written and undefined comes back.
  */
-export async function insertJobWithHold(db: DbOrTx, job: NewJob, hold: HoldRange, first?: FirstCall): Promise<OpenedJob | undefined> {
+export async function insertJobWithHold(db: DbOrTx, job: NewJob, hold: HoldRange, limits: ConcurrencyLimits, first?: FirstCall): Promise<OpenedJob | undefined> {
   const values: OpenJobValues = {
     entryId: newId('led'),
     teamId: job.teamId,
+    keyId: job.keyId,
+    ...limits,
     holdAtLeast: hold.atLeastMicro,
     holdUpTo: hold.upToMicro,
     reason: `hold for ${job.jobType} job`,
@@ -185,6 +212,7 @@ export interface JobSettlement {
 interface SettleValues extends Partial<CallRecordValues> {
   entryId: string;
   teamId: string;
+  keyId: string | null;
   jobId: string;
   holdMicro: number;
   releasedMicro: number;
@@ -206,14 +234,19 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
     reason: v.reason,
     actor: v.actor,
     entryId: v.entryId,
+    counters: { jobs: -1, calls: withCallRecord ? -1 : 0, keyId: v.keyId },
   };
-  // A job is settled only as the process saw it (open, with this hold) and with none of its calls in flight; the
-  // call recorded by this same statement is still in flight in the statement's snapshot, so it is left out.
-  const otherCalls = withCallRecord ? sql`AND id <> ${v.callId}::text` : sql``;
+  // A job is settled only as the process saw it: open, with this hold and, unless this statement records its one
+  // call, with no call in flight (status pending: a job is in_progress exactly while a call is in flight). The job
+  // row is read FOR UPDATE, which waits for a call being opened on it and re-checks its newest version; a check of
+  // llm_calls here would read the statement's snapshot and miss a call begun meanwhile.
+  const statuses = withCallRecord ? sql`'pending', 'in_progress'` : sql`'pending'`;
   const settleable = sql`EXISTS (
-    SELECT 1 FROM ${jobs} WHERE id = ${v.jobId}::text AND status IN ('pending', 'in_progress') AND hold_micro = ${v.holdMicro}::bigint
-    FOR UPDATE) AND NOT EXISTS (SELECT 1 FROM ${llmCalls} WHERE job_id = ${v.jobId}::text AND status = 'in_progress' ${otherCalls})`;
-  const then = sql`, settled AS (
+    SELECT 1 FROM ${jobs} WHERE id = ${v.jobId}::text AND status IN (${statuses}) AND hold_micro = ${v.holdMicro}::bigint
+    FOR UPDATE)`;
+  // The one call is recorded with the settlement or not at all, so the count of calls in flight follows it.
+  const recorded = withCallRecord ? sql`, recorded AS (${callRecordSql(v as Placeholders<CallRecordValues>, sql`EXISTS (SELECT 1 FROM moved)`)})` : sql``;
+  const then = sql`${recorded}, settled AS (
       UPDATE ${jobs}
          SET status = ${v.status}::job_status,
              hold_micro = 0,
@@ -227,7 +260,7 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
       RETURNING *
     )
     SELECT * FROM settled`;
-  return ledgerChangeSql(change, then, settleable, withCallRecord ? callRecordSql(v as Placeholders<CallRecordValues>) : undefined);
+  return ledgerChangeSql(change, then, settleable);
 }
 
 const SETTLE_JOB = {
@@ -242,12 +275,11 @@ const SETTLE_JOB = {
  * row must still be open with the hold the caller saw and no call in flight, and the team's balance row is locked
  * only while the statement runs. Returns undefined when the job changed meanwhile (settled by someone else, its
  * hold grew, a call began): the caller looks again. The team's available credits right after are recorded, which
- * makes the settle answer reproducible. With `call`, the statement also writes that call's record, whatever the
- * job's state.
+ * makes the settle answer reproducible. With `call`, the statement also writes that call's record when it settles.
  */
 export async function settleJobRow(
   db: DbOrTx,
-  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
+  job: Pick<JobRow, 'id' | 'teamId' | 'keyId' | 'holdMicro'>,
   settlement: JobSettlement,
   call?: { id: string; record: CallRecord },
 ): Promise<JobRow | undefined> {
@@ -256,6 +288,7 @@ export async function settleJobRow(
   const [row] = await statement.rows<Record<string, unknown>>(db, {
     entryId: newId('led'),
     teamId: job.teamId,
+    keyId: job.keyId,
     jobId: job.id,
     holdMicro: job.holdMicro,
     releasedMicro: -job.holdMicro,

@@ -7,7 +7,7 @@
  * Transaction policy of each movement is stated on it. Side effects (the available-credits hint, call leases) are
  * applied only after the statement or transaction that justifies them has committed.
  */
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
@@ -43,7 +43,22 @@ import {
   type CompletionLimitField,
   type PromptParts,
 } from './reservation.models.js';
-import { extendJobHold, findBudgetSettings, insertJobWithHold, settleJobRow, type HoldRange, type NewJob, type OpenedJob } from './settlement.repository.js';
+import { creditBalances } from '../../db/schema/index.js';
+import { concurrencyLimitReached, concurrencyLimits, type Limits } from '../limits/limits.models.js';
+import { moveCounters } from '../ledger/ledger.repository.js';
+import {
+  extendJobHold,
+  findBudgetSettings,
+  insertJobWithHold,
+  settleJobRow,
+  type ConcurrencyLimits,
+  type HoldRange,
+  type NewJob,
+  type OpenedJob,
+} from './settlement.repository.js';
+
+/** What the settlement needs of a team: how it pays, and its concurrency limits. */
+export type BillingTeam = BudgetSettings & Limits;
 
 export type { NewJob } from './settlement.repository.js';
 
@@ -112,19 +127,46 @@ export function openingHoldMicro(team: BudgetSettings, consumptionHoldCredits: n
  * A job for calls to come: its hold and the job in one autocommit statement; 402 when the team cannot afford the
  * hold. N concurrent jobs of a team that can afford K of them leave exactly K open.
  */
-export async function openJob(ctx: ServiceContext, team: BudgetSettings, job: NewJob): Promise<OpenedJob> {
+export async function openJob(ctx: ServiceContext, team: BillingTeam, job: NewJob): Promise<OpenedJob> {
   const holdMicro = openingHoldMicro(team, ctx.config.CONSUMPTION_HOLD_CREDITS);
-  const opened = await insertJobWithHold(ctx.db, job, { atLeastMicro: holdMicro, upToMicro: holdMicro });
-  return noteAvailable(ctx, job.teamId, opened, () =>
-    insufficientCredits(`team ${job.teamId} has fewer than the ${holdMicro / 1e6} credits a new job reserves`),
-  );
+  const limits = concurrencyLimitsOf(ctx, team);
+  const opened = await insertJobWithHold(ctx.db, job, { atLeastMicro: holdMicro, upToMicro: holdMicro }, limits);
+  if (!opened) {
+    const refusal = await refusalOf(ctx.db, job, limits, { jobs: 1, calls: 0 }, holdMicro);
+    throw refusal ?? insufficientCredits(`team ${job.teamId} has fewer than the ${holdMicro / 1e6} credits a new job reserves`);
+  }
+  return noteAvailable(ctx, job.teamId, opened);
 }
 
-function noteAvailable(ctx: ServiceContext, teamId: string, opened: OpenedJob | undefined, refusal: () => Error): OpenedJob {
-  if (!opened) {
-    ctx.caches.availableCredits.delete(teamId);
-    throw refusal();
-  }
+/** The team's concurrency limits and those of the key the request came with. */
+function concurrencyLimitsOf(ctx: ServiceContext, team: Limits): ConcurrencyLimits {
+  return concurrencyLimits(team, ctx.actor.kind === 'team' ? ctx.actor.keyLimits : undefined);
+}
+
+/**
+ * Why a statement that opens a job or a call wrote nothing, read after the fact (only refusals pay this read): a
+ * concurrency limit reached (429), or else the credits (undefined: the caller's 402).
+ */
+async function refusalOf(
+  db: DbOrTx,
+  subject: { teamId: string; keyId: string | null },
+  limits: ConcurrencyLimits,
+  adding: { jobs: number; calls: number },
+  atLeastMicro: number,
+): Promise<Error | undefined> {
+  const [row] = await db.select().from(creditBalances).where(eq(creditBalances.teamId, subject.teamId));
+  if (!row) return undefined;
+  const keyJobs = subject.keyId ? (row.keyOpenJobs[subject.keyId] ?? 0) : 0;
+  const keyCalls = subject.keyId ? (row.keyCallsInFlight[subject.keyId] ?? 0) : 0;
+  const full = (count: number, limit: number | null, delta: number) => delta > 0 && limit !== null && count + delta > limit;
+  if (full(row.openJobs, limits.maxJobs, adding.jobs)) return concurrencyLimitReached('team', 'jobs', limits.maxJobs!);
+  if (full(keyJobs, limits.keyMaxJobs, adding.jobs)) return concurrencyLimitReached('key', 'jobs', limits.keyMaxJobs!);
+  if (full(row.callsInFlight, limits.maxCalls, adding.calls)) return concurrencyLimitReached('team', 'calls', limits.maxCalls!);
+  if (full(keyCalls, limits.keyMaxCalls, adding.calls)) return concurrencyLimitReached('key', 'calls', limits.keyMaxCalls!);
+  return row.balanceMicro - row.heldMicro >= atLeastMicro ? concurrencyLimitReached('team', 'jobs', limits.maxJobs ?? 0) : undefined;
+}
+
+function noteAvailable(ctx: ServiceContext, teamId: string, opened: OpenedJob): OpenedJob {
   ctx.caches.availableCredits.set(teamId, opened.availableMicro);
   return opened;
 }
@@ -144,7 +186,7 @@ export interface OpenedOneShot {
  * tick after the call starts: the upstream is contacted while the hold is written, nothing reaches the client
  * before it is, and a refused hold aborts the call. Such an early hold must be the whole reservation.
  */
-export async function openOneShot(ctx: ServiceContext, team: BudgetSettings, job: NewJob, call: PreparedCall): Promise<OpenedOneShot> {
+export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: NewJob, call: PreparedCall): Promise<OpenedOneShot> {
   const { handle } = call;
   const rate = await callRate(ctx, team, handle.route);
   const bounds = callBounds(ctx, handle);
@@ -164,8 +206,14 @@ export async function openOneShot(ctx: ServiceContext, team: BudgetSettings, job
     if (rate) limitCompletion(handle, bounds.limit, bounds.field);
   }
   const first = { call: call.record, promptBoundTokens: bounds.promptBound, reservesHold: rate !== undefined, maxTokens: handle.maxTokens };
+  const limits = concurrencyLimitsOf(ctx, team);
   const open = async () => {
-    const opened = noteAvailable(ctx, job.teamId, await insertJobWithHold(ctx.db, job, range, first), notEnoughForCall);
+    const opened = await insertJobWithHold(ctx.db, job, range, limits, first);
+    if (!opened) {
+      ctx.caches.availableCredits.delete(job.teamId);
+      throw (await refusalOf(ctx.db, job, limits, { jobs: 1, calls: 1 }, range.atLeastMicro)) ?? notEnoughForCall();
+    }
+    noteAvailable(ctx, job.teamId, opened);
     ctx.leases.hold(handle.callId);
     return opened.heldMicro;
   };
@@ -206,15 +254,21 @@ function jobStanding(team: BudgetSettings, calls: CallBilling[]) {
  * included, so the hold is extended from the team's available credits (the completion limit lowered to what
  * could be held; 402 if not even a minimal answer). The call is written in flight and the job is in_progress.
  */
-export async function reserveCall(ctx: ServiceContext, team: BudgetSettings, call: PreparedCall, actor: string): Promise<void> {
+export async function reserveCall(ctx: ServiceContext, team: BillingTeam, call: PreparedCall, actor: string): Promise<void> {
   const { handle } = call;
   const rate = await callRate(ctx, team, handle.route);
   const bounds = callBounds(ctx, handle);
+  const limits = concurrencyLimitsOf(ctx, team);
+  const keyId = ctx.actor.kind === 'team' ? ctx.actor.keyId : null;
   await withTransaction(ctx.db, async (tx) => {
     const job = await lockJob(tx, handle.jobId, handle.teamId);
     if (!job) throw notFound('job', 'job_id');
     if (!isOpen(job)) throw jobNotOpen(job.id, job.status);
+    const counter = { jobs: 0, calls: 1, keyId, ...limits };
+    if (!(await moveCounters(tx, job.teamId, counter))) throw (await refusalOf(tx, { teamId: job.teamId, keyId }, limits, counter, 0))!;
     const standing = jobStanding(team, await listCallBilling(tx, job.id));
+    // A one-shot job (or a queue item's own) ends with its one call: no second call may join it.
+    if (job.autoComplete && standing.calls > 0) throw jobNotOpen(job.id, 'a one-shot job');
     let reservedMicro = 0;
     if (!rate) {
       if (standing.calls >= team.maxCallsPerJob) {
@@ -233,7 +287,7 @@ export async function reserveCall(ctx: ServiceContext, team: BudgetSettings, cal
       }
       limitCompletion(handle, completionLimitWithin(rate, bounds.promptBound, bounds.limit, reservedMicro), bounds.field);
     }
-    await insertCall(tx, job.id, job.teamId, call.record, { promptBoundTokens: bounds.promptBound, maxTokens: handle.maxTokens, reservedMicro });
+    await insertCall(tx, { id: job.id, teamId: job.teamId, keyId }, call.record, { promptBoundTokens: bounds.promptBound, maxTokens: handle.maxTokens, reservedMicro });
     await markJobActivity(tx, job.id);
   });
   ctx.leases.hold(handle.callId);
@@ -264,7 +318,7 @@ export async function recordCall(ctx: ServiceContext, team: BudgetSettings, hand
   const recorded = await whileLeased(ctx, handle.callId, () =>
     withTransaction(ctx.db, async (tx) => {
       const job = await lockJob(tx, handle.jobId);
-      await saveCallRecordRow(tx, handle.callId, record);
+      await endCall(tx, handle.callId, record);
       if (job && isOpen(job) && team.budgetMode !== 'job_based') {
         const standing = jobStanding(team, await listCallBilling(tx, job.id));
         const shortfall = standing.usedMicro + standing.inFlightMicro - job.holdMicro;
@@ -274,6 +328,12 @@ export async function recordCall(ctx: ServiceContext, team: BudgetSettings, hand
     }),
   );
   return { record, recorded };
+}
+
+/** Records a call still in flight, and takes it off its team's and key's counts of calls in flight. */
+async function endCall(tx: DbOrTx, callId: string, record: CallRecord): Promise<void> {
+  const ended = await saveCallRecordRow(tx, callId, record);
+  if (ended) await moveCounters(tx, ended.teamId, { jobs: 0, calls: -1, keyId: ended.keyId });
 }
 
 /**
@@ -338,7 +398,7 @@ export async function settleJob(db: DbOrTx, settlement: Settlement): Promise<Set
   throw conflict(`job ${settlement.jobId} kept changing while it was being settled; retry`, 'job_busy');
 }
 
-function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>, settlement: Settlement & { chargeMicro: number }, call?: { id: string; record: CallRecord }) {
+function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'keyId' | 'holdMicro'>, settlement: Settlement & { chargeMicro: number }, call?: { id: string; record: CallRecord }) {
   return settleJobRow(db, job, settlement, call).catch((error: unknown) => {
     // Another settle of the same job won the race: the ledger allows one settlement per job.
     if (sqlState(error) === UNIQUE_VIOLATION) return undefined;
@@ -355,7 +415,7 @@ function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
 export async function settleOneShot(
   ctx: ServiceContext,
   team: BudgetSettings,
-  job: Pick<JobRow, 'id' | 'teamId' | 'holdMicro'>,
+  job: Pick<JobRow, 'id' | 'teamId' | 'keyId' | 'holdMicro'>,
   callId: string,
   usage: CallUsage,
   status: FinalJobStatus,
@@ -366,7 +426,7 @@ export async function settleOneShot(
   const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
   const recorded = await whileLeased(ctx, callId, async () => {
     if (await trySettle(ctx.db, job, { ...settlement, chargeMicro }, { id: callId, record })) return;
-    await saveCallRecordRow(ctx.db, callId, record);
+    await withTransaction(ctx.db, (tx) => endCall(tx, callId, record));
     await settleJob(ctx.db, settlement).catch((error: unknown) => {
       // Already settled by the sweeper (which billed an abandoned call at its reservation): nothing is left to do.
       if (!(error instanceof AppError && error.reason === 'job_already_settled')) throw error;

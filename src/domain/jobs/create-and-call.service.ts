@@ -23,6 +23,7 @@ export const JOB_STATUS_OF_CALL: Record<CallStatus, FinalJobStatus> = {
 interface OneShot extends OpenedOneShot {
   team: TeamRow;
   call: CallHandle;
+  keyId: string | null;
 }
 
 /**
@@ -45,7 +46,7 @@ async function openOneShotJob(ctx: ServiceContext, input: CreateAndCallRequest, 
     true,
   );
   const prepared = prepareCall(job.id, job.teamId, route, input, streamed);
-  return { team, call: prepared.handle, ...(await openOneShot(ctx, team, job, prepared)) };
+  return { team, call: prepared.handle, keyId: job.keyId, ...(await openOneShot(ctx, team, job, prepared)) };
 }
 
 /** An early-started call whose hold was refused: nothing was written, only an upstream request wasted (and aborted). */
@@ -57,7 +58,7 @@ function logRefusedEarlyHold(ctx: ServiceContext, shot: OneShot, error: unknown)
 /** Records the call and settles its job by how the call ended. */
 async function recordAndSettle(ctx: ServiceContext, shot: OneShot, outcome: CallOutcome): Promise<RecordedCall> {
   const usage = await callUsageOf(shot.call, outcome);
-  const job = { id: shot.call.jobId, teamId: shot.call.teamId, holdMicro: await shot.held };
+  const job = { id: shot.call.jobId, teamId: shot.call.teamId, keyId: shot.keyId, holdMicro: await shot.held };
   return settleOneShot(ctx, shot.team, job, shot.call.callId, usage, JOB_STATUS_OF_CALL[outcome.status], actorLabel(ctx.actor));
 }
 

@@ -1,9 +1,11 @@
 import { and, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { Database } from '../../db/client.js';
 import { jobs, llmCalls, queueRequests } from '../../db/schema/index.js';
+import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { settleJob } from '../billing/settlement.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
+import { moveCounters } from '../ledger/ledger.repository.js';
 import { abandonStaleCalls } from '../llm/calls.repository.js';
 import { markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
 
@@ -25,7 +27,10 @@ export interface SweepOptions {
  * on every instance; SKIP LOCKED lets instances share the work without waiting on each other or on live requests.
  */
 export async function sweepExpiredJobs(db: Database, options: SweepOptions, log: Logger): Promise<number> {
-  const abandoned = await abandonStaleCalls(db, options.leaseSeconds);
+  // An abandoned call leaves its job (pending again) and its team's and key's counts of calls in flight.
+  const abandonedCalls = await abandonStaleCalls(db, options.leaseSeconds);
+  for (const call of abandonedCalls) await moveCounters(db, call.teamId, { jobs: 0, calls: -1, keyId: call.keyId });
+  const abandoned = [...new Set(abandonedCalls.map((call) => call.jobId))];
   for (const jobId of abandoned) await markJobActivity(db, jobId);
   let expired = 0;
   for (;;) {
@@ -43,12 +48,21 @@ export async function sweepExpiredJobs(db: Database, options: SweepOptions, log:
         )
         .limit(BATCH)
         .for('update', { skipLocked: true });
+      let settled = 0;
       for (const { id } of due) {
-        await settleJob(tx, { jobId: id, status: 'expired', errorMessage: 'expired: no activity before the job timeout', actor: SWEEPER });
+        // A call begun on the job since it was picked keeps it alive: it is skipped (the settle refuses it).
+        const done = await settleJob(tx, { jobId: id, status: 'expired', errorMessage: 'expired: no activity before the job timeout', actor: SWEEPER }).then(
+          () => true,
+          (error: unknown) => {
+            if (error instanceof AppError && error.reason === 'calls_in_progress') return false;
+            throw error;
+          },
+        );
+        if (done) settled++;
       }
+      expired += settled;
       return due.length;
     });
-    expired += swept;
     if (swept < BATCH) break;
   }
   // A queued call whose process died never reports its end: once its job is over, so is the item.

@@ -8,7 +8,7 @@ import type {
   LlmCallSummary,
 } from '../../contracts/index.js';
 import type { DbOrTx } from '../../db/client.js';
-import { notFound } from '../../lib/errors.js';
+import { AppError, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { callsInProgress } from '../billing/billing.errors.js';
 import { picoToUsd, usdToPico } from '../billing/pricing.models.js';
@@ -39,6 +39,7 @@ export function planJob(ctx: ServiceContext, team: TeamRow, input: CreateJobRequ
   return {
     id: newId('job'),
     teamId: team.id,
+    keyId: ctx.actor.kind === 'team' ? ctx.actor.keyId : null,
     jobType: input.job_type,
     userId: input.user_id ?? null,
     metadata: input.metadata ?? {},
@@ -94,25 +95,35 @@ export async function settle(
 }
 
 const CANCEL_POLL_MS = 25;
+const CANCEL_ROUNDS = 10;
 
 /**
  * Cancels a job: its in-flight upstream requests are aborted wherever they run (this instance directly, others
  * through NOTIFY), then, once every call is recorded, the job ends `cancelled` and pays for what it delivered. A call
- * on an instance that died is recorded by the sweeper when its lease lapses, so the cancel waits up to a lease.
+ * begun while the cancel ran is aborted in a next round (the settle refuses a job with a call in flight). A call on
+ * an instance that died is recorded by the sweeper when its lease lapses, so a round waits up to a lease.
  * Cancelling twice answers the same.
  */
 export async function cancelJob(ctx: ServiceContext, jobId: string): Promise<CompleteJobResponse> {
   const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
   if (!job) throw notFound('job', 'job_id');
-  if (isOpen(job)) {
-    await ctx.inflight.cancel(jobId);
-    const deadline = Date.now() + (ctx.leases.leaseSeconds + ctx.config.SWEEP_INTERVAL_SECONDS + 5) * 1000;
-    while ((await callsInFlight(ctx.db, jobId)) > 0) {
-      if (Date.now() > deadline) throw callsInProgress(jobId);
-      await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+  for (let round = 1; ; round++) {
+    if (isOpen(job)) await abortCalls(ctx, jobId);
+    try {
+      return await settle(ctx, jobId, 'cancelled');
+    } catch (error) {
+      if (!(error instanceof AppError && error.reason === 'calls_in_progress') || round >= CANCEL_ROUNDS) throw error;
     }
   }
-  return settle(ctx, jobId, 'cancelled');
+}
+
+async function abortCalls(ctx: ServiceContext, jobId: string): Promise<void> {
+  await ctx.inflight.cancel(jobId);
+  const deadline = Date.now() + (ctx.leases.leaseSeconds + ctx.config.SWEEP_INTERVAL_SECONDS + 5) * 1000;
+  while ((await callsInFlight(ctx.db, jobId)) > 0) {
+    if (Date.now() > deadline) throw callsInProgress(jobId);
+    await new Promise((resolve) => setTimeout(resolve, CANCEL_POLL_MS));
+  }
 }
 
 export function completionOf({ job, calls }: SettledJob): CompleteJobResponse {

@@ -28,6 +28,47 @@ export interface LedgerChange {
   actor: Bound<string>;
   /** The ledger entry's id; a new one by default. */
   entryId?: Bound<string>;
+  /** Open jobs and calls in flight moved along, with their limits checked (see CounterChange). */
+  counters?: CounterChange;
+}
+
+/**
+ * A change of a team's open jobs and calls in flight, and of its key's. Each limit (null: none) is checked only
+ * when its count grows, on the locked balance row, so concurrent requests on any instance are counted exactly.
+ */
+export interface CounterChange {
+  jobs: Bound<number>;
+  calls: Bound<number>;
+  keyId: Bound<string | null>;
+  maxJobs?: Bound<number | null>;
+  maxCalls?: Bound<number | null>;
+  keyMaxJobs?: Bound<number | null>;
+  keyMaxCalls?: Bound<number | null>;
+}
+
+function countersSetSql(c: CounterChange | undefined): SQL {
+  if (!c) return sql``;
+  return sql`, open_jobs = open_jobs + ${c.jobs}::int, calls_in_flight = calls_in_flight + ${c.calls}::int,
+             key_open_jobs = cg_bump(key_open_jobs, ${c.keyId}::text, ${c.jobs}::int),
+             key_calls_in_flight = cg_bump(key_calls_in_flight, ${c.keyId}::text, ${c.calls}::int)`;
+}
+
+function countersWithinLimitsSql(c: CounterChange | undefined): SQL {
+  if (!c) return sql`true`;
+  const fits = (delta: Bound<number>, count: SQL, limit: Bound<number | null> | undefined) =>
+    limit === undefined ? sql`true` : sql`(${limit}::int IS NULL OR ${delta}::int <= 0 OR ${count} + ${delta}::int <= ${limit}::int)`;
+  const keyCount = (column: SQL) => sql`coalesce((${column} ->> ${c.keyId}::text)::int, 0)`;
+  return sql`${fits(c.jobs, sql`open_jobs`, c.maxJobs)} AND ${fits(c.calls, sql`calls_in_flight`, c.maxCalls)}
+    AND ${fits(c.jobs, keyCount(sql`key_open_jobs`), c.keyMaxJobs)} AND ${fits(c.calls, keyCount(sql`key_calls_in_flight`), c.keyMaxCalls)}`;
+}
+
+/** Moves a team's counters alone (a call of a multi-call job begins or ends); false when a limit refused it. */
+export async function moveCounters(db: DbOrTx, teamId: string, change: CounterChange): Promise<boolean> {
+  const result = await db.execute(sql`
+    UPDATE ${creditBalances} SET updated_at = updated_at${countersSetSql(change)}
+     WHERE team_id = ${teamId} AND ${countersWithinLimitsSql(change)}
+    RETURNING 1`);
+  return result.rows.length > 0;
 }
 
 /** The held change of a ledger change, as SQL over the balance row being updated (its values before it). */
@@ -44,27 +85,27 @@ export function amountSql(change: LedgerChange): SQL {
 
 /**
  * The statement that moves credits: the balance row is updated only if the result keeps both the held amount
- * and the available balance non-negative, and the ledger entry is written from the row it produced (its
- * `last_amount_micro` carries the amount when the statement decided it). Concurrent callers serialise on the
- * balance row lock and each re-checks the condition against the committed balance, so no update is lost and none
- * overspends. `then` may add CTEs that read `entry`; `onlyIf` is a further condition for moving anything.
+ * and the available balance non-negative (and the counters within their limits), and the ledger entry is written
+ * from the row it produced (its `last_amount_micro` carries the amount when the statement decided it). Concurrent
+ * callers serialise on the balance row lock and each re-checks the condition against the committed balance, so no
+ * update is lost and none overspends. `then` may add CTEs that read `moved` and `entry`; `onlyIf` is a further
+ * condition for moving anything.
  */
-export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`, alsoRun?: SQL): SQL {
+export function ledgerChangeSql(change: LedgerChange, then: SQL = sql``, onlyIf: SQL = sql`true`): SQL {
   const held = heldSql(change);
   const amount = amountSql(change);
   const enoughToHold = change.holdAtLeastMicro === undefined ? sql`true` : sql`balance_micro - held_micro >= ${change.holdAtLeastMicro}::bigint`;
-  // `alsoRun` (a data-modifying statement) runs in the same statement whatever the condition says.
-  const before = alsoRun ? sql`also_run AS (${alsoRun}), ` : sql``;
   return sql`
-    WITH ${before}moved AS (
+    WITH moved AS (
       UPDATE ${creditBalances}
          SET balance_micro = balance_micro + ${amount},
              held_micro = held_micro + ${held},
              last_amount_micro = ${amount},
              last_held_delta_micro = ${held},
-             updated_at = now()
+             updated_at = now()${countersSetSql(change.counters)}
        WHERE team_id = ${change.teamId}
          AND ${onlyIf}
+         AND ${countersWithinLimitsSql(change.counters)}
          AND ${enoughToHold}
          AND held_micro + ${held} >= 0
          AND (balance_micro + ${amount}) - (held_micro + ${held}) >= 0

@@ -90,8 +90,11 @@ export function callRecordValues(callId: string, record: CallRecord): CallRecord
   };
 }
 
-/** Records a call that is still in flight; a call the sweeper abandoned meanwhile keeps its record. */
-export function callRecordSql(v: Placeholders<CallRecordValues>): SQL {
+/**
+ * Records a call that is still in flight (and, with `onlyIf`, only if that holds too); a call the sweeper
+ * abandoned meanwhile keeps its record. Returns the call's team and key, whose counts of calls in flight go down.
+ */
+export function callRecordSql(v: Placeholders<CallRecordValues>, onlyIf: SQL = sql`true`): SQL {
   return sql`UPDATE ${llmCalls}
      SET status = ${v.callStatus}::llm_call_status, model_used = ${v.modelUsed}::text, response_content = ${v.responseContent}::text,
          tool_calls = ${v.toolCalls}::jsonb, finish_reason = ${v.finishReason}::text,
@@ -99,17 +102,20 @@ export function callRecordSql(v: Placeholders<CallRecordValues>): SQL {
          usage_source = ${v.usageSource}::usage_source, cost_usd = ${v.costUsd}::numeric, latency_ms = ${v.latencyMs}::int,
          ttft_ms = ${v.ttftMs}::int, error = ${v.callError}::text, delivered = ${v.delivered}::boolean, max_tokens = ${v.maxTokens}::int,
          completed_at = now()
-   WHERE id = ${v.callId}::text AND status = 'in_progress'`;
+   WHERE id = ${v.callId}::text AND status = 'in_progress' AND ${onlyIf}
+   RETURNING team_id, key_id`;
 }
 
 const SAVE_CALL_RECORD = new CompiledStatement<CallRecordValues>('cg_save_call_record', callRecordSql);
 
-export async function saveCallRecordRow(db: DbOrTx, callId: string, record: CallRecord): Promise<void> {
-  await SAVE_CALL_RECORD.rows(db, callRecordValues(callId, record));
+/** The call's team and key when it was still in flight and is now recorded; undefined when it was not in flight. */
+export async function saveCallRecordRow(db: DbOrTx, callId: string, record: CallRecord): Promise<{ teamId: string; keyId: string | null } | undefined> {
+  const [row] = await SAVE_CALL_RECORD.rows<{ team_id: string; key_id: string | null }>(db, callRecordValues(callId, record));
+  return row ? { teamId: row.team_id, keyId: row.key_id } : undefined;
 }
 
-export async function insertCall(db: DbOrTx, jobId: string, teamId: string, call: NewCall, reservation: CallReservation): Promise<void> {
-  await db.insert(llmCalls).values({ ...call, ...reservation, jobId, teamId });
+export async function insertCall(db: DbOrTx, job: { id: string; teamId: string; keyId: string | null }, call: NewCall, reservation: CallReservation): Promise<void> {
+  await db.insert(llmCalls).values({ ...call, ...reservation, jobId: job.id, teamId: job.teamId, keyId: job.keyId });
 }
 
 export async function listJobCalls(db: DbOrTx, jobId: string): Promise<LlmCallRow[]> {
@@ -148,7 +154,7 @@ export async function renewCallLeases(db: DbOrTx, callIds: string[]): Promise<vo
  * Calls whose instance stopped renewing their lease (it died): nobody can say what they consumed, so they count as
  * having delivered their worst case (usage_source `reserved`); the operator may refund. Returns their jobs.
  */
-export async function abandonStaleCalls(db: DbOrTx, leaseSeconds: number): Promise<string[]> {
+export async function abandonStaleCalls(db: DbOrTx, leaseSeconds: number): Promise<{ jobId: string; teamId: string; keyId: string | null }[]> {
   const rows = await db
     .update(llmCalls)
     .set({
@@ -162,6 +168,6 @@ export async function abandonStaleCalls(db: DbOrTx, leaseSeconds: number): Promi
       completedAt: sql`now()`,
     })
     .where(and(eq(llmCalls.status, 'in_progress'), lt(llmCalls.heartbeatAt, sql`now() - make_interval(secs => ${leaseSeconds})`)))
-    .returning({ jobId: llmCalls.jobId });
-  return [...new Set(rows.map((row) => row.jobId))];
+    .returning({ jobId: llmCalls.jobId, teamId: llmCalls.teamId, keyId: llmCalls.keyId });
+  return rows;
 }

@@ -83,6 +83,8 @@ export function errorHandler(error: unknown, req: Request, res: Response, _next:
     res.destroy();
     return;
   }
-  if (appError.code === 'unavailable') res.setHeader('Retry-After', '1');
+  if (appError.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(appError.retryAfterSeconds))));
+  else if (appError.code === 'unavailable') res.setHeader('Retry-After', '1');
+  for (const [name, value] of Object.entries(appError.headers)) res.setHeader(name, value);
   res.status(ERROR_STATUS[appError.code]).json(errorBody(appError, req.requestId));
 }
