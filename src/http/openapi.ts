@@ -8,7 +8,7 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   400: 'invalid request (`unknown_parameter` names a field that is not an allowed OpenAI parameter; `model_unpriced` a model consumption_usd cannot bill)',
   401: 'missing, invalid, revoked or expired credential',
   402: 'insufficient credits: the team cannot reserve this job or call (for a call: its prompt and a minimal answer)',
-  403: 'credential not allowed on this route',
+  403: 'credential not allowed on this route, or (`team_suspended`) a valid key of a suspended team',
   404: 'not found (or owned by another team)',
   409: 'state conflict (e.g. `job_not_open`, `calls_in_progress`, `job_limit_reached`), or Idempotency-Key reused with another request',
   413: 'body too large',
@@ -22,7 +22,8 @@ function errorStatuses(route: RouteSpec): number[] {
   const statuses = new Set(route.errors ?? []);
   if (route.params || route.query || route.body) statuses.add(400);
   if (route.auth !== 'public') statuses.add(401);
-  if (route.auth === 'admin' || route.auth === 'team') statuses.add(403);
+  // A team key may be refused on any route that takes one: its team is suspended.
+  if (route.auth !== 'public') statuses.add(403);
   if (route.body) statuses.add(413);
   return [...statuses].sort();
 }

@@ -79,8 +79,11 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Starts the real app in-process on port 0, against a fresh database and a scriptable upstream. */
-export async function createTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+/**
+ * Starts the real app in-process on port 0, against a fresh database and a scriptable upstream. `logLine`
+ * receives each JSON line the app logs (give `LOG_LEVEL` too; tests default to silent).
+ */
+export async function createTestApp(env: Record<string, string> = {}, options: { logLine?: (line: string) => void } = {}): Promise<TestApp> {
   const database = await createDatabaseFromTemplate(inject('postgresServerUrl'), inject('postgresTemplate'));
   const upstream = await startSimulatedUpstream();
   const config = loadConfig({
@@ -91,7 +94,8 @@ export async function createTestApp(env: Record<string, string> = {}): Promise<T
     DB_POOL_MAX: '30',
     ...env,
   });
-  const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
+  const logLine = options.logLine;
+  const deps = await createDeps(config, createLogger(config.LOG_LEVEL, logLine && { write: (line: string) => logLine(line) }));
   const server: Server = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

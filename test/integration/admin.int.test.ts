@@ -329,7 +329,9 @@ describe('teams', () => {
     expect(suspended.status, JSON.stringify(suspended.body)).toBe(200);
     expect(suspended.body).toMatchObject({ team_id: team.team_id, status: 'suspended', credits: { balance: 5 } });
     expect((await app.request('GET', `/api/teams/${team.team_id}`)).body.status).toBe('suspended');
-    expectError(await app.request('GET', `/api/teams/${team.team_id}`, { token: team.virtual_key }), 401);
+    const refused = await app.request('GET', `/api/teams/${team.team_id}`, { token: team.virtual_key });
+    expectError(refused, 403);
+    expect(refused.body.error.code).toBe('team_suspended');
 
     const resumed = await app.request('PUT', `/api/teams/${team.team_id}/resume`);
     expect(resumed.status).toBe(200);

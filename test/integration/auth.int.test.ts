@@ -411,7 +411,7 @@ describe('virtual key lifecycle', () => {
     expect((await app.request('GET', `/api/teams/${team.team_id}/keys`)).body).toEqual(before.body);
   });
 
-  it("a suspended team's keys get 401 until it is resumed", async () => {
+  it("a suspended team's keys get 403 team_suspended until it is resumed", async () => {
     const team = await createTeam(app, { credits_allocated: 3 });
     const second = await newKey(team.team_id, { name: 'second' });
     for (const token of [team.virtual_key, second.virtual_key]) expect((await canRead(team.team_id, token)).status).toBe(200);
@@ -420,8 +420,8 @@ describe('virtual key lifecycle', () => {
     expect(suspended.status, JSON.stringify(suspended.body)).toBe(200);
     expect(suspended.body).toMatchObject({ team_id: team.team_id, status: 'suspended' });
     for (const token of [team.virtual_key, second.virtual_key]) {
-      expectUnauthenticated(await canRead(team.team_id, token));
-      expectUnauthenticated(await app.request('GET', `/api/teams/${team.team_id}`, { token }));
+      expectError(await canRead(team.team_id, token), 403, { type: 'permission_error', code: 'team_suspended' });
+      expectError(await app.request('GET', `/api/teams/${team.team_id}`, { token }), 403, { type: 'permission_error', code: 'team_suspended' });
     }
     // Admins still see it; other teams are unaffected.
     expect((await app.request('GET', `/api/teams/${team.team_id}`)).body.status).toBe('suspended');

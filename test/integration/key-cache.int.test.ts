@@ -43,7 +43,7 @@ describe('key cache across instances', () => {
     const path = `/api/credits/teams/${team.team_id}/balance`;
     expect((await b.request('GET', path, { token: team.virtual_key })).status).toBe(200);
     expect((await a.request('PUT', `/api/teams/${team.team_id}/suspend`)).status).toBe(200);
-    await eventually(async () => (await b.request('GET', path, { token: team.virtual_key })).status === 401);
+    await eventually(async () => (await b.request('GET', path, { token: team.virtual_key })).status === 403);
     expect((await a.request('PUT', `/api/teams/${team.team_id}/resume`)).status).toBe(200);
     expect((await b.request('GET', path, { token: team.virtual_key })).status).toBe(200);
   });

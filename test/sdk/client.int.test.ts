@@ -551,7 +551,9 @@ describe('AdminClient', () => {
 
     expect((await admin.teams.get(team.team_id)).team_alias).toBe('Writers');
     expect((await admin.teams.suspend(team.team_id)).status).toBe('suspended');
-    expect(await rejection(asTeam.getBalance(team.team_id))).toBeInstanceOf(AuthenticationError);
+    const suspended = await rejection(asTeam.getBalance(team.team_id));
+    expect(suspended).toBeInstanceOf(PermissionDeniedError);
+    expect(suspended).toMatchObject({ status: 403, code: 'team_suspended' });
     expect((await admin.teams.resume(team.team_id)).status).toBe('active');
     expect((await asTeam.getBalance(team.team_id)).balance).toBe(3);
 

@@ -6,6 +6,7 @@ import { adminUsers } from '../../db/schema/index.js';
 import { hashSecret } from '../api-keys/api-keys.models.js';
 import type { Actor } from '../actor.js';
 import type { AdminSecrets } from './instance-secrets.js';
+import type { LoginGuard } from './login-guard.js';
 
 const ISSUER = 'creditgate';
 const AUDIENCE = 'creditgate-admin';
@@ -13,6 +14,8 @@ const AUDIENCE = 'creditgate-admin';
 export interface AdminAuth {
   secrets: AdminSecrets;
   tokenTtlSeconds: number;
+  /** This instance's login throttling (per address, verification slots); per-account state is in admin_users. */
+  logins: LoginGuard;
 }
 
 export function isMasterKey(auth: AdminAuth, presented: string): boolean {

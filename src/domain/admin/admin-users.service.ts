@@ -1,13 +1,17 @@
-import { eq, sql } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { AdminIdentity, AdminUser, CreateAdminUserRequest, LoginRequest, LoginResponse } from '../../contracts/index.js';
 import { sqlState, UNIQUE_VIOLATION } from '../../db/client.js';
 import { adminUsers } from '../../db/schema/index.js';
-import { AppError, conflict } from '../../lib/errors.js';
+import { conflict } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel } from '../actor.js';
 import { signAdminToken, type AdminAuth } from './admin-auth.js';
 import { hashPassword, verifyPassword } from './passwords.models.js';
+import { invalidCredentials, loginThrottled } from './admin.errors.js';
+import { claimLoginAttempt, recordLoginFailure, recordLoginSuccess } from './admin-users.repository.js';
+import { isRefusal, type LoginOutcome, type LoginRefusal } from './login-guard.js';
+import { addressKey } from './login-throttle.models.js';
 
 type AdminUserRow = typeof adminUsers.$inferSelect;
 
@@ -28,13 +32,44 @@ export async function createAdminUser(ctx: ServiceContext, input: CreateAdminUse
 // Verifying against a fixed hash when the email is unknown keeps the response time from revealing which emails exist.
 let decoyHash: Promise<string> | undefined;
 
-export async function login(ctx: ServiceContext, auth: AdminAuth, input: LoginRequest): Promise<LoginResponse> {
-  const [user] = await ctx.db.select().from(adminUsers).where(eq(adminUsers.email, input.email));
-  decoyHash ??= hashPassword('decoy password that matches nothing');
-  const valid = await verifyPassword(input.password, user?.passwordHash ?? (await decoyHash));
-  if (!user || !valid) throw new AppError('unauthenticated', 'invalid email or password', { reason: 'invalid_credentials' });
-  await ctx.db.update(adminUsers).set({ lastLoginAt: sql`now()` }).where(eq(adminUsers.id, user.id));
-  return { access_token: await signAdminToken(auth, user.id), token_type: 'Bearer', expires_in: auth.tokenTtlSeconds };
+/**
+ * Every refusal is decided before a password is hashed, and none waits: a locked address, no verification slot
+ * free (see LoginGuard), a locked account. Failed logins are logged with the email and address, never the password.
+ */
+export async function login(ctx: ServiceContext, auth: AdminAuth, input: LoginRequest, clientAddress: string | undefined): Promise<LoginResponse> {
+  const address = addressKey(clientAddress);
+  const refuse = (refusal: LoginRefusal) => {
+    ctx.log.info({ email: input.email, client_address: clientAddress, scope: refusal.scope, retry_after: refusal.retryAfterSeconds }, 'admin login throttled');
+    return loginThrottled(refusal.scope, refusal.retryAfterSeconds);
+  };
+  const admitted = auth.logins.admit(address);
+  if (isRefusal(admitted)) throw refuse(admitted);
+  let outcome: LoginOutcome = 'not_verified';
+  try {
+    const claim = await claimLoginAttempt(ctx.db, input.email);
+    if (claim.kind === 'locked') throw refuse({ scope: 'account', retryAfterSeconds: claim.retryAfterSeconds });
+    const unknownWait = claim.kind === 'unknown' ? auth.logins.unknownAccountRetryAfter(input.email) : 0;
+    if (unknownWait > 0) throw refuse({ scope: 'account', retryAfterSeconds: unknownWait });
+
+    decoyHash ??= hashPassword('decoy password that matches nothing');
+    const valid = await verifyPassword(input.password, claim.kind === 'claimed' ? claim.passwordHash : await decoyHash);
+    if (claim.kind !== 'claimed' || !valid) {
+      outcome = 'failed';
+      if (claim.kind === 'unknown') auth.logins.unknownAccountFailed(input.email);
+      else await recordLoginFailure(ctx.db, claim.userId);
+      ctx.log.warn(
+        { email: input.email, client_address: clientAddress, known_account: claim.kind === 'claimed', ...(claim.kind === 'claimed' && { failed_attempts: claim.failedAttempts }) },
+        'admin login failed',
+      );
+      throw invalidCredentials();
+    }
+    await recordLoginSuccess(ctx.db, claim.userId);
+    outcome = 'succeeded';
+    ctx.log.info({ admin_user_id: claim.userId, client_address: clientAddress }, 'admin login');
+    return { access_token: await signAdminToken(auth, claim.userId), token_type: 'Bearer', expires_in: auth.tokenTtlSeconds };
+  } finally {
+    admitted.finish(outcome);
+  }
 }
 
 export async function getAdminIdentity(ctx: ServiceContext): Promise<AdminIdentity> {

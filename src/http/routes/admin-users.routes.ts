@@ -24,8 +24,9 @@ export const adminUserRoutes = [
     tags,
     body: LoginRequest,
     response: { schema: LoginResponse, description: 'a bearer token usable wherever the master key is' },
-    errors: [401],
-    handler: ({ ctx, deps, body }) => login(ctx, deps.adminAuth, body),
+    errors: [401, 429],
+    // The socket's address, not X-Forwarded-For: the app does not trust proxies, and a header is the client's to forge.
+    handler: ({ ctx, deps, body, req }) => login(ctx, deps.adminAuth, body, req.socket.remoteAddress),
   }),
   defineRoute({
     method: 'get',

@@ -38,7 +38,7 @@ class BadRequestError(CreditgateError):
 
 
 class AuthenticationError(CreditgateError):
-    """401: a missing, unknown or revoked key (or a suspended team's key on some routes)."""
+    """401: a missing, unknown, revoked or expired key."""
 
 
 class InsufficientCreditsError(CreditgateError):
