@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     ...(process.env.EARLY_UPSTREAM_MIN_HOLDS && { EARLY_UPSTREAM_MIN_HOLDS: process.env.EARLY_UPSTREAM_MIN_HOLDS }),
   });
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
-  const app = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
+  const app = createHttpServer(createApp(deps), deps.config).listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => app.once('listening', resolve).once('error', reject));
   app.keepAliveTimeout = 60_000;
   const proxy = await startPassThroughProxy(options.upstreamBaseURL);

@@ -2,9 +2,7 @@ import express, { type Express } from 'express';
 import type { Deps } from './deps.js';
 import { AppError } from './lib/errors.js';
 import { errorHandler } from './http/middleware/error-handler.js';
-import { loadShedding } from './http/middleware/load-shedding.js';
 import { requestContext } from './http/middleware/request-context.js';
-import { storableJson } from './http/middleware/storable-json.js';
 import { observeRequests } from './http/metrics.js';
 import { docsRouter } from './http/docs.js';
 import { buildRouter } from './http/router.js';
@@ -17,9 +15,8 @@ export function createApp(deps: Deps): Express {
   app.set('trust proxy', false);
   app.use(requestContext(deps.log));
   app.use(observeRequests(deps.metrics));
-  app.use(loadShedding({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool }));
-  app.use(express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] }));
-  app.use(storableJson);
+  // Authentication, the in-flight slot and the body are per route (see buildRouter): a request is authenticated from
+  // its headers before it takes a slot or has its body read.
   app.use(buildRouter(allRoutes, deps));
   app.use(docsRouter());
   app.use((req) => {

@@ -97,6 +97,23 @@ export const ConfigSchema = z.object({
     .min(1)
     .default(200)
     .describe('queries waiting for a database connection beyond which new requests get 503 with Retry-After'),
+  QUEUE_MAX_OPEN_PER_TEAM: z.coerce.number().int().min(1).default(100).describe('queued calls one team may have waiting or running; more get 429 queue_full'),
+  QUEUE_ITEM_BUFFER_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(256 * 1024)
+    .describe('replay frames one queued call keeps for readers attaching late (beyond it they get the call replayed from its record once it ends), and how far one reader may fall behind'),
+  QUEUE_BUFFER_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024).describe('replay frames all queued calls of an instance keep together'),
+  QUEUE_LINGER_MS: z.coerce.number().int().min(0).default(10_000).describe("how long a finished queued call's frames stay in memory for readers attaching just after it ended"),
+  HEADERS_TIMEOUT_MS: durationMs(10_000, "a client's request headers must have arrived within this"),
+  REQUEST_TIMEOUT_MS: durationMs(30_000, "a client's whole request (its body) must have arrived within this; the response, a stream, may last longer"),
+  MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(256)
+    .describe('connections one client address may hold open before one of them carried an authenticated request; more are closed at once'),
   SHUTDOWN_GRACE_MS: durationMs(
     10_000,
     'on SIGTERM, how long open requests and streams may run to their end; then each open stream gets an error event and [DONE], and its call is recorded and settled before the process exits',

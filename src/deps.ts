@@ -5,6 +5,7 @@ import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { LoginGuard } from './domain/admin/login-guard.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
+import { RateLimiter } from './domain/limits/rate-limiter.js';
 import { CallLeases } from './domain/llm/call-leases.js';
 import { loadTokenizer } from './domain/llm/token-estimate.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
@@ -12,7 +13,7 @@ import { PgNotifier } from './db/notifier.js';
 import { QueueRuns } from './domain/queue/queue-runs.js';
 import { CACHE_CHANNEL, Caches } from './domain/caches.js';
 import type { Config } from './config.js';
-import { createMetrics, type HttpMetrics } from './http/metrics.js';
+import { createMetrics, observeServices, type HttpMetrics } from './http/metrics.js';
 import type { Logger } from './lib/logger.js';
 import { UpstreamClient } from './upstream/client.js';
 import { startSimulatedUpstream } from './upstream/simulated-server.js';
@@ -27,6 +28,7 @@ export interface Deps {
   upstream: UpstreamClient;
   inflight: InflightCalls;
   leases: CallLeases;
+  limiter: RateLimiter;
   queue: QueueRuns;
   caches: Caches;
   /** Set on the one start that generated the master key. */
@@ -88,17 +90,22 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
 
     const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET, dataDir: config.DATA_DIR });
     log.info({ jwt_secret: secrets.jwtSecretSource }, 'admin JWT signing key loaded (never stored in the database)');
+    const metrics = createMetrics();
+    const limiter = new RateLimiter(database.db, log);
+    const queue = new QueueRuns({ itemBytes: config.QUEUE_ITEM_BUFFER_BYTES, totalBytes: config.QUEUE_BUFFER_BYTES, lingerMs: config.QUEUE_LINGER_MS });
+    observeServices(metrics.registry, { claims: () => limiter.claims, callsInFlight: () => leases.count, queueKeptBytes: () => queue.keptBytes });
     return {
       config,
       log,
       db: database.db,
       pool: database.pool,
       adminAuth: { secrets, tokenTtlSeconds: config.JWT_TTL_SECONDS, logins: new LoginGuard() },
-      metrics: createMetrics(),
+      metrics,
       upstream: upstreamClient,
       inflight,
       leases,
-      queue: new QueueRuns(),
+      limiter,
+      queue,
       caches,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
       `\ncreditgate generated an admin MASTER_KEY (shown only this once, store it now):\n\n  MASTER_KEY=${deps.generatedMasterKey}\n\n`,
     );
   }
-  const server = createHttpServer(createApp(deps)).listen(config.PORT, config.HOST);
+  const server = createHttpServer(createApp(deps), deps.config).listen(config.PORT, config.HOST);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const { port } = server.address() as AddressInfo;
   log.info({ port }, `creditgate listening on http://localhost:${port}`);

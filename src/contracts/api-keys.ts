@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Timestamp } from './common.js';
+import { Limits, LimitsInput } from './limits.js';
 
 export const CreateApiKeyRequest = z
   .strictObject({
@@ -8,9 +9,18 @@ export const CreateApiKeyRequest = z
       .datetime({ offset: true })
       .refine((value) => Date.parse(value) > Date.now(), 'must be in the future')
       .optional(),
+    limits: LimitsInput.optional().meta({ description: "this key's own limits, on top of its team's" }),
   })
-  .meta({ id: 'CreateApiKeyRequest', example: { name: 'backend' } });
+  .meta({ id: 'CreateApiKeyRequest', example: { name: 'backend', limits: { requests_per_minute: 60 } } });
 export type CreateApiKeyRequest = z.infer<typeof CreateApiKeyRequest>;
+
+export const UpdateApiKeyRequest = z
+  .strictObject({
+    name: z.string().trim().min(1).max(200).nullable().optional(),
+    limits: LimitsInput.optional(),
+  })
+  .meta({ id: 'UpdateApiKeyRequest', example: { limits: { requests_per_minute: 120, max_concurrent_calls: null } } });
+export type UpdateApiKeyRequest = z.infer<typeof UpdateApiKeyRequest>;
 
 export const ApiKey = z
   .object({
@@ -23,6 +33,7 @@ export const ApiKey = z
     expires_at: Timestamp.nullable(),
     revoked_at: Timestamp.nullable(),
     last_used_at: Timestamp.nullable(),
+    limits: Limits,
   })
   .meta({ id: 'ApiKey' });
 export type ApiKey = z.infer<typeof ApiKey>;

@@ -7,3 +7,4 @@ export * from './organizations.js';
 export * from './teams.js';
 export * from './chat.js';
 export * from './jobs.js';
+export * from './limits.js';

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { Metadata, Slug, Timestamp } from './common.js';
 import { BillingSettingsInput, BudgetMode, BudgetSettings, CreditBalance } from './credits.js';
 import { CreatedApiKey } from './api-keys.js';
+import { Limits, LimitsInput } from './limits.js';
 
 export const CreateTeamRequest = z
   .strictObject({
@@ -17,6 +18,7 @@ export const CreateTeamRequest = z
     credits_allocated: z.number().int().min(0).max(1_000_000_000).optional().meta({ description: 'initial whole credits' }),
     budget_mode: BudgetMode.optional(),
     ...BillingSettingsInput,
+    limits: LimitsInput.optional(),
     metadata: Metadata.optional(),
   })
   .meta({ id: 'CreateTeamRequest', example: { organization_id: 'acme', team_id: 'acme-support', team_alias: 'Support', model_groups: ['fast'], credits_allocated: 100 } });
@@ -31,6 +33,7 @@ export const Team = z
     model_groups: z.array(z.string()),
     ...BudgetSettings.shape,
     credits: CreditBalance.pick({ balance: true, held: true, credits_remaining: true }),
+    limits: Limits,
     metadata: Metadata,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -45,3 +48,21 @@ export const CreateTeamResponse = Team.extend({
 export type CreateTeamResponse = z.infer<typeof CreateTeamResponse>;
 
 export const TeamParams = z.strictObject({ team_id: Slug });
+
+/** Every field optional: what is given changes, what is omitted stays. */
+export const UpdateTeamRequest = z
+  .strictObject({
+    team_alias: z.string().trim().min(1).max(200).nullable().optional(),
+    model_groups: z
+      .array(Slug)
+      .max(50)
+      .refine((groups) => new Set(groups).size === groups.length, 'model_groups must not repeat')
+      .optional()
+      .meta({ description: 'replaces the allowed model groups; the first is the default' }),
+    budget_mode: BudgetMode.optional(),
+    ...BillingSettingsInput,
+    limits: LimitsInput.optional(),
+    metadata: Metadata.optional().meta({ description: 'replaces the metadata' }),
+  })
+  .meta({ id: 'UpdateTeamRequest', example: { team_alias: 'Support (EU)', limits: { requests_per_minute: 600, max_concurrent_calls: 20 } } });
+export type UpdateTeamRequest = z.infer<typeof UpdateTeamRequest>;

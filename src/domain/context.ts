@@ -5,6 +5,7 @@ import type { UpstreamClient } from '../upstream/client.js';
 import type { Actor } from './actor.js';
 import type { Caches } from './caches.js';
 import type { CallLeases } from './llm/call-leases.js';
+import type { RateLimiter } from './limits/rate-limiter.js';
 import type { InflightCalls } from './llm/inflight-calls.js';
 import type { QueueRuns } from './queue/queue-runs.js';
 
@@ -18,6 +19,7 @@ export interface ServiceContext {
   upstream: UpstreamClient;
   inflight: InflightCalls;
   leases: CallLeases;
+  limiter: RateLimiter;
   queue: QueueRuns;
   caches: Caches;
 }

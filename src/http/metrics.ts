@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface HttpMetrics {
   registry: Registry;
@@ -45,4 +45,36 @@ export function observeRequests(metrics: HttpMetrics) {
     });
     next();
   };
+}
+
+/** What the domain's services hold, read when Prometheus scrapes. */
+export function observeServices(
+  registry: Registry,
+  services: { claims: () => number; callsInFlight: () => number; queueKeptBytes: () => number },
+): void {
+  new Counter({
+    name: 'creditgate_rate_limit_claims_total',
+    help: 'claims of rate limit allowance from the shared per-minute windows (database round trips; a small share of the calls)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(services.claims());
+    },
+  });
+  new Gauge({
+    name: 'creditgate_calls_in_flight',
+    help: 'model calls this instance runs now (from their reservation until their record is written)',
+    registers: [registry],
+    collect() {
+      this.set(services.callsInFlight());
+    },
+  });
+  new Gauge({
+    name: 'creditgate_queue_kept_bytes',
+    help: 'bytes of replay frames queued calls keep for readers attaching late',
+    registers: [registry],
+    collect() {
+      this.set(services.queueKeptBytes());
+    },
+  });
 }

@@ -1,4 +1,5 @@
-import { Router, type Request, type Response } from 'express';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import onHeaders from 'on-headers';
 import type { Deps } from '../deps.js';
 import type { ServiceContext } from '../domain/context.js';
 import type { Actor } from '../domain/actor.js';
@@ -8,6 +9,11 @@ import { replayCallFrames } from '../domain/llm/call-replay.js';
 import { SSE_HEADERS } from '../sse/encode.js';
 import { validationFailed } from '../lib/errors.js';
 import { authenticate } from './middleware/authenticate.js';
+import { inflightSlots } from './middleware/load-shedding.js';
+import { storableJson } from './middleware/storable-json.js';
+import { markAuthenticated } from './connection-guard.js';
+import { rateSubjects } from '../domain/limits/limits.models.js';
+import { loadTeamSnapshot } from '../domain/tenancy/team-snapshot.js';
 import { expressPath, type RouteSpec, type StreamedAnswer } from './route.js';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
@@ -16,19 +22,26 @@ function idempotencyScope(actor: Actor): string {
   return actor.kind === 'team' ? `team:${actor.teamId}` : actor.kind;
 }
 
-/** Mounts each route: authenticate, parse params/query/body with its zod schemas, run the handler, answer. */
+/**
+ * Mounts each route as a pipeline: authenticate from the headers (public routes skip it), take an in-flight slot,
+ * read and check the body, then parse params/query/body with the route's zod schemas and run its handler. A client
+ * without a valid credential is refused before it takes a slot or has its body read.
+ */
 export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
   const router = Router();
+  const slot = inflightSlots({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool });
+  const readJson = express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] });
   for (const route of routes) {
-    router[route.method](expressPath(route.path), async (req: Request, res: Response) => {
-      res.locals.route = route.path;
-      const actor: Actor = route.auth === 'public' ? { kind: 'anonymous' } : await authenticate(route.auth, req, deps);
+    const authenticated = route.auth !== 'public';
+    const steps: RequestHandler[] = [identify(route, deps), ...(authenticated ? [slot] : []), ...(route.body ? [readJson] : []), storableJson];
+    router[route.method](expressPath(route.path), ...steps, async (req: Request, res: Response) => {
+      const actor = res.locals.actor as Actor;
       const input = {
         params: route.params?.parse(req.params),
         query: route.query?.parse(req.query),
         body: route.body?.parse(req.body),
       };
-      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, leases: deps.leases, queue: deps.queue, caches: deps.caches };
+      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, leases: deps.leases, limiter: deps.limiter, queue: deps.queue, caches: deps.caches };
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
       const run = (db: DbOrTx, answered?: (body: unknown) => Promise<void>) =>
@@ -66,4 +79,31 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
     });
   }
   return router;
+}
+
+/**
+ * Who is calling, from the Authorization header alone. A team's answers carry OpenAI's rate limit headers when the
+ * team or its key has per-minute limits, written as the headers leave (after the call's own admission).
+ */
+function identify(route: RouteSpec, deps: Deps): RequestHandler {
+  return async (req, res, next) => {
+    res.locals.route = route.path;
+    if (route.auth === 'public') {
+      res.locals.actor = { kind: 'anonymous' } satisfies Actor;
+      return next();
+    }
+    const actor = await authenticate(route.auth, req, deps);
+    res.locals.actor = actor;
+    markAuthenticated(req.socket);
+    if (actor.kind === 'team') {
+      const { team } = await loadTeamSnapshot(deps.db, deps.caches.teams, actor.teamId);
+      const subjects = rateSubjects(actor.teamId, team, actor);
+      if (subjects.some((subject) => subject.requestsPerMinute !== null || subject.tokensPerMinute !== null)) {
+        onHeaders(res, () => {
+          for (const [name, value] of Object.entries(deps.limiter.headers(subjects))) res.setHeader(name, value);
+        });
+      }
+    }
+    next();
+  };
 }

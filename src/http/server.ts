@@ -1,13 +1,19 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Express } from 'express';
+import type { Config } from '../config.js';
+import { guardConnections } from './connection-guard.js';
 
 /**
  * The HTTP server of the app. Requests Node's parser refuses before express sees them (headers over the size
- * limit, malformed HTTP) still get an answer in the contract's JSON error shape.
+ * limit, malformed HTTP) still get an answer in the contract's JSON error shape. Slow clients are bounded: the
+ * headers must arrive within HEADERS_TIMEOUT_MS and the whole request (its body) within REQUEST_TIMEOUT_MS (the
+ * response, a stream, may last as long as it needs), and one address may hold only so many connections that have
+ * not authenticated a request.
  */
-export function createHttpServer(app: Express): Server {
-  const server = createServer(app);
+export function createHttpServer(app: Express, config: Pick<Config, 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS'>): Server {
+  const server = createServer({ headersTimeout: config.HEADERS_TIMEOUT_MS, requestTimeout: config.REQUEST_TIMEOUT_MS }, app);
+  guardConnections(server, config.MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS);
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();

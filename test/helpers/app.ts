@@ -96,7 +96,7 @@ export async function createTestApp(env: Record<string, string> = {}, options: {
   });
   const logLine = options.logLine;
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL, logLine && { write: (line: string) => logLine(line) }));
-  const server: Server = createHttpServer(createApp(deps)).listen(0, '127.0.0.1');
+  const server: Server = createHttpServer(createApp(deps), deps.config).listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   let stopped: Promise<void> | undefined;

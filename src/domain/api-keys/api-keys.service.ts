@@ -1,11 +1,12 @@
 import { and, asc, eq, isNull, lt, or, sql } from 'drizzle-orm';
-import type { ApiKey, CreateApiKeyRequest, CreatedApiKey } from '../../contracts/index.js';
+import type { ApiKey, CreateApiKeyRequest, CreatedApiKey, UpdateApiKeyRequest } from '../../contracts/index.js';
 import { withTransaction, type DbOrTx } from '../../db/client.js';
 import { apiKeys, teams } from '../../db/schema/index.js';
 import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel, type Actor } from '../actor.js';
+import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
 import type { Caches } from '../caches.js';
@@ -32,9 +33,23 @@ export async function issueApiKey(db: DbOrTx, teamId: string, createdBy: string,
       keyPrefix: displayPrefix(secret),
       createdBy,
       expiresAt: input.expires_at ? new Date(input.expires_at) : null,
+      ...changedLimits(NO_LIMITS, input.limits),
     })
     .returning();
   return { ...presentApiKey(row!), virtual_key: secret };
+}
+
+/** A key's name and limits; its limits reach every instance with the key's next lookup (its cache entry is dropped). */
+export async function updateApiKey(ctx: ServiceContext, keyId: string, input: UpdateApiKeyRequest): Promise<ApiKey> {
+  const [current] = await ctx.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
+  if (!current) throw notFound('key', 'key_id');
+  const [row] = await ctx.db
+    .update(apiKeys)
+    .set({ ...(input.name !== undefined && { name: input.name }), ...changedLimits(current, input.limits) })
+    .where(eq(apiKeys.id, keyId))
+    .returning();
+  await ctx.caches.invalidate({ keyId });
+  return presentApiKey(row!);
 }
 
 export async function listApiKeys(ctx: ServiceContext, teamId: string): Promise<{ data: ApiKey[] }> {
@@ -120,5 +135,6 @@ export function presentApiKey(row: ApiKeyRow): ApiKey {
     expires_at: row.expiresAt?.toISOString() ?? null,
     revoked_at: row.revokedAt?.toISOString() ?? null,
     last_used_at: row.lastUsedAt?.toISOString() ?? null,
+    limits: presentLimits(row),
   };
 }

@@ -44,7 +44,8 @@ import {
   type PromptParts,
 } from './reservation.models.js';
 import { creditBalances } from '../../db/schema/index.js';
-import { concurrencyLimitReached, concurrencyLimits, type Limits } from '../limits/limits.models.js';
+import { concurrencyLimitReached, concurrencyLimits, rateSubjects, type Limits } from '../limits/limits.models.js';
+import type { RateAdmission } from '../limits/rate-limiter.js';
 import { moveCounters } from '../ledger/ledger.repository.js';
 import {
   extendJobHold,
@@ -138,6 +139,15 @@ export async function openJob(ctx: ServiceContext, team: BillingTeam, job: NewJo
   return noteAvailable(ctx, job.teamId, opened);
 }
 
+/**
+ * Admits a call against its team's and key's per-minute windows (requests, and its worst case in tokens), with no
+ * database round trip as long as this instance holds an allowance; 429 when a window is spent.
+ */
+function admitRate(ctx: ServiceContext, teamId: string, team: Limits, worstCaseTokens: number): Promise<RateAdmission> {
+  const key = ctx.actor.kind === 'team' ? ctx.actor : undefined;
+  return ctx.limiter.admit(rateSubjects(teamId, team, key), worstCaseTokens);
+}
+
 /** The team's concurrency limits and those of the key the request came with. */
 function concurrencyLimitsOf(ctx: ServiceContext, team: Limits): ConcurrencyLimits {
   return concurrencyLimits(team, ctx.actor.kind === 'team' ? ctx.actor.keyLimits : undefined);
@@ -158,12 +168,16 @@ async function refusalOf(
   if (!row) return undefined;
   const keyJobs = subject.keyId ? (row.keyOpenJobs[subject.keyId] ?? 0) : 0;
   const keyCalls = subject.keyId ? (row.keyCallsInFlight[subject.keyId] ?? 0) : 0;
-  const full = (count: number, limit: number | null, delta: number) => delta > 0 && limit !== null && count + delta > limit;
-  if (full(row.openJobs, limits.maxJobs, adding.jobs)) return concurrencyLimitReached('team', 'jobs', limits.maxJobs!);
-  if (full(keyJobs, limits.keyMaxJobs, adding.jobs)) return concurrencyLimitReached('key', 'jobs', limits.keyMaxJobs!);
-  if (full(row.callsInFlight, limits.maxCalls, adding.calls)) return concurrencyLimitReached('team', 'calls', limits.maxCalls!);
-  if (full(keyCalls, limits.keyMaxCalls, adding.calls)) return concurrencyLimitReached('key', 'calls', limits.keyMaxCalls!);
-  return row.balanceMicro - row.heldMicro >= atLeastMicro ? concurrencyLimitReached('team', 'jobs', limits.maxJobs ?? 0) : undefined;
+  if (row.balanceMicro - row.heldMicro < atLeastMicro) return undefined;
+  const candidates = [
+    { subject: 'team' as const, what: 'jobs' as const, count: row.openJobs, limit: limits.maxJobs, delta: adding.jobs },
+    { subject: 'key' as const, what: 'jobs' as const, count: keyJobs, limit: limits.keyMaxJobs, delta: adding.jobs },
+    { subject: 'team' as const, what: 'calls' as const, count: row.callsInFlight, limit: limits.maxCalls, delta: adding.calls },
+    { subject: 'key' as const, what: 'calls' as const, count: keyCalls, limit: limits.keyMaxCalls, delta: adding.calls },
+  ].filter((c): c is typeof c & { limit: number } => c.limit !== null && c.delta > 0);
+  // The limit that is full now; or, if a slot freed since the statement ran, the one nearest to full.
+  const culprit = candidates.find((c) => c.count + c.delta > c.limit) ?? candidates.sort((a, b) => b.count / b.limit - a.count / a.limit)[0];
+  return culprit ? concurrencyLimitReached(culprit.subject, culprit.what, culprit.limit) : undefined;
 }
 
 function noteAvailable(ctx: ServiceContext, teamId: string, opened: OpenedJob): OpenedJob {
@@ -175,6 +189,7 @@ export interface OpenedOneShot {
   /** The job's hold once written; while it is being written (an early start), the call's `notBefore`. */
   held: Promise<number>;
   early: boolean;
+  admission: RateAdmission;
 }
 
 /**
@@ -199,17 +214,23 @@ export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: N
     const price = openingHoldMicro(team, 0);
     range = { atLeastMicro: price, upToMicro: price };
   }
-  const minHolds = ctx.config.EARLY_UPSTREAM_MIN_HOLDS;
+  const limits = concurrencyLimitsOf(ctx, team);
+  // A team with concurrency limits expects refusals: its calls never start before their hold (and slot) is written.
+  const minHolds = Object.values(limits).some((limit) => limit !== null) ? 0 : ctx.config.EARLY_UPSTREAM_MIN_HOLDS;
   const early = minHolds > 0 && (ctx.caches.availableCredits.get(job.teamId) ?? 0) >= range.upToMicro * minHolds;
   if (early) {
     range = { atLeastMicro: range.upToMicro, upToMicro: range.upToMicro };
     if (rate) limitCompletion(handle, bounds.limit, bounds.field);
   }
   const first = { call: call.record, promptBoundTokens: bounds.promptBound, reservesHold: rate !== undefined, maxTokens: handle.maxTokens };
-  const limits = concurrencyLimitsOf(ctx, team);
+  const admission = await admitRate(ctx, job.teamId, team, bounds.promptBound + bounds.limit);
   const open = async () => {
-    const opened = await insertJobWithHold(ctx.db, job, range, limits, first);
+    const opened = await insertJobWithHold(ctx.db, job, range, limits, first).catch((error: unknown) => {
+      ctx.limiter.cancel(admission);
+      throw error;
+    });
     if (!opened) {
+      ctx.limiter.cancel(admission);
       ctx.caches.availableCredits.delete(job.teamId);
       throw (await refusalOf(ctx.db, job, limits, { jobs: 1, calls: 1 }, range.atLeastMicro)) ?? notEnoughForCall();
     }
@@ -220,13 +241,13 @@ export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: N
   if (!early) {
     const heldMicro = await open();
     if (rate) limitCompletion(handle, completionLimitWithin(rate, bounds.promptBound, bounds.limit, heldMicro), bounds.field);
-    return { held: Promise.resolve(heldMicro), early };
+    return { held: Promise.resolve(heldMicro), early, admission };
   }
   // Early, the statement is sent a tick later: the upstream request, made in the caller's next synchronous steps,
   // reaches its socket in that tick, so the database write does not delay it.
   const held = new Promise((resolve) => process.nextTick(resolve)).then(open);
   held.catch(() => undefined); // the relay awaits it (and reports its refusal)
-  return { held, early };
+  return { held, early, admission };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -254,12 +275,13 @@ function jobStanding(team: BudgetSettings, calls: CallBilling[]) {
  * included, so the hold is extended from the team's available credits (the completion limit lowered to what
  * could be held; 402 if not even a minimal answer). The call is written in flight and the job is in_progress.
  */
-export async function reserveCall(ctx: ServiceContext, team: BillingTeam, call: PreparedCall, actor: string): Promise<void> {
+export async function reserveCall(ctx: ServiceContext, team: BillingTeam, call: PreparedCall, actor: string): Promise<RateAdmission> {
   const { handle } = call;
   const rate = await callRate(ctx, team, handle.route);
   const bounds = callBounds(ctx, handle);
   const limits = concurrencyLimitsOf(ctx, team);
   const keyId = ctx.actor.kind === 'team' ? ctx.actor.keyId : null;
+  const admission = await admitRate(ctx, handle.teamId, team, bounds.promptBound + bounds.limit);
   await withTransaction(ctx.db, async (tx) => {
     const job = await lockJob(tx, handle.jobId, handle.teamId);
     if (!job) throw notFound('job', 'job_id');
@@ -289,8 +311,12 @@ export async function reserveCall(ctx: ServiceContext, team: BillingTeam, call: 
     }
     await insertCall(tx, { id: job.id, teamId: job.teamId, keyId }, call.record, { promptBoundTokens: bounds.promptBound, maxTokens: handle.maxTokens, reservedMicro });
     await markJobActivity(tx, job.id);
+  }).catch((error: unknown) => {
+    ctx.limiter.cancel(admission);
+    throw error;
   });
   ctx.leases.hold(handle.callId);
+  return admission;
 }
 
 /** A call's record, priced: by the model the upstream says it served, else by the route's model that answered. */
@@ -313,8 +339,16 @@ export interface RecordedCall {
  * more than was reserved), the hold extended as far as the team's credits allow. If the database fails, the record
  * is retried in the background while the call keeps its lease.
  */
-export async function recordCall(ctx: ServiceContext, team: BudgetSettings, handle: CallHandle, usage: CallUsage, actor: string): Promise<RecordedCall> {
+export async function recordCall(
+  ctx: ServiceContext,
+  team: BudgetSettings,
+  handle: CallHandle,
+  admission: RateAdmission,
+  usage: CallUsage,
+  actor: string,
+): Promise<RecordedCall> {
   const record = await priced(ctx, usage);
+  ctx.limiter.settle(admission, record.totalTokens);
   const recorded = await whileLeased(ctx, handle.callId, () =>
     withTransaction(ctx.db, async (tx) => {
       const job = await lockJob(tx, handle.jobId);
@@ -417,11 +451,13 @@ export async function settleOneShot(
   team: BudgetSettings,
   job: Pick<JobRow, 'id' | 'teamId' | 'keyId' | 'holdMicro'>,
   callId: string,
+  admission: RateAdmission,
   usage: CallUsage,
   status: FinalJobStatus,
   actor: string,
 ): Promise<RecordedCall> {
   const record = await priced(ctx, usage);
+  ctx.limiter.settle(admission, record.totalTokens);
   const settlement = { jobId: job.id, teamId: job.teamId, status, errorMessage: record.error ?? undefined, actor };
   const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
   const recorded = await whileLeased(ctx, callId, async () => {

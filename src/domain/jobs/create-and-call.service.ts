@@ -59,7 +59,7 @@ function logRefusedEarlyHold(ctx: ServiceContext, shot: OneShot, error: unknown)
 async function recordAndSettle(ctx: ServiceContext, shot: OneShot, outcome: CallOutcome): Promise<RecordedCall> {
   const usage = await callUsageOf(shot.call, outcome);
   const job = { id: shot.call.jobId, teamId: shot.call.teamId, keyId: shot.keyId, holdMicro: await shot.held };
-  return settleOneShot(ctx, shot.team, job, shot.call.callId, usage, JOB_STATUS_OF_CALL[outcome.status], actorLabel(ctx.actor));
+  return settleOneShot(ctx, shot.team, job, shot.call.callId, shot.admission, usage, JOB_STATUS_OF_CALL[outcome.status], actorLabel(ctx.actor));
 }
 
 /**

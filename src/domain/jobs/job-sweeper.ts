@@ -5,7 +5,7 @@ import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { settleJob } from '../billing/settlement.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
-import { moveCounters } from '../ledger/ledger.repository.js';
+import { moveCounters, recountConcurrency } from '../ledger/ledger.repository.js';
 import { abandonStaleCalls } from '../llm/calls.repository.js';
 import { markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
 
@@ -76,6 +76,8 @@ export async function sweepExpiredJobs(db: Database, options: SweepOptions, log:
         notInArray(queueRequests.jobId, db.select({ id: jobs.id }).from(jobs).where(inArray(jobs.status, [...OPEN_JOB_STATUSES]))),
       ),
     );
+  const recounted = await recountConcurrency(db);
+  if (recounted.length > 0) log.warn({ teams: recounted }, 'concurrency counts had drifted from the jobs and calls; recounted');
   const purged = await purgeIdempotencyKeys(db, options.queueTimeoutSeconds);
   if (expired > 0 || purged > 0 || abandoned.length > 0) {
     log.info({ expired_jobs: expired, abandoned_call_jobs: abandoned.length, purged_idempotency_keys: purged }, 'swept');

@@ -1,5 +1,5 @@
 import { and, desc, eq, lt, sql, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../../db/client.js';
+import type { Database, DbOrTx } from '../../db/client.js';
 import type { Bound } from '../../db/compiled-statement.js';
 import { creditBalances, creditLedger } from '../../db/schema/index.js';
 import { newId } from '../../lib/ids.js';
@@ -171,4 +171,35 @@ export async function listLedgerEntries(db: DbOrTx, teamId: string, limit: numbe
     .orderBy(desc(creditLedger.id))
     .limit(limit + 1);
   return { rows: rows.slice(0, limit), hasMore: rows.length > limit };
+}
+
+/**
+ * Recounts the open jobs and calls in flight of every team whose counts disagree with its jobs and calls, and
+ * returns those teams. No code path should let them drift; this is the safety net that keeps a leak from locking a
+ * team out for good. The balance row is locked first, then counted in a new statement (a fresh snapshot): every
+ * change that moves the counts holds that lock, so the recount is exact.
+ */
+export async function recountConcurrency(db: Database): Promise<string[]> {
+  const drifting = await db.execute<{ team_id: string }>(sql`
+    SELECT b.team_id FROM ${creditBalances} b
+     WHERE b.open_jobs <> (SELECT count(*) FROM jobs j WHERE j.team_id = b.team_id AND j.status IN ('pending', 'in_progress'))
+        OR b.calls_in_flight <> (SELECT count(*) FROM llm_calls c WHERE c.team_id = b.team_id AND c.status = 'in_progress')`);
+  for (const { team_id: teamId } of drifting.rows) {
+    await db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT 1 FROM ${creditBalances} WHERE team_id = ${teamId} FOR UPDATE`);
+      const perKey = (table: SQL, open: SQL) => sql`coalesce((
+        SELECT jsonb_object_agg(key_id, n) FROM (SELECT key_id, count(*) AS n FROM ${table} WHERE team_id = ${teamId} AND ${open} AND key_id IS NOT NULL GROUP BY key_id) k
+      ), '{}'::jsonb)`;
+      const openJobs = sql`status IN ('pending', 'in_progress')`;
+      const liveCalls = sql`status = 'in_progress'`;
+      await tx.execute(sql`
+        UPDATE ${creditBalances}
+           SET open_jobs = (SELECT count(*) FROM jobs WHERE team_id = ${teamId} AND ${openJobs}),
+               calls_in_flight = (SELECT count(*) FROM llm_calls WHERE team_id = ${teamId} AND ${liveCalls}),
+               key_open_jobs = ${perKey(sql`jobs`, openJobs)},
+               key_calls_in_flight = ${perKey(sql`llm_calls`, liveCalls)}
+         WHERE team_id = ${teamId}`);
+    });
+  }
+  return drifting.rows.map((row) => row.team_id);
 }

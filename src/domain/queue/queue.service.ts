@@ -1,6 +1,6 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, count, eq, inArray, sql } from 'drizzle-orm';
 import type { LlmCallRequest, QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
-import { withTransaction } from '../../db/client.js';
+import { withTransaction, type DbOrTx } from '../../db/client.js';
 import { llmCalls, queueRequests } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -20,7 +20,7 @@ import { replayCallFrames } from '../llm/call-replay.js';
 import { resolveModelRoute } from '../llm/model-routing.js';
 import { endStream } from '../llm/stream-end.js';
 import { loadTeamSnapshot } from '../tenancy/team-snapshot.js';
-import { QueueBroadcast } from './queue-broadcast.js';
+import type { QueueBroadcast } from './queue-broadcast.js';
 
 type QueueRow = typeof queueRequests.$inferSelect;
 
@@ -35,6 +35,7 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
   resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamId), input.model);
   // The job's hold and the item commit together: a refused item leaves no credits held.
   const item = await withTransaction(ctx.db, async (tx) => {
+    await refuseWhenQueueFull(tx, teamId, ctx.config.QUEUE_MAX_OPEN_PER_TEAM);
     let jobId = givenJobId;
     if (jobId) {
       const job = await findJob(tx, jobId, teamId);
@@ -49,8 +50,7 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
       .returning();
     return row!;
   });
-  const broadcast = new QueueBroadcast();
-  ctx.queue.add(item.id, broadcast);
+  const broadcast = ctx.queue.start(item.id);
   const unregister = ctx.inflight.register([item.id], broadcast.controller);
   runQueued(ctx, item, broadcast)
     .catch((error: unknown) => ctx.log.error({ err: error, queue_id: item.id }, 'queued call failed'))
@@ -59,6 +59,24 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
       ctx.queue.finished(item.id);
     });
   return { data: { queueId: item.id, status: 'queued' } };
+}
+
+/**
+ * A team may have only so many queued calls waiting or running. The count and the new item are serialised per team
+ * by a transaction-level advisory lock, so instances together never let more in.
+ */
+async function refuseWhenQueueFull(tx: DbOrTx, teamId: string, maxOpen: number): Promise<void> {
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`queue:${teamId}`}))`);
+  const [open] = await tx
+    .select({ n: count() })
+    .from(queueRequests)
+    .where(and(eq(queueRequests.teamId, teamId), inArray(queueRequests.status, [...OPEN])));
+  if ((open?.n ?? 0) >= maxOpen) {
+    throw new AppError('rate_limited', `this team already has ${maxOpen} queued calls waiting or running (QUEUE_MAX_OPEN_PER_TEAM); retry when one ends`, {
+      reason: 'queue_full',
+      retryAfterSeconds: 1,
+    });
+  }
 }
 
 /** Runs a queued call: reserve on its job → relay into the broadcast → record → end its own job, if it has one. */
@@ -81,10 +99,10 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
     const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches.teams, item.teamId);
     const request = { ...item.request, model: item.model } as LlmCallRequest;
     const call = prepareCall(item.jobId, item.teamId, resolveModelRoute(snapshot, item.model), request, true);
-    await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
+    const admission = await reserveCall(ctx, snapshot.team, call, actorLabel(ctx.actor));
     await ctx.db.update(queueRequests).set({ callId: call.handle.callId }).where(eq(queueRequests.id, item.id));
     const outcome = await relayStream(ctx, call.handle, broadcast, { format: queueFormat });
-    const { recorded } = await recordCall(ctx, snapshot.team, call.handle, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
+    const { recorded } = await recordCall(ctx, snapshot.team, call.handle, admission, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
     if (recorded) await endJob(outcome.status, outcome.error?.message);
     await setStatus(QUEUE_STATUS_OF_CALL[outcome.status], { error: outcome.error?.message ?? null });
     await endStream(broadcast, queueFormat, { error: outcome.error, recorded });
@@ -155,9 +173,9 @@ export async function streamQueued(ctx: ServiceContext, queueId: string, sink: S
   sink.open();
   try {
     await sink.write(sseEvent('start', { queueId: item.id }));
-    const local = ctx.queue.get(item.id);
+    const local = ctx.queue.replayable(item.id);
     if (local) {
-      await relay(local, sink, ctx.config.STREAM_KEEPALIVE_MS);
+      await relay(local, sink, ctx.config.STREAM_KEEPALIVE_MS, ctx.config.QUEUE_ITEM_BUFFER_BYTES);
       return;
     }
     const ended = await waitUntilEnded(ctx, item.id, sink);
@@ -171,11 +189,26 @@ export async function streamQueued(ctx: ServiceContext, queueId: string, sink: S
   }
 }
 
-async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: number): Promise<void> {
+/**
+ * Hands a local call's frames to one reader. A reader that falls `maxPendingBytes` behind (it reads slower than
+ * the call writes) is ended with an error event; it may attach again and get the call replayed.
+ */
+async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: number, maxPendingBytes: number): Promise<void> {
   const pending: (string | null)[] = [];
+  let pendingBytes = 0;
+  let behind = false;
   let wake: (() => void) | undefined;
   const unsubscribe = broadcast.subscribe((frame) => {
-    pending.push(frame);
+    if (behind) return;
+    if (frame !== null && pendingBytes + frame.length * 2 > maxPendingBytes) {
+      behind = true;
+      pending.length = 0;
+      pendingBytes = 0;
+      pending.push(queueFormat.error(errorFrameBody('slow_reader', 'this reader fell too far behind the call; attach again to get it replayed')), null);
+    } else {
+      pending.push(frame);
+      if (frame !== null) pendingBytes += frame.length * 2;
+    }
     wake?.();
   });
   const onAbort = () => wake?.();
@@ -196,7 +229,10 @@ async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: n
       if (sink.closed) return;
       const frame = pending.shift();
       if (frame === null) return;
-      if (frame !== undefined) await sink.write(frame);
+      if (frame !== undefined) {
+        if (!behind) pendingBytes -= frame.length * 2;
+        await sink.write(frame);
+      }
     }
   } finally {
     unsubscribe();

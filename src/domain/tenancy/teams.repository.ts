@@ -30,3 +30,9 @@ export async function assignModelGroups(db: DbOrTx, teamId: string, groupNames: 
   if (missing.length > 0) throw validationFailed(`unknown model group: ${missing.join(', ')}`, 'model_groups', 'unknown_model_group');
   await db.insert(teamModelGroups).values(groupNames.map((groupName, position) => ({ teamId, groupName, position })));
 }
+
+/** The team's model groups become exactly these, in this order (the first is its default). */
+export async function replaceModelGroups(db: DbOrTx, teamId: string, groupNames: string[]): Promise<void> {
+  await db.delete(teamModelGroups).where(eq(teamModelGroups.teamId, teamId));
+  await assignModelGroups(db, teamId, groupNames);
+}

@@ -1,5 +1,5 @@
 import { eq, sql } from 'drizzle-orm';
-import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team } from '../../contracts/index.js';
+import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team, UpdateTeamRequest } from '../../contracts/index.js';
 import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
 import { organizations, teams } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
@@ -10,7 +10,8 @@ import { DEFAULT_BUDGET, resolveBudgetSettings } from '../billing/billing-settin
 import { creditsToMicro } from '../ledger/ledger.models.js';
 import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
 import { getCreditBalance, presentBudget } from '../ledger/ledger.service.js';
-import { assignModelGroups, listTeamModelGroups, requireTeam } from './teams.repository.js';
+import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
+import { assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam } from './teams.repository.js';
 
 /** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
 export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest): Promise<CreateTeamResponse> {
@@ -24,6 +25,7 @@ export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest):
         organizationId: input.organization_id,
         alias: input.team_alias ?? null,
         ...budget,
+        ...changedLimits(NO_LIMITS, input.limits),
         metadata: input.metadata ?? {},
       });
     } catch (error) {
@@ -61,6 +63,7 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
     model_groups: groups,
     ...presentBudget(team),
     credits: { balance: balance.balance, held: balance.held, credits_remaining: balance.credits_remaining },
+    limits: presentLimits(team),
     metadata: team.metadata,
     created_at: team.createdAt.toISOString(),
     updated_at: team.updatedAt.toISOString(),
@@ -87,4 +90,28 @@ export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: 
     await afterCommit(tx, () => ctx.caches.invalidate({ teamId }));
     return getCreditBalance({ ...ctx, db: tx }, teamId);
   });
+}
+
+/**
+ * Edits a team: alias, metadata, model groups, billing settings and limits, in one transaction; what is omitted
+ * stays. Every instance sees the change by the time this answers (its cached settings are dropped after commit).
+ */
+export async function updateTeam(ctx: ServiceContext, teamId: string, input: UpdateTeamRequest): Promise<Team> {
+  await withTransaction(ctx.db, async (tx) => {
+    const team = await requireTeam(tx, teamId);
+    const budget = resolveBudgetSettings(team, input);
+    await tx
+      .update(teams)
+      .set({
+        ...(input.team_alias !== undefined && { alias: input.team_alias }),
+        ...(input.metadata !== undefined && { metadata: input.metadata }),
+        ...budget,
+        ...changedLimits(team, input.limits),
+        updatedAt: sql`now()`,
+      })
+      .where(eq(teams.id, teamId));
+    if (input.model_groups) await replaceModelGroups(tx, teamId, input.model_groups);
+    await afterCommit(tx, () => ctx.caches.invalidate({ teamId }));
+  });
+  return getTeam(ctx, teamId);
 }

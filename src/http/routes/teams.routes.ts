@@ -8,9 +8,11 @@ import {
   KeyParams,
   Team,
   TeamParams,
+  UpdateApiKeyRequest,
+  UpdateTeamRequest,
 } from '../../contracts/index.js';
-import { createApiKey, listApiKeys, revokeApiKey } from '../../domain/api-keys/api-keys.service.js';
-import { createTeam, getTeam, setTeamStatus } from '../../domain/tenancy/teams.service.js';
+import { createApiKey, listApiKeys, revokeApiKey, updateApiKey } from '../../domain/api-keys/api-keys.service.js';
+import { createTeam, getTeam, setTeamStatus, updateTeam } from '../../domain/tenancy/teams.service.js';
 import { defineRoute } from '../route.js';
 
 const tags = ['Teams'];
@@ -39,6 +41,18 @@ export const teamRoutes = [
     response: { schema: Team, description: 'the team' },
     errors: [404],
     handler: ({ ctx, params }) => getTeam(ctx, params.team_id),
+  }),
+  defineRoute({
+    method: 'patch',
+    path: '/api/teams/{team_id}',
+    auth: 'admin',
+    summary: 'Edit a team: alias, metadata, model groups, billing settings and limits (omitted fields stay as they are)',
+    tags,
+    params: TeamParams,
+    body: UpdateTeamRequest,
+    response: { schema: Team, description: 'the team as it is now' },
+    errors: [404],
+    handler: ({ ctx, params, body }) => updateTeam(ctx, params.team_id, body),
   }),
   defineRoute({
     method: 'put',
@@ -85,6 +99,18 @@ export const teamRoutes = [
     response: { schema: z.object({ data: z.array(ApiKey) }), description: 'the keys' },
     errors: [404],
     handler: ({ ctx, params }) => listApiKeys(ctx, params.team_id),
+  }),
+  defineRoute({
+    method: 'patch',
+    path: '/api/keys/{key_id}',
+    auth: 'admin',
+    summary: "Rename a virtual key or change its own limits (on top of its team's)",
+    tags: keyTags,
+    params: KeyParams,
+    body: UpdateApiKeyRequest,
+    response: { schema: ApiKey, description: 'the key as it is now' },
+    errors: [404],
+    handler: ({ ctx, params, body }) => updateApiKey(ctx, params.key_id, body),
   }),
   defineRoute({
     method: 'delete',
