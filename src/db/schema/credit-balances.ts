@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, check, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, check, integer, jsonb, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 import { teams } from './teams.js';
 
 /**
@@ -23,6 +23,9 @@ export const creditBalances = pgTable(
      * The team's open jobs and calls in flight, and each key's (`{"<key_id>": n}`): every statement that opens or
      * ends a job or a call already locks this row, so its concurrency limits are checked there, exactly, at no cost.
      */
+    /** credits.low / credits.depleted were sent for the current crossing; cleared when the balance is back above. */
+    lowNotified: boolean('low_notified').notNull().default(false),
+    depletedNotified: boolean('depleted_notified').notNull().default(false),
     openJobs: integer('open_jobs').notNull().default(0),
     callsInFlight: integer('calls_in_flight').notNull().default(0),
     keyOpenJobs: jsonb('key_open_jobs').$type<Record<string, number>>().notNull().default({}),

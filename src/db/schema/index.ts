@@ -12,3 +12,5 @@ export * from './organizations.js';
 export * from './queue-requests.js';
 export * from './rate-windows.js';
 export * from './teams.js';
+export * from './webhooks.js';
+export * from './usage-rollups.js';

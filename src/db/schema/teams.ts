@@ -3,7 +3,8 @@ import { boolean, check, index, integer, jsonb, numeric, pgEnum, pgTable, text, 
 import { limitColumns } from './limits.js';
 import { organizations } from './organizations.js';
 
-export const teamStatus = pgEnum('team_status', ['active', 'suspended']);
+/** archived: deleted by an admin; kept (with its ledger, jobs and calls) but out of lists and never usable again. */
+export const teamStatus = pgEnum('team_status', ['active', 'suspended', 'archived']);
 export const budgetMode = pgEnum('budget_mode', ['job_based', 'consumption_tokens', 'consumption_usd']);
 
 export const teams = pgTable(
@@ -26,6 +27,8 @@ export const teams = pgTable(
     maxCallsPerJob: integer('max_calls_per_job').notNull().default(50),
     maxTokensPerJob: integer('max_tokens_per_job').notNull().default(200_000),
     ...limitColumns(),
+    /** Below this many available credits, credits.low is sent (once per crossing). */
+    lowBalanceThreshold: integer('low_balance_threshold'),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
