@@ -35,5 +35,11 @@ export const jobs = pgTable(
     index('jobs_team_created_idx').on(t.teamId, t.createdAt),
     index('jobs_open_idx').on(t.status, t.updatedAt),
     index('jobs_team_open_idx').on(t.teamId).where(sql`${t.status} IN ('pending', 'in_progress')`),
+    // Admin lists walk jobs newest first by (created_at, id), optionally by status or type (keyset pagination).
+    index('jobs_created_idx').on(t.createdAt, t.id),
+    index('jobs_status_created_idx').on(t.status, t.createdAt, t.id),
+    index('jobs_type_created_idx').on(t.jobType, t.createdAt, t.id),
+    // The usage rollups find the hours whose jobs changed since their last refresh.
+    index('jobs_updated_idx').on(t.updatedAt),
   ],
 );
