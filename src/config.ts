@@ -114,6 +114,12 @@ export const ConfigSchema = z.object({
     .min(1)
     .default(256)
     .describe('connections one client address may hold open before one of them carried an authenticated request; more are closed at once'),
+  CREDIT_PRICE_USD: z
+    .string()
+    .trim()
+    .regex(/^\d{1,9}(\.\d{1,9})?$/, 'must be a non-negative decimal, e.g. 0.01')
+    .default('0.01')
+    .describe("what one credit sells for, in USD: the operator console's margins compare credits charged at this price with the upstream cost"),
   SHUTDOWN_GRACE_MS: durationMs(
     10_000,
     'on SIGTERM, how long open requests and streams may run to their end; then each open stream gets an error event and [DONE], and its call is recorded and settled before the process exits',
