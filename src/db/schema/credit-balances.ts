@@ -19,13 +19,17 @@ export const creditBalances = pgTable(
     lastAmountMicro: bigint('last_amount_micro', { mode: 'number' }).notNull().default(0),
     /** The held change of the latest entry, for the same reason (a hold of "up to" an amount is decided in SQL). */
     lastHeldDeltaMicro: bigint('last_held_delta_micro', { mode: 'number' }).notNull().default(0),
+    /** credits.low / credits.depleted were sent for the current crossing; cleared when the balance is back above. */
+    lowNotified: boolean('low_notified').notNull().default(false),
+    depletedNotified: boolean('depleted_notified').notNull().default(false),
+    /** An auto-refill was requested for the current crossing; cleared when the balance is back above. */
+    refillRequested: boolean('refill_requested').notNull().default(false),
+    /** Credits taken back (a Stripe refund) that had already been spent: reported, never taken from held credits. */
+    owedMicro: bigint('owed_micro', { mode: 'number' }).notNull().default(0),
     /**
      * The team's open jobs and calls in flight, and each key's (`{"<key_id>": n}`): every statement that opens or
      * ends a job or a call already locks this row, so its concurrency limits are checked there, exactly, at no cost.
      */
-    /** credits.low / credits.depleted were sent for the current crossing; cleared when the balance is back above. */
-    lowNotified: boolean('low_notified').notNull().default(false),
-    depletedNotified: boolean('depleted_notified').notNull().default(false),
     openJobs: integer('open_jobs').notNull().default(0),
     callsInFlight: integer('calls_in_flight').notNull().default(0),
     keyOpenJobs: jsonb('key_open_jobs').$type<Record<string, number>>().notNull().default({}),

@@ -14,3 +14,4 @@ export * from './rate-windows.js';
 export * from './teams.js';
 export * from './webhooks.js';
 export * from './usage-rollups.js';
+export * from './money-in.js';

@@ -29,6 +29,13 @@ export const teams = pgTable(
     ...limitColumns(),
     /** Below this many available credits, credits.low is sent (once per crossing). */
     lowBalanceThreshold: integer('low_balance_threshold'),
+    /** Or below this percentage of the last grant (whichever threshold is higher). */
+    lowBalancePercent: integer('low_balance_percent'),
+    /** Auto-refill: below this many available credits, `autoRefillCredits` are requested (once per crossing). */
+    autoRefillBelow: integer('auto_refill_below'),
+    autoRefillCredits: integer('auto_refill_credits'),
+    /** The Stripe customer whose saved payment method pays auto-refills (when Stripe is configured). */
+    stripeCustomerId: text('stripe_customer_id'),
     metadata: jsonb('metadata').$type<Record<string, unknown>>().notNull().default({}),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
@@ -40,5 +47,7 @@ export const teams = pgTable(
     check('teams_credits_per_dollar_positive', sql`${t.creditsPerDollar} IS NULL OR ${t.creditsPerDollar} > 0`),
     check('teams_max_calls_per_job_positive', sql`${t.maxCallsPerJob} > 0`),
     check('teams_max_tokens_per_job_positive', sql`${t.maxTokensPerJob} > 0`),
+    check('teams_low_balance_percent_range', sql`${t.lowBalancePercent} IS NULL OR ${t.lowBalancePercent} BETWEEN 1 AND 100`),
+    check('teams_auto_refill_complete', sql`(${t.autoRefillBelow} IS NULL) = (${t.autoRefillCredits} IS NULL)`),
   ],
 );

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { boolean, index, integer, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgEnum, pgTable, text, timestamp } from 'drizzle-orm/pg-core';
 
 /** Where events are sent. The signing secret is kept encrypted with a key that is not in the database. */
 export const webhookEndpoints = pgTable('webhook_endpoints', {
@@ -23,13 +23,15 @@ export const webhookEvents = pgTable(
   'webhook_events',
   {
     id: text('id').primaryKey(),
+    /** The order events were written in (ids come from each instance's clock, this from the database). */
+    seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity(),
     type: text('type').notNull(),
     teamId: text('team_id'),
     payload: jsonb('payload').$type<Record<string, unknown>>().notNull(),
     fannedOut: boolean('fanned_out').notNull().default(false),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('webhook_events_pending_idx').on(t.id).where(sql`NOT ${t.fannedOut}`)],
+  (t) => [index('webhook_events_pending_idx').on(t.seq).where(sql`NOT ${t.fannedOut}`), index('webhook_events_team_idx').on(t.teamId, t.seq)],
 );
 
 export const webhookDeliveryStatus = pgEnum('webhook_delivery_status', ['pending', 'delivered', 'failed']);
@@ -39,6 +41,8 @@ export const webhookDeliveries = pgTable(
   'webhook_deliveries',
   {
     id: text('id').primaryKey(),
+    /** Per endpoint, deliveries are attempted in this order (the order their events were fanned out in). */
+    seq: bigint('seq', { mode: 'number' }).generatedAlwaysAsIdentity(),
     eventId: text('event_id')
       .notNull()
       .references(() => webhookEvents.id),
@@ -56,7 +60,8 @@ export const webhookDeliveries = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
-    index('webhook_deliveries_endpoint_idx').on(t.endpointId, t.id),
-    index('webhook_deliveries_pending_idx').on(t.endpointId, t.id).where(sql`${t.status} = 'pending'`),
+    index('webhook_deliveries_endpoint_idx').on(t.endpointId, t.seq),
+    index('webhook_deliveries_pending_idx').on(t.endpointId, t.seq).where(sql`${t.status} = 'pending'`),
+    index('webhook_deliveries_event_idx').on(t.eventId),
   ],
 );
