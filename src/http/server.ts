@@ -12,26 +12,42 @@ import { guardConnections } from './connection-guard.js';
  * not authenticated a request.
  */
 export function createHttpServer(app: Express, config: Pick<Config, 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS'>): Server {
-  const server = createServer({ headersTimeout: config.HEADERS_TIMEOUT_MS, requestTimeout: config.REQUEST_TIMEOUT_MS }, app);
+  const server = createServer(
+    {
+      headersTimeout: config.HEADERS_TIMEOUT_MS,
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      // Node checks both timeouts only this often (30 s by default): a slow client would get 30 s more than allowed.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS) / 4))),
+    },
+    app,
+  );
   guardConnections(server, config.MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS);
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
     if (error.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
       return;
     }
-    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
-    const body = JSON.stringify({
-      error: {
-        type: 'invalid_request_error',
-        code: tooLarge ? 'headers_too_large' : 'malformed_request',
-        message: tooLarge ? 'request headers (or the URL) are too large' : 'the request is not valid HTTP',
-        param: null,
-      },
-    });
-    socket.end(
-      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
-        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
+    const refusal = CLIENT_ERRORS[error.code ?? ''] ?? MALFORMED;
+    const body = JSON.stringify({ error: { type: 'invalid_request_error', code: refusal.code, message: refusal.message, param: null } });
+    socket.end(`HTTP/1.1 ${refusal.status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   return server;
 }
+
+interface ClientErrorAnswer {
+  status: string;
+  code: string;
+  message: string;
+}
+
+const MALFORMED: ClientErrorAnswer = { status: '400 Bad Request', code: 'malformed_request', message: 'the request is not valid HTTP' };
+
+/** Node's parser and timeout errors, answered in the contract's error shape. */
+const CLIENT_ERRORS: Record<string, ClientErrorAnswer> = {
+  HPE_HEADER_OVERFLOW: { status: '431 Request Header Fields Too Large', code: 'headers_too_large', message: 'request headers (or the URL) are too large' },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: '408 Request Timeout',
+    code: 'request_timeout',
+    message: 'the request (its headers or its body) did not arrive in time (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS)',
+  },
+};

@@ -362,7 +362,7 @@ describe('routing', () => {
     ['GET', '/api'],
     ['POST', '/api/organizations'],
     ['DELETE', '/api/organizations/some-org'],
-    ['PATCH', '/api/teams/some-team'],
+    ['PUT', '/api/teams/some-team'],
     ['GET', '/api/teams'],
     ['GET', '/api/teams/a/b/c/d'],
     ['POST', '/health'],

@@ -11,6 +11,8 @@ const WINDOW_MS = 60_000;
  */
 const CHUNK_SHARE = 0.1;
 const SMALL_LIMIT = 20;
+/** Claim rounds a caller waits through before it is refused (see admit). */
+const MAX_CLAIM_ROUNDS = 50;
 /** A background claim starts when the local allowance falls below this share of a chunk. */
 const REFILL_BELOW = 0.5;
 
@@ -32,6 +34,9 @@ interface Allowance {
   /** The shared window had nothing left at the last claim. */
   exhausted: boolean;
   claiming?: Promise<void>;
+  /** Callers waiting for the next claim, and the tokens they need: one claim asks for all of them. */
+  waitingRequests: number;
+  waitingTokens: number;
   limits: RateSubject;
 }
 
@@ -74,12 +79,14 @@ export class RateLimiter {
     for (const subject of active) {
       if (subject.tokensPerMinute !== null && tokens > subject.tokensPerMinute) throw requestTooLarge(subject, tokens);
     }
+    // Each round either admits, or claims (and a claim grants something or finds the window exhausted), so the loop
+    // ends; the bound only guards against a minute's worth of callers that keep taking what this one waited for.
     for (let attempt = 0; ; attempt++) {
       const short = active.map((subject) => this.allowanceOf(subject, window)).filter((allowance) => !this.covers(allowance, tokens));
       if (short.length === 0) break;
       const refused = short.find((allowance) => allowance.exhausted && !allowance.claiming);
-      if (refused || attempt > 3) throw this.refusal(refused ?? short[0]!, tokens);
-      await Promise.all(short.map((allowance) => this.claim(allowance, tokens)));
+      if (refused || attempt >= MAX_CLAIM_ROUNDS) throw this.refusal(refused ?? short[0]!, tokens);
+      await Promise.all(short.map((allowance) => this.waitForClaim(allowance, tokens)));
     }
     for (const subject of active) {
       const allowance = this.allowanceOf(subject, window);
@@ -133,13 +140,38 @@ export class RateLimiter {
   private allowanceOf(subject: RateSubject, window: number): Allowance {
     const current = this.allowances.get(subject.name);
     if (current && current.window === window) {
-      current.limits = subject;
+      if (current.limits.requestsPerMinute !== subject.requestsPerMinute || current.limits.tokensPerMinute !== subject.tokensPerMinute) {
+        this.applyNewLimits(current, subject);
+      }
       return current;
     }
-    const fresh: Allowance = { window, requests: 0, tokens: 0, usedRequests: 0, usedTokens: 0, exhausted: false, limits: subject };
+    const fresh: Allowance = {
+      window,
+      requests: 0,
+      tokens: 0,
+      usedRequests: 0,
+      usedTokens: 0,
+      exhausted: false,
+      waitingRequests: 0,
+      waitingTokens: 0,
+      limits: subject,
+    };
     this.allowances.set(subject.name, fresh);
     if (this.allowances.size > 100_000) this.forgetOldWindows(window);
     return fresh;
+  }
+
+  /**
+   * A limit changed mid-minute (PATCH): a lower one trims what this instance claimed and has not spent to what the new
+   * limit leaves of the minute, a higher one lets it claim again (the shared window checks each claim against the
+   * limit the claim names).
+   */
+  private applyNewLimits(allowance: Allowance, subject: RateSubject): void {
+    const left = (limit: number | null, used: number, unspent: number) => (limit === null ? unspent : Math.min(unspent, Math.max(0, limit - (used - unspent))));
+    allowance.requests = left(subject.requestsPerMinute, allowance.usedRequests, allowance.requests);
+    allowance.tokens = left(subject.tokensPerMinute, allowance.usedTokens, allowance.tokens);
+    allowance.exhausted = false;
+    allowance.limits = subject;
   }
 
   private covers(allowance: Allowance, tokens: number): boolean {
@@ -147,20 +179,34 @@ export class RateLimiter {
     return (requestsPerMinute === null || allowance.requests >= 1) && (tokensPerMinute === null || allowance.tokens >= tokens);
   }
 
-  /** One claim at a time per subject; a call that needs more than a chunk claims what it needs. */
-  private claim(allowance: Allowance, tokens: number): Promise<void> {
-    allowance.claiming ??= this.claimFromWindow(allowance, tokens).finally(() => {
+  /** Waits for the subject's next claim, which asks for this caller's need along with every other waiter's. */
+  private async waitForClaim(allowance: Allowance, tokens: number): Promise<void> {
+    allowance.waitingRequests += 1;
+    allowance.waitingTokens += tokens;
+    try {
+      // A claim already in flight was sized before this caller came: wait for it, then claim with everyone waiting.
+      if (allowance.claiming) await allowance.claiming;
+      if (!this.covers(allowance, tokens) && !allowance.exhausted) await this.claim(allowance);
+    } finally {
+      allowance.waitingRequests -= 1;
+      allowance.waitingTokens -= tokens;
+    }
+  }
+
+  /** One claim at a time per subject; it asks for a chunk, or for what the waiting callers need if that is more. */
+  private claim(allowance: Allowance): Promise<void> {
+    allowance.claiming ??= this.claimFromWindow(allowance).finally(() => {
       allowance.claiming = undefined;
     });
     return allowance.claiming;
   }
 
-  private async claimFromWindow(allowance: Allowance, tokens: number): Promise<void> {
+  private async claimFromWindow(allowance: Allowance): Promise<void> {
     this.claims++;
     const { requestsPerMinute, tokensPerMinute, name } = allowance.limits;
     const chunk = (limit: number | null, need: number) => (limit === null || limit < SMALL_LIMIT ? need : Math.max(need, Math.ceil(limit * CHUNK_SHARE)));
-    const wantRequests = chunk(requestsPerMinute, 1);
-    const wantTokens = chunk(tokensPerMinute, Math.max(0, tokens - allowance.tokens));
+    const wantRequests = chunk(requestsPerMinute, Math.max(1, allowance.waitingRequests - allowance.requests));
+    const wantTokens = chunk(tokensPerMinute, Math.max(0, allowance.waitingTokens - allowance.tokens));
     const result = await this.db.execute<{ granted_requests: number; granted_tokens: string; used_requests: number; used_tokens: string }>(sql`
       SELECT * FROM cg_claim_rate(${name}, ${new Date(allowance.window).toISOString()}::timestamptz, ${wantRequests}::int,
                                   ${wantTokens}::bigint, ${requestsPerMinute}::int, ${tokensPerMinute}::bigint)`);
@@ -177,7 +223,7 @@ export class RateLimiter {
     const { requestsPerMinute, tokensPerMinute } = allowance.limits;
     const low = (left: number, limit: number | null) => limit !== null && limit >= SMALL_LIMIT && left < Math.ceil(limit * CHUNK_SHARE) * REFILL_BELOW;
     if (low(allowance.requests, requestsPerMinute) || low(allowance.tokens, tokensPerMinute)) {
-      this.claim(allowance, 0).catch((error: unknown) => this.log.warn({ err: error, subject: allowance.limits.name }, 'could not claim a rate limit allowance'));
+      this.claim(allowance).catch((error: unknown) => this.log.warn({ err: error, subject: allowance.limits.name }, 'could not claim a rate limit allowance'));
     }
   }
 
