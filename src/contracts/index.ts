@@ -8,3 +8,5 @@ export * from './teams.js';
 export * from './chat.js';
 export * from './jobs.js';
 export * from './limits.js';
+export * from './admin-lists.js';
+export * from './reports.js';

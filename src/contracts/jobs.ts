@@ -144,10 +144,19 @@ export const CreateAndCallResponse = LlmCallResponse.extend({
 }).meta({ id: 'CreateAndCallResponse' });
 export type CreateAndCallResponse = z.infer<typeof CreateAndCallResponse>;
 
-export const UsageQuery = z.strictObject({
-  from: z.iso.datetime({ offset: true }).optional().meta({ description: 'inclusive; default 30 days ago' }),
-  to: z.iso.datetime({ offset: true }).optional().meta({ description: 'exclusive; default now' }),
-});
+/** A calendar month (UTC), e.g. 2026-11: the same as from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z. */
+export const Period = z
+  .string()
+  .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month, YYYY-MM')
+  .meta({ description: 'a calendar month (UTC), YYYY-MM; instead of from and to', example: '2026-11' });
+
+export const UsageQuery = z
+  .strictObject({
+    from: z.iso.datetime({ offset: true }).optional().meta({ description: 'inclusive; default 30 days ago' }),
+    to: z.iso.datetime({ offset: true }).optional().meta({ description: 'exclusive; default now' }),
+    period: Period.optional(),
+  })
+  .refine((query) => !(query.period && (query.from || query.to)), { message: 'give either period or from/to', path: ['period'] });
 
 const UsageTotals = z.object({
   jobs: z.number().int(),

@@ -4,6 +4,10 @@ import { BillingSettingsInput, BudgetMode, BudgetSettings, CreditBalance } from 
 import { CreatedApiKey } from './api-keys.js';
 import { Limits, LimitsInput } from './limits.js';
 
+/** archived: deleted by an admin (DELETE /api/teams/{team_id}); kept with its ledger, jobs and calls, never usable again. */
+export const TeamStatus = z.enum(['active', 'suspended', 'archived']);
+export type TeamStatus = z.infer<typeof TeamStatus>;
+
 export const CreateTeamRequest = z
   .strictObject({
     organization_id: Slug,
@@ -29,7 +33,7 @@ export const Team = z
     team_id: z.string(),
     organization_id: z.string(),
     team_alias: z.string().nullable(),
-    status: z.enum(['active', 'suspended']),
+    status: TeamStatus,
     model_groups: z.array(z.string()),
     ...BudgetSettings.shape,
     credits: CreditBalance.pick({ balance: true, held: true, credits_remaining: true }),

@@ -20,6 +20,11 @@ export function teamOf(actor: Actor): string {
   return actor.teamId;
 }
 
+/** The team a request is confined to: a team key's own team; none for an admin, who sees every team's objects. */
+export function teamScope(actor: Actor): string | undefined {
+  return actor.kind === 'admin' ? undefined : teamOf(actor);
+}
+
 /** A team key sees only its own team; anything else answers "not found" so other teams' ids do not leak. */
 export function assertTeamAccess(actor: Actor, teamId: string): void {
   if (actor.kind === 'team' && actor.teamId !== teamId) throw notFound('team', 'team_id');

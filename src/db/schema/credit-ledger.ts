@@ -34,6 +34,8 @@ export const creditLedger = pgTable(
   },
   (t) => [
     index('credit_ledger_team_idx').on(t.teamId, t.id),
+    // A team's last grant, found at once however many charges came after it (low-balance thresholds in percent).
+    index('credit_ledger_team_grants_idx').on(t.teamId, t.id).where(sql`${t.entryType} = 'grant'`),
     // A job is settled (charged or released) at most once, whatever retries or races happen.
     uniqueIndex('credit_ledger_job_settled_once_idx')
       .on(t.jobId)

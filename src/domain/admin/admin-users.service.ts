@@ -1,5 +1,5 @@
 import { eq } from 'drizzle-orm';
-import type { AdminIdentity, AdminUser, CreateAdminUserRequest, LoginRequest, LoginResponse } from '../../contracts/index.js';
+import type { AdminIdentity, AdminSetupStatus, AdminUser, CreateAdminUserRequest, LoginRequest, LoginResponse } from '../../contracts/index.js';
 import { sqlState, UNIQUE_VIOLATION } from '../../db/client.js';
 import { adminUsers } from '../../db/schema/index.js';
 import { conflict } from '../../lib/errors.js';
@@ -85,4 +85,10 @@ function presentAdminUser(row: AdminUserRow): AdminUser {
     created_at: row.createdAt.toISOString(),
     last_login_at: row.lastLoginAt?.toISOString() ?? null,
   };
+}
+
+/** For the console's first run: only whether any admin user exists, nothing about who. */
+export async function adminUsersExist(ctx: ServiceContext): Promise<AdminSetupStatus> {
+  const [row] = await ctx.db.select({ id: adminUsers.id }).from(adminUsers).limit(1);
+  return { admin_users_exist: row !== undefined };
 }

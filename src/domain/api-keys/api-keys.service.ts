@@ -7,7 +7,7 @@ import { newId } from '../../lib/ids.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel, type Actor } from '../actor.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
-import { requireTeam } from '../tenancy/teams.repository.js';
+import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
 import type { Caches } from '../caches.js';
 
@@ -15,7 +15,7 @@ type ApiKeyRow = typeof apiKeys.$inferSelect;
 
 export async function createApiKey(ctx: ServiceContext, teamId: string, input: CreateApiKeyRequest): Promise<CreatedApiKey> {
   return withTransaction(ctx.db, async (tx) => {
-    await requireTeam(tx, teamId);
+    assertNotArchived(await requireTeam(tx, teamId));
     return issueApiKey(tx, teamId, actorLabel(ctx.actor), input);
   });
 }

@@ -14,7 +14,7 @@ import { callsInProgress } from '../billing/billing.errors.js';
 import { picoToUsd, usdToPico } from '../billing/pricing.models.js';
 import { callsInFlight, openJob, settleJob, type NewJob, type Settlement, type SettledJob } from '../billing/settlement.js';
 import { type ServiceContext } from '../context.js';
-import { actorLabel, assertTeamAccess, teamOf } from '../actor.js';
+import { actorLabel, assertTeamAccess, teamScope } from '../actor.js';
 import { microToCredits } from '../ledger/ledger.models.js';
 import { findBalance } from '../ledger/ledger.repository.js';
 import { listJobCalls, type LlmCallRow } from '../llm/calls.repository.js';
@@ -50,7 +50,7 @@ export function planJob(ctx: ServiceContext, team: TeamRow, input: CreateJobRequ
 }
 
 export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
-  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
+  const job = await findJob(ctx.db, jobId, teamScope(ctx.actor));
   if (!job) throw notFound('job', 'job_id');
   const calls = await listJobCalls(ctx.db, jobId);
   return {
@@ -71,7 +71,7 @@ export async function getJob(ctx: ServiceContext, jobId: string): Promise<Job> {
 }
 
 export async function getJobCosts(ctx: ServiceContext, jobId: string): Promise<JobCosts> {
-  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
+  const job = await findJob(ctx.db, jobId, teamScope(ctx.actor));
   if (!job) throw notFound('job', 'job_id');
   return presentCosts(ctx.db, job, await listJobCalls(ctx.db, jobId));
 }
@@ -91,7 +91,7 @@ export async function settle(
   status: Settlement['status'],
   details: Pick<Settlement, 'metadata' | 'errorMessage'> = {},
 ): Promise<CompleteJobResponse> {
-  return completionOf(await settleJob(ctx.db, { jobId, teamId: teamOf(ctx.actor), status, ...details, actor: actorLabel(ctx.actor) }));
+  return completionOf(await settleJob(ctx.db, { jobId, teamId: teamScope(ctx.actor), status, ...details, actor: actorLabel(ctx.actor) }));
 }
 
 const CANCEL_POLL_MS = 25;
@@ -105,7 +105,7 @@ const CANCEL_ROUNDS = 10;
  * Cancelling twice answers the same.
  */
 export async function cancelJob(ctx: ServiceContext, jobId: string): Promise<CompleteJobResponse> {
-  const job = await findJob(ctx.db, jobId, teamOf(ctx.actor));
+  const job = await findJob(ctx.db, jobId, teamScope(ctx.actor));
   if (!job) throw notFound('job', 'job_id');
   for (let round = 1; ; round++) {
     if (isOpen(job)) await abortCalls(ctx, jobId);

@@ -2,25 +2,20 @@ import { eq, sql, type SQL } from 'drizzle-orm';
 import type { Usage } from '../../contracts/index.js';
 import type { DbOrTx } from '../../db/client.js';
 import { organizations } from '../../db/schema/index.js';
-import { notFound, validationFailed } from '../../lib/errors.js';
+import { notFound } from '../../lib/errors.js';
+import { rangeOf as timeRange, type RangeQuery } from '../reports/time-range.js';
 import { type ServiceContext } from '../context.js';
 import { assertTeamAccess } from '../actor.js';
 import { microToCredits } from '../ledger/ledger.models.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
-
-const DAY_MS = 86_400_000;
 
 interface Range {
   from: Date;
   to: Date;
 }
 
-function rangeOf(query: { from?: string | undefined; to?: string | undefined }): Range {
-  const to = query.to ? new Date(query.to) : new Date();
-  const from = query.from ? new Date(query.from) : new Date(to.getTime() - 30 * DAY_MS);
-  if (from >= to) throw validationFailed('from must be before to', 'from');
-  return { from, to };
-}
+/** [from, to): a month (`period`), or from/to with the last 30 days as default (see reports/time-range.ts). */
+const rangeOf = (query: RangeQuery): Range => timeRange(query);
 
 interface JobSums {
   jobs: number;
@@ -80,7 +75,7 @@ async function usageOf(db: DbOrTx, scope: SQL, range: Range, withTeams: boolean)
   };
 }
 
-export async function getTeamUsage(ctx: ServiceContext, teamId: string, query: { from?: string | undefined; to?: string | undefined }): Promise<Usage> {
+export async function getTeamUsage(ctx: ServiceContext, teamId: string, query: RangeQuery): Promise<Usage> {
   assertTeamAccess(ctx.actor, teamId);
   await requireTeam(ctx.db, teamId);
   return usageOf(ctx.db, sql`j.team_id = ${teamId}`, rangeOf(query), false);
@@ -89,7 +84,7 @@ export async function getTeamUsage(ctx: ServiceContext, teamId: string, query: {
 export async function getOrganizationUsage(
   ctx: ServiceContext,
   organizationId: string,
-  query: { from?: string | undefined; to?: string | undefined },
+  query: RangeQuery,
 ): Promise<Usage> {
   const [organization] = await ctx.db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, organizationId));
   if (!organization) throw notFound('organization', 'organization_id');

@@ -4,7 +4,7 @@ import { teams } from '../../db/schema/index.js';
 import { AppError } from '../../lib/errors.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel } from '../actor.js';
-import { requireTeam } from '../tenancy/teams.repository.js';
+import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { creditsToMicro, microToCredits } from './ledger.models.js';
 import {
   applyLedgerChange,
@@ -16,7 +16,7 @@ import {
 
 export async function addCredits(ctx: ServiceContext, teamId: string, input: AddCreditsRequest): Promise<AddCreditsResponse> {
   return withTransaction(ctx.db, async (tx) => {
-    await requireTeam(tx, teamId);
+    assertNotArchived(await requireTeam(tx, teamId));
     const entry = await applyLedgerChange(tx, {
       teamId,
       entryType: 'grant',
@@ -74,7 +74,7 @@ export function presentBudget(team: typeof teams.$inferSelect) {
   };
 }
 
-function presentTransaction(entry: LedgerEntry): CreditTransaction {
+export function presentTransaction(entry: LedgerEntry): CreditTransaction {
   return {
     transaction_id: entry.id,
     team_id: entry.teamId,

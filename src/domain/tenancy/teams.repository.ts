@@ -1,7 +1,7 @@
 import { asc, eq, inArray } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 import { modelGroups, teamModelGroups, teams } from '../../db/schema/index.js';
-import { notFound, validationFailed } from '../../lib/errors.js';
+import { conflict, notFound, validationFailed } from '../../lib/errors.js';
 
 export type TeamRow = typeof teams.$inferSelect;
 
@@ -9,6 +9,11 @@ export async function requireTeam(db: DbOrTx, teamId: string): Promise<TeamRow> 
   const [team] = await db.select().from(teams).where(eq(teams.id, teamId));
   if (!team) throw notFound('team', 'team_id');
   return team;
+}
+
+/** An archived (deleted) team keeps its history but takes no new keys, credits or status changes. */
+export function assertNotArchived(team: Pick<TeamRow, 'id' | 'status'>): void {
+  if (team.status === 'archived') throw conflict(`team ${team.id} is archived (deleted)`, 'team_archived');
 }
 
 export async function listTeamModelGroups(db: DbOrTx, teamId: string): Promise<string[]> {

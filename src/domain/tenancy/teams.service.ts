@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, ne, sql } from 'drizzle-orm';
 import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team, UpdateTeamRequest } from '../../contracts/index.js';
 import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
 import { organizations, teams } from '../../db/schema/index.js';
@@ -11,7 +11,7 @@ import { creditsToMicro } from '../ledger/ledger.models.js';
 import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
 import { getCreditBalance, presentBudget } from '../ledger/ledger.service.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
-import { assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam } from './teams.repository.js';
+import { assertNotArchived, assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam } from './teams.repository.js';
 
 /** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
 export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest): Promise<CreateTeamResponse> {
@@ -72,10 +72,11 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
 
 /** Suspending blocks the team's keys at once (they are checked against the team's status on every request). */
 export async function setTeamStatus(ctx: ServiceContext, teamId: string, status: 'active' | 'suspended'): Promise<Team> {
+  assertNotArchived(await requireTeam(ctx.db, teamId));
   const updated = await ctx.db
     .update(teams)
     .set({ status, updatedAt: sql`now()` })
-    .where(eq(teams.id, teamId))
+    .where(and(eq(teams.id, teamId), ne(teams.status, 'archived')))
     .returning({ id: teams.id });
   if (updated.length === 0) throw notFound('team', 'team_id');
   await ctx.caches.invalidate({ teamId });

@@ -4,12 +4,13 @@ import {
   CreditBalance,
   CreditTransaction,
   page,
-  PageQuery,
+  LedgerQuery,
   SetBudgetModeRequest,
   TeamParams,
 } from '../../contracts/index.js';
 import { assertTeamAccess } from '../../domain/actor.js';
-import { addCredits, getCreditBalance, listCreditTransactions } from '../../domain/ledger/ledger.service.js';
+import { addCredits, getCreditBalance } from '../../domain/ledger/ledger.service.js';
+import { listLedger } from '../../domain/ledger/ledger-reports.js';
 import { setBudgetMode } from '../../domain/tenancy/teams.service.js';
 import { defineRoute } from '../route.js';
 
@@ -47,15 +48,15 @@ export const creditRoutes = [
     method: 'get',
     path: '/api/credits/teams/{team_id}/transactions',
     auth: 'team_or_admin',
-    summary: "A team's credit ledger, newest first",
+    summary: "A team's credit ledger, newest first (filters: type, from, to)",
     tags,
     params: TeamParams,
-    query: PageQuery,
+    query: LedgerQuery,
     response: { schema: page(CreditTransaction), description: 'one page of ledger entries' },
     errors: [404],
     handler: ({ ctx, params, query }) => {
       assertTeamAccess(ctx.actor, params.team_id);
-      return listCreditTransactions(ctx, params.team_id, query);
+      return listLedger(ctx, params.team_id, query);
     },
   }),
   defineRoute({

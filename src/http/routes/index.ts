@@ -1,4 +1,5 @@
 import type { RouteSpec } from '../route.js';
+import { adminListRoutes } from './admin-lists.routes.js';
 import { adminUserRoutes } from './admin-users.routes.js';
 import { creditRoutes } from './credits.routes.js';
 import { jobRoutes } from './jobs.routes.js';
@@ -8,6 +9,7 @@ import { openAiRoutes } from './openai.routes.js';
 import { operationRoutes } from './operations.routes.js';
 import { organizationRoutes } from './organizations.routes.js';
 import { queueRoutes } from './queue.routes.js';
+import { reportRoutes } from './reports.routes.js';
 import { teamRoutes } from './teams.routes.js';
 import { usageRoutes } from './usage.routes.js';
 
@@ -23,4 +25,7 @@ export const allRoutes: RouteSpec[] = [
   ...modelPriceRoutes,
   ...queueRoutes,
   ...openAiRoutes,
+  // The operator console's lists, edits and reports.
+  ...adminListRoutes,
+  ...reportRoutes,
 ];

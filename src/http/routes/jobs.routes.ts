@@ -38,8 +38,8 @@ export const jobRoutes = [
   defineRoute({
     method: 'get',
     path: '/api/jobs/{job_id}',
-    auth: 'team',
-    summary: 'A job with its status, calls and costs',
+    auth: 'team_or_admin',
+    summary: 'A job with its status, calls and costs (a team key sees only its own jobs)',
     tags,
     params: JobParams,
     response: { schema: Job, description: 'the job' },
@@ -49,7 +49,7 @@ export const jobRoutes = [
   defineRoute({
     method: 'get',
     path: '/api/jobs/{job_id}/costs',
-    auth: 'team',
+    auth: 'team_or_admin',
     summary: "A job's costs",
     tags,
     params: JobParams,
@@ -103,8 +103,8 @@ export const jobRoutes = [
   defineRoute({
     method: 'post',
     path: '/api/jobs/{job_id}/cancel',
-    auth: 'team',
-    summary: "Cancel a job: abort its in-flight model calls (on any instance) and end it `cancelled`",
+    auth: 'team_or_admin',
+    summary: "Cancel a job: abort its in-flight model calls (on any instance) and end it `cancelled` (admins may cancel any team's job)",
     tags,
     params: JobParams,
     response: { schema: CompleteJobResponse, description: 'the cancelled job; cancelling again answers the same' },

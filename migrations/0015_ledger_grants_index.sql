@@ -1,0 +1,1 @@
+CREATE INDEX "credit_ledger_team_grants_idx" ON "credit_ledger" USING btree ("team_id","id") WHERE "credit_ledger"."entry_type" = 'grant';
