@@ -90,7 +90,7 @@ export type TimeSeries = z.infer<typeof TimeSeries>;
 
 export const BreakdownQuery = z
   .strictObject({
-    by: z.enum(['team', 'model', 'job_type']),
+    by: z.enum(['team', 'model', 'job_type']).default('team'),
     from: Instant.optional(),
     to: Instant.optional(),
     period: Period.optional(),
