@@ -1,5 +1,31 @@
 import type {
   AddCreditsRequest,
+  AdminSetupStatus,
+  BalanceHistory,
+  BalanceHistoryQuery,
+  Breakdown,
+  BreakdownQuery,
+  DeductCreditsRequest,
+  DeductCreditsResponse,
+  Job,
+  JobListQuery,
+  JobSummary,
+  CompleteJobResponse,
+  LedgerExportQuery,
+  LedgerQuery,
+  LowCreditsQuery,
+  LowCreditTeams,
+  OrganizationTeamsQuery,
+  Overview,
+  OverviewQuery,
+  TeamJobsQuery,
+  TeamListQuery,
+  TeamSummary,
+  TimeSeries,
+  TimeSeriesQuery,
+  UpdateApiKeyRequest,
+  UpdateJobMetadataRequest,
+  UpdateTeamRequest,
   AddCreditsResponse,
   AdminIdentity,
   AdminUser,
@@ -49,6 +75,8 @@ export class AdminClient extends ApiClient {
       this.request<Organization>({ method: 'GET', path: `/api/organizations/${segment(organizationId)}` }, options),
     usage: (organizationId: string, query: UsageQuery = {}, options?: RequestOptions) =>
       this.request<Usage>({ method: 'GET', path: `/api/organizations/${segment(organizationId)}/usage`, query }, options),
+    teams: (organizationId: string, query: OrganizationTeamsQuery = {}, options?: RequestOptions) =>
+      this.request<Page<TeamSummary>>({ method: 'GET', path: `/api/organizations/${segment(organizationId)}/teams`, query }, options),
   };
 
   readonly modelGroups = {
@@ -69,6 +97,15 @@ export class AdminClient extends ApiClient {
     create: (body: CreateTeamRequest, options?: RequestOptions) =>
       this.request<CreateTeamResponse>({ method: 'POST', path: '/api/teams/create', body }, options),
     get: (teamId: string, options?: RequestOptions) => this.request<Team>({ method: 'GET', path: `/api/teams/${segment(teamId)}` }, options),
+    /** Search, filter, sort and page: pass the previous page's `next_cursor` as `cursor`. Archived teams only with `status: 'archived'`. */
+    list: (query: TeamListQuery = {}, options?: RequestOptions) => this.request<Page<TeamSummary>>({ method: 'GET', path: '/api/teams', query }, options),
+    /** Omitted fields stay as they are; `model_groups` replaces the list (the first is the default). */
+    update: (teamId: string, body: UpdateTeamRequest, options?: RequestOptions) =>
+      this.request<Team>({ method: 'PATCH', path: `/api/teams/${segment(teamId)}`, body }, options),
+    /** Archives the team (409 while it has open jobs or credits); its history is kept. */
+    delete: (teamId: string, options?: RequestOptions) => this.request<Team>({ method: 'DELETE', path: `/api/teams/${segment(teamId)}` }, options),
+    jobs: (teamId: string, query: TeamJobsQuery = {}, options?: RequestOptions) =>
+      this.request<Page<JobSummary>>({ method: 'GET', path: `/api/teams/${segment(teamId)}/jobs`, query }, options),
     suspend: (teamId: string, options?: RequestOptions) =>
       this.request<Team>({ method: 'PUT', path: `/api/teams/${segment(teamId)}/suspend` }, options),
     resume: (teamId: string, options?: RequestOptions) =>
@@ -83,7 +120,22 @@ export class AdminClient extends ApiClient {
       this.request<CreatedApiKey>({ method: 'POST', path: `/api/teams/${segment(teamId)}/keys`, body }, options),
     list: (teamId: string, options?: RequestOptions) =>
       this.request<List<ApiKey>>({ method: 'GET', path: `/api/teams/${segment(teamId)}/keys` }, options),
+    update: (keyId: string, body: UpdateApiKeyRequest, options?: RequestOptions) =>
+      this.request<ApiKey>({ method: 'PATCH', path: `/api/keys/${segment(keyId)}`, body }, options),
     revoke: (keyId: string, options?: RequestOptions) => this.request<ApiKey>({ method: 'DELETE', path: `/api/keys/${segment(keyId)}` }, options),
+  };
+
+  /** Every team's jobs, as an admin sees them. */
+  readonly jobs = {
+    list: (query: JobListQuery = {}, options?: RequestOptions) => this.request<Page<JobSummary>>({ method: 'GET', path: '/api/jobs', query }, options),
+    /** The job with its calls, in order (content and tool calls included). */
+    get: (jobId: string, options?: RequestOptions) => this.request<Job>({ method: 'GET', path: `/api/jobs/${segment(jobId)}` }, options),
+    /** Aborts its calls in flight and ends it `cancelled`; it pays for what it delivered. */
+    cancel: (jobId: string, options?: RequestOptions) =>
+      this.request<CompleteJobResponse>({ method: 'POST', path: `/api/jobs/${segment(jobId)}/cancel` }, options),
+    /** Merges keys into the job's metadata; a key set to null is removed. */
+    updateMetadata: (jobId: string, body: UpdateJobMetadataRequest, options?: RequestOptions) =>
+      this.request<Job>({ method: 'PATCH', path: `/api/jobs/${segment(jobId)}/metadata`, body }, options),
   };
 
   readonly credits = {
@@ -91,7 +143,15 @@ export class AdminClient extends ApiClient {
       this.request<CreditBalance>({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/balance` }, options),
     add: (teamId: string, body: AddCreditsRequest, options?: RequestOptions) =>
       this.request<AddCreditsResponse>({ method: 'POST', path: `/api/credits/teams/${segment(teamId)}/add`, body }, options),
-    transactions: (teamId: string, query: PageQuery = {}, options?: RequestOptions) =>
+    /** Never more than the team has available; pass one `idempotencyKey` per intended deduction. */
+    deduct: (teamId: string, body: DeductCreditsRequest, options?: RequestOptions) =>
+      this.request<DeductCreditsResponse>({ method: 'POST', path: `/api/credits/teams/${segment(teamId)}/deduct`, body }, options),
+    /** The ledger as CSV text, oldest first. */
+    exportCsv: (teamId: string, query: LedgerExportQuery = {}, options?: RequestOptions) =>
+      this.requestText({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/transactions.csv`, query }, 'text/csv', options),
+    balanceHistory: (teamId: string, query: BalanceHistoryQuery = {}, options?: RequestOptions) =>
+      this.request<BalanceHistory>({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/balance-history`, query }, options),
+    transactions: (teamId: string, query: LedgerQuery = {}, options?: RequestOptions) =>
       this.request<Page<CreditTransaction>>({ method: 'GET', path: `/api/credits/teams/${segment(teamId)}/transactions`, query }, options),
     setBudgetMode: (teamId: string, body: SetBudgetModeRequest, options?: RequestOptions) =>
       this.request<CreditBalance>({ method: 'PATCH', path: `/api/credits/teams/${segment(teamId)}/budget-mode`, body }, options),
@@ -110,5 +170,18 @@ export class AdminClient extends ApiClient {
     login: (body: LoginRequest, options?: RequestOptions) =>
       this.request<LoginResponse>({ method: 'POST', path: '/api/admin-users/login', body }, options),
     me: (options?: RequestOptions) => this.request<AdminIdentity>({ method: 'GET', path: '/api/admin-users/me' }, options),
+    /** Needs no credential: whether the first admin user was created yet. */
+    exists: (options?: RequestOptions) => this.request<AdminSetupStatus>({ method: 'GET', path: '/api/admin-users/exists' }, options),
+  };
+
+  /** Summaries, time series and breakdowns of usage, cost and margin (the console's overview). */
+  readonly reports = {
+    overview: (query: OverviewQuery = {}, options?: RequestOptions) => this.request<Overview>({ method: 'GET', path: '/api/reports/overview', query }, options),
+    timeseries: (query: TimeSeriesQuery = {}, options?: RequestOptions) =>
+      this.request<TimeSeries>({ method: 'GET', path: '/api/reports/timeseries', query }, options),
+    breakdown: (query: BreakdownQuery = {}, options?: RequestOptions) =>
+      this.request<Breakdown>({ method: 'GET', path: '/api/reports/breakdown', query }, options),
+    lowCredits: (query: LowCreditsQuery = {}, options?: RequestOptions) =>
+      this.request<LowCreditTeams>({ method: 'GET', path: '/api/reports/low-credits', query }, options),
   };
 }

@@ -29,6 +29,22 @@ export type SetBudgetModeRequest = In<typeof C.SetBudgetModeRequest>;
 export type SetModelPriceRequest = In<typeof C.SetModelPriceRequest>;
 export type CreateAdminUserRequest = In<typeof C.CreateAdminUserRequest>;
 export type LoginRequest = In<typeof C.LoginRequest>;
+export type UpdateTeamRequest = In<typeof C.UpdateTeamRequest>;
+export type UpdateApiKeyRequest = In<typeof C.UpdateApiKeyRequest>;
+export type DeductCreditsRequest = In<typeof C.DeductCreditsRequest>;
+export type UpdateJobMetadataRequest = In<typeof C.UpdateJobMetadataRequest>;
+/** Filters, sort (`sort`, `order`) and page (`limit`, `cursor`) of a team list. */
+export type TeamListQuery = Partial<Out<typeof C.TeamListQuery>>;
+export type OrganizationTeamsQuery = Partial<Out<typeof C.OrganizationTeamsQuery>>;
+export type JobListQuery = Partial<Out<typeof C.JobListQuery>>;
+export type TeamJobsQuery = Partial<Out<typeof C.TeamJobsQuery>>;
+export type LedgerQuery = Partial<Out<typeof C.LedgerQuery>>;
+export type LedgerExportQuery = Partial<Out<typeof C.LedgerExportQuery>>;
+export type BalanceHistoryQuery = Partial<Out<typeof C.BalanceHistoryQuery>>;
+export type OverviewQuery = Partial<Out<typeof C.OverviewQuery>>;
+export type TimeSeriesQuery = Partial<Out<typeof C.TimeSeriesQuery>>;
+export type BreakdownQuery = Partial<Out<typeof C.BreakdownQuery>>;
+export type LowCreditsQuery = Partial<Out<typeof C.LowCreditsQuery>>;
 
 // Responses
 export type ErrorBody = Out<typeof C.ErrorBody>;
@@ -59,5 +75,17 @@ export type CreatedApiKey = Out<typeof C.CreatedApiKey>;
 export type AdminUser = Out<typeof C.AdminUser>;
 export type AdminIdentity = Out<typeof C.AdminIdentity>;
 export type LoginResponse = Out<typeof C.LoginResponse>;
+export type TeamStatus = Out<typeof C.TeamStatus>;
+export type TeamSummary = Out<typeof C.TeamSummary>;
+export type JobSummary = Out<typeof C.JobSummary>;
+export type DeductCreditsResponse = Out<typeof C.DeductCreditsResponse>;
+export type BalanceHistory = Out<typeof C.BalanceHistory>;
+export type AdminSetupStatus = Out<typeof C.AdminSetupStatus>;
+export type ReportTotals = Out<typeof C.ReportTotals>;
+export type WindowTotals = Out<typeof C.WindowTotals>;
+export type Overview = Out<typeof C.Overview>;
+export type TimeSeries = Out<typeof C.TimeSeries>;
+export type Breakdown = Out<typeof C.Breakdown>;
+export type LowCreditTeams = Out<typeof C.LowCreditTeams>;
 /** A cursor-paged list without its items: pass `next_cursor` as `cursor` to get the next page. */
 export type PageInfo = Omit<Out<ReturnType<typeof C.page>>, 'data'>;

@@ -73,6 +73,11 @@ export class ApiClient {
     }
   }
 
+  /** A request answered with text (a CSV export), returned as it came. */
+  protected requestText(request: ApiRequest, accept: string, options: RequestOptions = {}): Promise<string> {
+    return this.send(request, options, accept, async (response) => response.text());
+  }
+
   /** A request answered with `text/event-stream`; resolves once the headers arrived (retries end there). */
   protected stream(request: ApiRequest, options: RequestOptions = {}): Promise<OpenStream> {
     return this.send(request, options, 'text/event-stream', async (response, controller, release) => {
