@@ -4,6 +4,7 @@ import { AppError } from './lib/errors.js';
 import { errorHandler } from './http/middleware/error-handler.js';
 import { requestContext } from './http/middleware/request-context.js';
 import { observeRequests } from './http/metrics.js';
+import { consoleRouter } from './http/console.js';
 import { docsRouter } from './http/docs.js';
 import { buildRouter } from './http/router.js';
 import { allRoutes } from './http/routes/index.js';
@@ -19,6 +20,7 @@ export function createApp(deps: Deps): Express {
   // its headers before it takes a slot or has its body read.
   app.use(buildRouter(allRoutes, deps));
   app.use(docsRouter());
+  app.use(consoleRouter());
   app.use((req) => {
     throw new AppError('not_found', `no route for ${req.method} ${req.path}`, { reason: 'route_not_found' });
   });

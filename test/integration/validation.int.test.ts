@@ -329,6 +329,9 @@ describe('ids', () => {
         const offenders: string[] = [];
         for (const value of badPathValues) {
           const path = route.path.replace(/\{\w+\}/g, value);
+          // '%2e%2e' is a dot segment to every URL parser, fetch included: `/api/teams/%2e%2e/jobs` is sent as
+          // `/api/jobs`, another route that carries no value at all.
+          if (new URL(path, 'http://host').pathname !== path) continue;
           const body = VALID_BODIES[`${route.method.toUpperCase()} ${route.path}`] ?? (route.body ? {} : undefined);
           const response = await app.request(route.method.toUpperCase(), path, { body, token: tokenFor(route) });
           if (![400, 404].includes(response.status)) offenders.push(`${path.slice(0, 80)} → ${response.status}`);
@@ -358,12 +361,12 @@ describe('ids', () => {
 describe('routing', () => {
   it.each([
     ['GET', '/api/nope'],
-    ['GET', '/'],
+    ['GET', '/consoles'],
     ['GET', '/api'],
     ['POST', '/api/organizations'],
     ['DELETE', '/api/organizations/some-org'],
     ['PUT', '/api/teams/some-team'],
-    ['GET', '/api/teams'],
+    ['POST', '/api/teams'],
     ['GET', '/api/teams/a/b/c/d'],
     ['POST', '/health'],
   ])('%s %s → JSON 404 route_not_found', async (method, path) => {
