@@ -1,5 +1,5 @@
-import type { ComponentChildren, TargetedEvent } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { cloneElement, type ComponentChildren, type TargetedEvent, type VNode } from 'preact';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { useLocation } from 'preact-iso';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
@@ -113,13 +113,23 @@ export function Pager({ pager, nextCursor, label }: { pager: ReturnType<typeof u
   );
 }
 
-export function Field({ label, children, hint }: { label: string; children: ComponentChildren; hint?: string }) {
+let fieldCount = 0;
+
+/** A labelled control: the label names it exactly, and a hint (if any) describes it (aria-describedby). */
+export function Field({ label, children, hint }: { label: string; children: VNode | VNode[]; hint?: string }) {
+  const id = useMemo(() => `field-${++fieldCount}`, []);
+  const [control, ...rest] = Array.isArray(children) ? children : [children];
   return (
-    <label class="field">
-      <span>{label}</span>
-      {children}
-      {hint && <small class="muted">{hint}</small>}
-    </label>
+    <div class="field">
+      <label for={id}>{label}</label>
+      {control && cloneElement(control, { id, ...(hint && { 'aria-describedby': `${id}-hint` }) })}
+      {rest}
+      {hint && (
+        <small id={`${id}-hint`} class="muted">
+          {hint}
+        </small>
+      )}
+    </div>
   );
 }
 
