@@ -58,7 +58,7 @@ async function copySecret(label: string): Promise<string> {
   const shown = await page.getByRole('textbox', { name: label }).inputValue();
   await page.getByRole('button', { name: 'Copy key' }).click();
   await page.getByRole('button', { name: 'Copied' }).waitFor();
-  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  const copied = await page.evaluate<string>('navigator.clipboard.readText()');
   expect(copied).toBe(shown);
   expect(copied).toMatch(/^sk-/);
   return copied;
@@ -83,15 +83,15 @@ describe('operator console', () => {
     await page.getByLabel('Master key', { exact: true }).fill(TEST_MASTER_KEY);
     await page.getByRole('button', { name: 'Sign in with the master key' }).click();
     await heading('Overview').waitFor();
-    expect(await page.evaluate(() => ({ local: localStorage.length, session: sessionStorage.length }))).toEqual({ local: 0, session: 1 });
+    expect(await page.evaluate('({ local: localStorage.length, session: sessionStorage.length })')).toEqual({ local: 0, session: 1 });
     await page.getByRole('row', { name: /^Today/ }).waitFor();
     const jobsBefore = await todayJobs();
 
     // Keyboard: the first Tab reaches the skip link, the next ones the navigation.
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
+    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Skip to content');
     await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Overview');
+    expect(await page.evaluate('document.activeElement?.textContent')).toBe('Overview');
 
     // A model group, through its page.
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Model groups' }).click();
@@ -196,7 +196,7 @@ describe('operator console', () => {
     // Sign out ends the session.
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('tab', { name: 'Master key' }).waitFor();
-    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    expect(await page.evaluate('sessionStorage.length')).toBe(0);
     expect(problems).toEqual([]);
   }, 120_000);
 });
