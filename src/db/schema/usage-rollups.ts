@@ -1,4 +1,4 @@
-import { bigint, integer, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { bigint, index, integer, numeric, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
 
 /**
  * Usage per hour, derived from jobs and their calls (domain/reports): what the console's overview reads instead of
@@ -29,7 +29,8 @@ export const usageRollups = pgTable(
     latencyHistogram: integer('latency_histogram').array(),
     ttftHistogram: integer('ttft_histogram').array(),
   },
-  (t) => [primaryKey({ columns: [t.dimension, t.bucket, t.key] })],
+  // By dimension and hour for the overview and breakdowns; by key for one team's time series.
+  (t) => [primaryKey({ columns: [t.dimension, t.bucket, t.key] }), index('usage_rollups_key_idx').on(t.dimension, t.key, t.bucket)],
 );
 
 /** One row: up to when the rollups are known to be current (jobs updated before it are summarised). */
