@@ -234,7 +234,7 @@ export async function seedDemo(deps: Deps, setUpstream: (responder: (request: Re
     const [{ now: batchStart }] = (await deps.db.execute<{ now: string }>(sql`SELECT clock_timestamp()::text AS now`)).rows as [{ now: string }];
     await pool(Math.max(0, count), options.concurrency, runJob);
     const [{ now: batchEnd }] = (await deps.db.execute<{ now: string }>(sql`SELECT clock_timestamp()::text AS now`)).rows as [{ now: string }];
-    if (day > 0) await backdate(deps, batchStart, batchEnd, day);
+    if (day > 0) await backdate(deps, batchStart, batchEnd, day, tag);
     say(`day -${day}: ${count} jobs (${done}/${options.jobs}, ${refused} refused for credits so far)`);
   }
 
@@ -252,7 +252,9 @@ export async function seedDemo(deps: Deps, setUpstream: (responder: (request: Re
  * same amount, so durations, order and balances stay true. Demo data only: the ledger's append-only trigger is
  * switched off for this one transaction.
  */
-async function backdate(deps: Deps, batchStart: string, batchEnd: string, daysAgo: number): Promise<void> {
+async function backdate(deps: Deps, batchStart: string, batchEnd: string, daysAgo: number, tag: string): Promise<void> {
+  // Only this run's teams: several seeds may fill one database at once.
+  const ours = sql`team_id IN (SELECT id FROM teams WHERE organization_id LIKE ${`%-${tag}`})`;
   await withTransaction(deps.db, async (tx) => {
     await tx.execute(sql`ALTER TABLE credit_ledger DISABLE TRIGGER credit_ledger_append_only`);
     // Where each moment of the batch lands: the day `daysAgo` days back, from 06:00 to 23:00 UTC-ish, stretched.
@@ -262,13 +264,13 @@ async function backdate(deps: Deps, batchStart: string, batchEnd: string, daysAg
       );
     await tx.execute(sql`
       CREATE TEMP TABLE seed_shift ON COMMIT DROP AS
-        SELECT id, ${target('created_at')} - created_at AS delta FROM jobs WHERE created_at >= ${batchStart}::timestamptz`);
+        SELECT id, ${target('created_at')} - created_at AS delta FROM jobs WHERE created_at >= ${batchStart}::timestamptz AND ${ours}`);
     await tx.execute(sql`UPDATE jobs j SET created_at = j.created_at + s.delta, updated_at = j.updated_at + s.delta, completed_at = j.completed_at + s.delta
                            FROM seed_shift s WHERE j.id = s.id`);
     await tx.execute(sql`UPDATE llm_calls c SET created_at = c.created_at + s.delta, completed_at = c.completed_at + s.delta, heartbeat_at = c.heartbeat_at + s.delta
                            FROM seed_shift s WHERE c.job_id = s.id`);
     await tx.execute(sql`UPDATE credit_ledger l SET created_at = l.created_at + s.delta FROM seed_shift s WHERE l.job_id = s.id`);
-    await tx.execute(sql`UPDATE credit_ledger SET created_at = ${target('created_at')} WHERE job_id IS NULL AND created_at >= ${batchStart}::timestamptz`);
+    await tx.execute(sql`UPDATE credit_ledger SET created_at = ${target('created_at')} WHERE job_id IS NULL AND created_at >= ${batchStart}::timestamptz AND ${ours}`);
     await tx.execute(sql`ALTER TABLE credit_ledger ENABLE TRIGGER credit_ledger_append_only`);
   });
 }
