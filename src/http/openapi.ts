@@ -20,11 +20,11 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
 
 function errorStatuses(route: RouteSpec): number[] {
   const statuses = new Set(route.errors ?? []);
-  if (route.params || route.query || route.body) statuses.add(400);
+  if (route.params || route.query || route.body || route.rawBody) statuses.add(400);
   if (route.auth !== 'public') statuses.add(401);
   // A team key may be refused on any route that takes one: its team is suspended.
   if (route.auth !== 'public') statuses.add(403);
-  if (route.body) statuses.add(413);
+  if (route.body || route.rawBody) statuses.add(413);
   return [...statuses].sort();
 }
 
@@ -53,6 +53,9 @@ function toRouteConfig(route: RouteSpec): RouteConfig {
         }),
       }),
       ...(route.body && { body: { required: true, content: { 'application/json': { schema: route.body } } } }),
+      ...(route.rawBody && {
+        body: { required: true, description: route.rawBody.description, content: { 'application/json': { schema: route.rawBody.schema } } },
+      }),
     },
     responses: {
       [route.response.status ?? 200]: {

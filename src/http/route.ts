@@ -13,6 +13,8 @@ export interface HandlerInput<P, Q, B> {
   params: Infer<P>;
   query: Infer<Q>;
   body: Infer<B>;
+  /** The body's bytes, unparsed, on a `rawBody` route. */
+  rawBody: Buffer | undefined;
   ctx: ServiceContext;
   deps: Deps;
   req: Request;
@@ -35,6 +37,11 @@ export interface RouteSpec<P extends Schema | undefined = any, Q extends Schema 
   params?: P;
   query?: Q;
   body?: B;
+  /**
+   * Instead of `body`: the body is read as bytes (any content type, up to BODY_LIMIT) and given to the handler as
+   * `rawBody`, for a signature computed over exactly those bytes (Stripe's webhook); `schema` documents it.
+   */
+  rawBody?: { schema: Schema; description: string };
   /**
    * Honour `Idempotency-Key`. `transaction`: the handler runs in the claim's transaction. `long` (calls the
    * upstream): the claim is committed first and the answer stored after. Stream handlers return

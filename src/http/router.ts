@@ -31,15 +31,19 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
   const router = Router();
   const slot = inflightSlots({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool });
   const readJson = express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] });
+  const readRaw = express.raw({ limit: deps.config.BODY_LIMIT, type: () => true });
   for (const route of routes) {
-    const authenticated = route.auth !== 'public';
-    const steps: RequestHandler[] = [identify(route, deps), ...(authenticated ? [slot] : []), ...(route.body ? [readJson] : []), storableJson];
+    // A public route that takes a body does work for it (a webhook): it takes a slot like an authenticated one.
+    const takesSlot = route.auth !== 'public' || route.rawBody !== undefined;
+    const readBody = route.rawBody ? [readRaw] : route.body ? [readJson] : [];
+    const steps: RequestHandler[] = [identify(route, deps), ...(takesSlot ? [slot] : []), ...readBody, storableJson];
     router[route.method](expressPath(route.path), ...steps, async (req: Request, res: Response) => {
       const actor = res.locals.actor as Actor;
       const input = {
         params: route.params?.parse(req.params),
         query: route.query?.parse(req.query),
         body: route.body?.parse(req.body),
+        rawBody: route.rawBody && Buffer.isBuffer(req.body) ? req.body : undefined,
       };
       const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, leases: deps.leases, limiter: deps.limiter, queue: deps.queue, caches: deps.caches };
       const status = route.response.status ?? 200;

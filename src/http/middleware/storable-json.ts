@@ -11,7 +11,8 @@ const MAX_DEPTH = 64;
  */
 export function storableJson(req: Request, _res: Response, next: NextFunction): void {
   for (const [part, value] of [
-    ['request body', req.body],
+    // A raw body (bytes a signature covers, see RouteSpec.rawBody) is not JSON; its handler reads it.
+    ['request body', Buffer.isBuffer(req.body) ? undefined : req.body],
     ['query string', req.query],
   ] as const) {
     const problem = findProblem(value);
