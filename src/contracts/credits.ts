@@ -60,6 +60,7 @@ export const CreditBalance = z
     credits_remaining: Credits.meta({ description: 'balance - held: what new jobs can use' }),
     credits_allocated: Credits.meta({ description: 'all credits ever granted' }),
     credits_used: Credits.meta({ description: 'all credits charged, net of refunds' }),
+    credits_owed: Credits.meta({ description: 'credits a Stripe refund took back after they had been spent: owed by the team, never taken from held credits' }),
     ...BudgetSettings.shape,
     updated_at: Timestamp,
   })

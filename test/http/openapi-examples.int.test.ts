@@ -44,13 +44,19 @@ describe('OpenAPI document', () => {
       const response = await app.request(route.method.toUpperCase(), path, { body: example, token });
       answers.push(`${route.method} ${route.path} → ${response.status}`);
       // A queue id in an example names nothing that exists: 404 is the right answer to a valid request.
-      expect(response.status < 300 || response.status === 404, `${route.method} ${route.path}: ${JSON.stringify(response.body)}`).toBe(true);
+      const accepted = response.status < 300 || response.status === 404 || response.body?.error?.code === 'stripe_not_configured';
+      expect(accepted, `${route.method} ${route.path}: ${JSON.stringify(response.body)}`).toBe(true);
       if (route.path === '/api/teams/create') {
         teamKey = response.body.virtual_key;
         fixtures.key_id = response.body.key.key_id;
       }
       if (route.path === '/api/jobs/create') fixtures.job_id = response.body.job_id;
     }
-    expect(answers.filter((answer) => answer.endsWith('404'))).toEqual(['post /api/llm/queue/stream → 404', 'post /api/llm/queue/cancel → 404']);
+    expect(answers.filter((answer) => !/→ 2\d\d$/.test(answer))).toEqual([
+      // This app sells no credits through Stripe (STRIPE_SECRET_KEY unset): a valid request, refused as such.
+      'post /api/teams/{team_id}/checkout → 409',
+      'post /api/llm/queue/stream → 404',
+      'post /api/llm/queue/cancel → 404',
+    ]);
   });
 });

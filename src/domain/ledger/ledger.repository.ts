@@ -152,6 +152,14 @@ export async function findBalance(db: DbOrTx, teamId: string) {
   return row;
 }
 
+/** Adds to what a team owes: credits a refund took back after they had been spent (see stripe-credits.ts). */
+export async function addOwed(db: DbOrTx, teamId: string, micro: number): Promise<void> {
+  await db
+    .update(creditBalances)
+    .set({ owedMicro: sql`${creditBalances.owedMicro} + ${micro}::bigint`, updatedAt: sql`now()` })
+    .where(eq(creditBalances.teamId, teamId));
+}
+
 /** Lifetime totals by kind of entry, for reports; the balance itself never depends on them. */
 export async function sumLedgerByType(db: DbOrTx, teamId: string): Promise<Map<LedgerEntryType, number>> {
   const rows = await db
