@@ -19,7 +19,7 @@ import { withTransaction } from '../src/db/client.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import type { Actor } from '../src/domain/actor.js';
 import type { ServiceContext } from '../src/domain/context.js';
-import { createAndCall } from '../src/domain/jobs/create-and-call.service.js';
+import { createAndCall, createAndCallStream } from '../src/domain/jobs/create-and-call.service.js';
 import { callInJob } from '../src/domain/jobs/job-calls.service.js';
 import { cancelJob, completeJob, createJob } from '../src/domain/jobs/jobs.service.js';
 import { addCredits } from '../src/domain/ledger/ledger.service.js';
@@ -28,6 +28,7 @@ import { createModelGroup } from '../src/domain/tenancy/model-groups.service.js'
 import { createOrganization } from '../src/domain/tenancy/organizations.service.js';
 import { createTeam } from '../src/domain/tenancy/teams.service.js';
 import { AppError } from '../src/lib/errors.js';
+import type { StreamSink } from '../src/sse/sink.js';
 import { createLogger } from '../src/lib/logger.js';
 import { startSimulatedUpstream, type RecordedRequest, type UpstreamScript } from '../src/upstream/simulated-server.js';
 
@@ -132,6 +133,22 @@ async function pool(count: number, concurrency: number, work: (index: number) =>
   );
 }
 
+/** A stream's reader that takes every frame at once, as a fast client would. */
+function readingSink(): StreamSink {
+  const controller = new AbortController();
+  let opened = false;
+  return {
+    open: () => void (opened = true),
+    get opened() {
+      return opened;
+    },
+    write: () => undefined,
+    end: () => undefined,
+    signal: controller.signal,
+    closed: false,
+  };
+}
+
 const isRefusal = (error: unknown) => error instanceof AppError && ['insufficient_credits', 'rate_limited', 'conflict'].includes(error.code);
 
 export async function seedDemo(deps: Deps, setUpstream: (responder: (request: RecordedRequest) => UpstreamScript) => void, options: SeedOptions): Promise<SeedResult> {
@@ -201,7 +218,10 @@ export async function seedDemo(deps: Deps, setUpstream: (responder: (request: Re
     const never = new AbortController().signal;
     const kind = next();
     try {
-      if (kind < 0.78) {
+      if (kind < 0.4) {
+        // Streamed one-shot calls: these have a time to first token.
+        await createAndCallStream(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, readingSink());
+      } else if (kind < 0.78) {
         await createAndCall(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, never).catch((error: unknown) => {
           if (!(error instanceof AppError && ['upstream_error', 'upstream_timeout'].includes(error.code))) throw error;
         });

@@ -121,7 +121,8 @@ const percent = new Intl.NumberFormat('en-US', { style: 'percent', maximumFracti
 
 export const fmt = {
   credits: (value: number) => credits.format(value),
-  usd: (value: number) => usd.format(value),
+  // Small amounts keep two significant digits instead of showing as $0.00.
+  usd: (value: number) => (value !== 0 && Math.abs(value) < 0.01 ? `$${value.toPrecision(2)}` : usd.format(value)),
   int: (value: number) => whole.format(value),
   pct: (value: number | null) => (value === null ? '—' : percent.format(value)),
   ms: (value: number | null) => (value === null ? '—' : `${whole.format(value)} ms`),
