@@ -15,6 +15,11 @@ export const ConfigSchema = z.object({
   DATABASE_URL: optionalString
     .pipe(z.url({ protocol: /^postgres(ql)?$/ }).optional())
     .describe('PostgreSQL connection string; unset starts an embedded PostgreSQL under DATA_DIR'),
+  DATABASE_DIRECT_URL: optionalString
+    .pipe(z.url({ protocol: /^postgres(ql)?$/ }).optional())
+    .describe(
+      'a session (direct) connection to the same database, for LISTEN and migrations (its advisory lock), when DATABASE_URL goes through a transaction pooler such as PgBouncer; unset: DATABASE_URL',
+    ),
   DATA_DIR: z.string().default('./.data').describe('where the embedded database lives'),
   LLM_BASE_URL: optionalString
     .pipe(z.url({ protocol: /^https?$/ }).optional())
@@ -33,6 +38,12 @@ export const ConfigSchema = z.object({
     .describe('pino log level'),
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i).default('1mb').describe('largest accepted JSON body'),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(500).default(20).describe('PostgreSQL pool size'),
+  DB_PREPARED_STATEMENTS: z
+    .stringbool()
+    .default(true)
+    .describe(
+      'run the hot statements as named prepared statements (parsed and planned once per connection); false for a transaction pooler without prepared statement support (PgBouncer before 1.21, or without max_prepared_statements)',
+    ),
   IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(24).default(24).describe('how long Idempotency-Key answers are kept'),
   CONSUMPTION_HOLD_CREDITS: z.coerce
     .number()
@@ -106,6 +117,18 @@ export const ConfigSchema = z.object({
     .describe('replay frames one queued call keeps for readers attaching late (beyond it they get the call replayed from its record once it ends), and how far one reader may fall behind'),
   QUEUE_BUFFER_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024).describe('replay frames all queued calls of an instance keep together'),
   QUEUE_LINGER_MS: z.coerce.number().int().min(0).default(10_000).describe("how long a finished queued call's frames stay in memory for readers attaching just after it ended"),
+  WEBHOOK_TIMEOUT_MS: durationMs(10_000, 'how long an endpoint has to answer a webhook delivery'),
+  WEBHOOK_MAX_AGE_HOURS: z.coerce.number().int().min(1).max(720).default(72).describe('an event not delivered within this many hours is given up on (its delivery marked failed)'),
+  WEBHOOK_RETRY_BASE_MS: durationMs(5_000, "the first retry of a failed webhook delivery waits about this long; each next one twice as long (with jitter), at most an hour"),
+  WEBHOOK_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .default(30)
+    .describe('delivered and failed webhook deliveries, and events with nothing left to deliver, are deleted after this many days'),
+  LOW_BALANCE_CHECK_MS: durationMs(2_000, 'how often the instances look for teams that crossed a balance alert (credits.low, credits.depleted, credits.refill_requested)'),
+  WEBHOOK_POLL_MS: durationMs(500, 'how often each instance looks for webhook events to fan out and deliveries to attempt'),
   HEADERS_TIMEOUT_MS: durationMs(10_000, "a client's request headers must have arrived within this"),
   REQUEST_TIMEOUT_MS: durationMs(30_000, "a client's whole request (its body) must have arrived within this; the response, a stream, may last longer"),
   MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: z.coerce
@@ -120,6 +143,36 @@ export const ConfigSchema = z.object({
     .regex(/^\d{1,9}(\.\d{1,9})?$/, 'must be a non-negative decimal, e.g. 0.01')
     .default('0.01')
     .describe("what one credit sells for, in USD: the operator console's margins compare credits charged at this price with the upstream cost"),
+  STRIPE_WEBHOOK_SECRET: optionalString.describe(
+    "the signing secret (whsec_...) of the Stripe webhook endpoint that posts to /api/billing/stripe/webhook; unset: that route answers 409 stripe_not_configured",
+  ),
+  STRIPE_SECRET_KEY: optionalString.describe(
+    'Stripe secret or restricted key: enables POST /api/teams/{team_id}/checkout, reading Checkout line items and invoice payments, and charging auto-refills',
+  ),
+  STRIPE_PRICE_CREDITS: optionalString
+    .transform((value, ctx) => {
+      if (value === undefined) return {};
+      try {
+        return JSON.parse(value) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON object such as {"price_123": 1000}' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string().min(1).max(255), z.number().int().min(1).max(1_000_000_000)))
+    .describe('credits bought by one unit of each Stripe price, as JSON {"<price id>": credits}; used when a payment names no credits in its metadata'),
+  STRIPE_CURRENCY: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^[a-z]{3}$/, 'must be a three-letter ISO currency code')
+    .default('usd')
+    .describe('currency of the Checkout sessions and auto-refill charges creditgate creates (CREDIT_PRICE_USD per credit, in this currency)'),
+  STRIPE_API_URL: z
+    .url({ protocol: /^https?$/ })
+    .refine((url) => new URL(url).pathname === '/', 'must be an origin without a path, e.g. http://localhost:12111')
+    .default('https://api.stripe.com')
+    .describe("Stripe's API; point it at stripe-mock or a proxy"),
   SHUTDOWN_GRACE_MS: durationMs(
     10_000,
     'on SIGTERM, how long open requests and streams may run to their end; then each open stream gets an error event and [DONE], and its call is recorded and settled before the process exits',
@@ -136,6 +189,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  // The embedded PostgreSQL is always reached directly: a direct URL without DATABASE_URL points somewhere else.
+  if (parsed.data.DATABASE_DIRECT_URL && !parsed.data.DATABASE_URL) {
+    throw new ConfigError('invalid configuration: DATABASE_DIRECT_URL: needs DATABASE_URL (the database it reaches directly)');
   }
   return Object.freeze(parsed.data);
 }

@@ -1,11 +1,17 @@
 import type pg from 'pg';
+import type Stripe from 'stripe';
 import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { LoginGuard } from './domain/admin/login-guard.js';
+import { RefillCharger } from './domain/billing/stripe/refill-charger.js';
+import { createStripeClient } from './domain/billing/stripe/stripe-client.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { RateLimiter } from './domain/limits/rate-limiter.js';
+import { startLowBalanceMonitor } from './domain/ledger/low-balance.js';
+import { SecretBox } from './domain/webhooks/secret-box.js';
+import { WebhookDispatcher } from './domain/webhooks/webhook-dispatcher.js';
 import { CallLeases } from './domain/llm/call-leases.js';
 import { loadTokenizer } from './domain/llm/token-estimate.js';
 import { CANCEL_CHANNEL, InflightCalls } from './domain/llm/inflight-calls.js';
@@ -29,8 +35,11 @@ export interface Deps {
   inflight: InflightCalls;
   leases: CallLeases;
   limiter: RateLimiter;
+  webhooks: { box: SecretBox; dispatcher: WebhookDispatcher };
   queue: QueueRuns;
   caches: Caches;
+  /** Stripe's API, when STRIPE_SECRET_KEY is set. */
+  stripe: Stripe | undefined;
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
@@ -53,9 +62,12 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       databaseUrl = embedded.url;
       log.info({ data_dir: config.DATA_DIR, port: embedded.port }, 'using embedded PostgreSQL (set DATABASE_URL to use your own)');
     }
-    const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX });
+    // DATABASE_URL may go through a transaction pooler; what needs a session of its own (the migrations' advisory
+    // lock, LISTEN) uses the direct connection.
+    const directUrl = config.DATABASE_DIRECT_URL ?? databaseUrl;
+    const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX, preparedStatements: config.DB_PREPARED_STATEMENTS });
     closers.push(database.close);
-    await Promise.all([migrateDatabase(database.pool), loadTokenizer()]);
+    await Promise.all([migrateOver(directUrl), loadTokenizer()]);
 
     let upstream = { baseURL: config.LLM_BASE_URL ?? '', apiKey: config.LLM_API_KEY ?? 'unused' };
     if (!config.LLM_BASE_URL) {
@@ -65,11 +77,11 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       log.info({ base_url: simulated.baseURL }, 'using the built-in simulated upstream (set LLM_BASE_URL for a real one)');
     }
 
-    const notifier = new PgNotifier(databaseUrl, database.pool, log);
+    const notifier = new PgNotifier(directUrl, database.pool, log);
     const inflight = new InflightCalls((key) => notifier.publish(CANCEL_CHANNEL, key));
     notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
-    const caches = new Caches(config.CACHE_TTL_MS, (message) => notifier.publish(CACHE_CHANNEL, message));
-    notifier.on(CACHE_CHANNEL, (message) => caches.dropHere(message));
+    const caches = new Caches(config.CACHE_TTL_MS, { publish: (message) => notifier.publish(CACHE_CHANNEL, message), countListeners: () => notifier.countListeners() });
+    notifier.on(CACHE_CHANNEL, (message) => caches.receive(message));
     notifier.onReconnect(() => caches.dropAll());
     await notifier.start();
     closers.push(() => notifier.stop());
@@ -90,6 +102,31 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
 
     const secrets = await loadAdminSecrets(database.db, { masterKey: config.MASTER_KEY, jwtSecret: config.JWT_SECRET, dataDir: config.DATA_DIR });
     log.info({ jwt_secret: secrets.jwtSecretSource }, 'admin JWT signing key loaded (never stored in the database)');
+    const box = new SecretBox(secrets.jwtSecret);
+    const dispatcher = new WebhookDispatcher(
+      database.db,
+      box,
+      {
+        pollMs: config.WEBHOOK_POLL_MS,
+        timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+        maxAgeMs: config.WEBHOOK_MAX_AGE_HOURS * 3_600_000,
+        retryBaseMs: config.WEBHOOK_RETRY_BASE_MS,
+        retentionMs: config.WEBHOOK_RETENTION_DAYS * 86_400_000,
+      },
+      log,
+    );
+    dispatcher.start();
+    closers.push(() => dispatcher.stop());
+    closers.push(startLowBalanceMonitor(database.db, config.LOW_BALANCE_CHECK_MS, log));
+    const stripe = createStripeClient(config);
+    // A refill's credits are granted when Stripe's webhook confirms its payment: without the webhook, none is charged.
+    if (stripe && config.STRIPE_WEBHOOK_SECRET) {
+      const charger = new RefillCharger(database.db, stripe, config, log);
+      charger.start();
+      closers.push(() => charger.stop());
+    } else if (stripe) {
+      log.warn('auto-refills are not charged: STRIPE_WEBHOOK_SECRET is unset, so their payments could not be granted');
+    }
     const metrics = createMetrics();
     const limiter = new RateLimiter(database.db, log);
     const queue = new QueueRuns({ itemBytes: config.QUEUE_ITEM_BUFFER_BYTES, totalBytes: config.QUEUE_BUFFER_BYTES, lingerMs: config.QUEUE_LINGER_MS });
@@ -105,13 +142,24 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       inflight,
       leases,
       limiter,
+      webhooks: { box, dispatcher },
       queue,
       caches,
+      stripe,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,
     };
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+async function migrateOver(url: string): Promise<void> {
+  const migrations = connectDatabase(url, { max: 1, applicationName: 'creditgate-migrations' });
+  try {
+    await migrateDatabase(migrations.pool);
+  } finally {
+    await migrations.close();
   }
 }

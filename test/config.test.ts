@@ -76,12 +76,21 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '0' }).PORT).toBe(0);
   });
 
+  it('reads the Stripe settings: a price → credits mapping, a currency, the API address', () => {
+    expect(loadConfig({})).toMatchObject({ STRIPE_PRICE_CREDITS: {}, STRIPE_CURRENCY: 'usd', STRIPE_API_URL: 'https://api.stripe.com' });
+    const config = loadConfig({ STRIPE_PRICE_CREDITS: ' {"price_small": 100, "price_large": 1000} ', STRIPE_CURRENCY: ' EUR ', STRIPE_API_URL: 'http://127.0.0.1:12111' });
+    expect(config).toMatchObject({ STRIPE_PRICE_CREDITS: { price_small: 100, price_large: 1000 }, STRIPE_CURRENCY: 'eur', STRIPE_API_URL: 'http://127.0.0.1:12111' });
+    expect(loadConfig({ STRIPE_WEBHOOK_SECRET: '', STRIPE_SECRET_KEY: ' ' })).toMatchObject({ STRIPE_WEBHOOK_SECRET: undefined, STRIPE_SECRET_KEY: undefined });
+  });
+
   const badValues: [string, string][] = [
     ['PORT', 'abc'],
     ['PORT', '70000'],
     ['PORT', '80.5'],
     ['DATABASE_URL', 'mysql://x'],
     ['DATABASE_URL', 'not a url'],
+    ['DATABASE_DIRECT_URL', 'mysql://x'],
+    ['DB_PREPARED_STATEMENTS', 'maybe'],
     ['LLM_BASE_URL', 'not a url'],
     ['LLM_BASE_URL', 'ftp://llm.example'],
     ['MASTER_KEY', 'short'],
@@ -90,7 +99,30 @@ describe('loadConfig', () => {
     ['DB_POOL_MAX', '0'],
     ['JWT_TTL_SECONDS', '10'],
     ['BODY_LIMIT', 'lots'],
+    ['STRIPE_PRICE_CREDITS', 'price_a=100'],
+    ['STRIPE_PRICE_CREDITS', '[100]'],
+    ['STRIPE_PRICE_CREDITS', '{"price_a": 0}'],
+    ['STRIPE_PRICE_CREDITS', '{"price_a": "100"}'],
+    ['STRIPE_CURRENCY', 'dollars'],
+    ['STRIPE_API_URL', 'ftp://stripe.example'],
+    ['STRIPE_API_URL', 'https://proxy.example/stripe'],
   ];
+
+  it('keeps prepared statements on and the direct connection on DATABASE_URL unless told otherwise', () => {
+    const defaults = loadConfig({});
+    expect(defaults.DB_PREPARED_STATEMENTS).toBe(true);
+    expect(defaults.DATABASE_DIRECT_URL).toBeUndefined();
+    const pooled = loadConfig({
+      DATABASE_URL: 'postgres://cg@pgbouncer:6432/creditgate',
+      DATABASE_DIRECT_URL: 'postgres://cg@db:5432/creditgate',
+      DB_PREPARED_STATEMENTS: 'false',
+    });
+    expect(pooled).toMatchObject({ DATABASE_DIRECT_URL: 'postgres://cg@db:5432/creditgate', DB_PREPARED_STATEMENTS: false });
+    expect(loadConfig({ DB_PREPARED_STATEMENTS: '0' }).DB_PREPARED_STATEMENTS).toBe(false);
+    expect(loadConfig({ DB_PREPARED_STATEMENTS: 'true' }).DB_PREPARED_STATEMENTS).toBe(true);
+    // Without DATABASE_URL the embedded PostgreSQL is used, so a direct URL would point at another database.
+    expect(configError({ DATABASE_DIRECT_URL: 'postgres://cg@db:5432/creditgate' }).message).toMatch(/DATABASE_DIRECT_URL: needs DATABASE_URL/);
+  });
 
   it.each(badValues)('rejects %s=%s with a one-line ConfigError naming the variable', (name, value) => {
     const error = configError({ [name]: value });

@@ -8,5 +8,7 @@ export * from './teams.js';
 export * from './chat.js';
 export * from './jobs.js';
 export * from './limits.js';
+export * from './webhooks.js';
 export * from './admin-lists.js';
 export * from './reports.js';
+export * from './stripe.js';

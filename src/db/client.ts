@@ -20,11 +20,23 @@ export interface DatabaseHandle {
   close(): Promise<void>;
 }
 
-export function connectDatabase(url: string, options: { max?: number; applicationName?: string } = {}): DatabaseHandle {
+export interface ConnectOptions {
+  max?: number;
+  applicationName?: string;
+  /**
+   * false: every statement is sent unnamed, whatever name its caller gave it. A transaction pooler (PgBouncer in
+   * transaction mode before 1.21, or without `max_prepared_statements`) hands each transaction whichever server
+   * connection is free, where a statement prepared on another one does not exist.
+   */
+  preparedStatements?: boolean;
+}
+
+export function connectDatabase(url: string, options: ConnectOptions = {}): DatabaseHandle {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'creditgate',
+    ...(options.preparedStatements === false && { Client: UnnamedStatementsClient }),
   });
   // A connection lost while idle (pool 'error') or while checked out between two queries (the client's own
   // 'error', which node-postgres throws when nobody listens) must not crash the process: the query in flight
@@ -34,7 +46,26 @@ export function connectDatabase(url: string, options: { max?: number; applicatio
   return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }
 
-/** Applies pending migrations; an advisory lock lets several instances start at once against one database. */
+/**
+ * pg parses a named statement once per connection and from then on sends only its name, which through a
+ * transaction pooler may reach a server connection that never saw it. Stripping the name here covers every caller
+ * (CompiledStatement, a drizzle `.prepare(name)`) at once; each statement is then parsed in the same round trip
+ * that runs it, as every unnamed query is.
+ */
+class UnnamedStatementsClient extends pg.Client {
+  override query(...args: any[]): any {
+    const [config] = args;
+    if (config && typeof config === 'object' && typeof config.name === 'string' && typeof config.submit !== 'function') {
+      args[0] = { ...config, name: undefined };
+    }
+    return (super.query as (...args: unknown[]) => unknown)(...args);
+  }
+}
+
+/**
+ * Applies pending migrations; an advisory lock lets several instances start at once against one database. The lock
+ * is session state: give this a pool on a direct connection, never one through a transaction pooler.
+ */
 export async function migrateDatabase(pool: pg.Pool): Promise<void> {
   const client = await pool.connect();
   try {

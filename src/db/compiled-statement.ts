@@ -14,7 +14,8 @@ export type Bound<T> = T | Placeholder;
  * A statement written once with drizzle's `sql` and rendered to text once, then run as a named prepared
  * statement with only its values changing. The hot path's statements (open a job, settle it) are chains of CTEs
  * whose building cost about a third of a millisecond of CPU per request; PostgreSQL also parses them once per
- * connection. (A PgBouncer in transaction mode needs `max_prepared_statements`, version 1.21 or later.)
+ * connection. Through PgBouncer in transaction mode that needs 1.21 or later with `max_prepared_statements`; with
+ * DB_PREPARED_STATEMENTS=false the pool sends them unnamed instead (see `connectDatabase`).
  */
 export class CompiledStatement<V extends Record<string, unknown>> {
   private readonly query: Query;

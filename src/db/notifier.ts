@@ -3,10 +3,16 @@ import type { Logger } from '../lib/logger.js';
 
 type Handler = (payload: string) => void;
 
+/** The listening connection's application_name: how instances count one another (pg_stat_activity). */
+export const NOTIFIER_APPLICATION_NAME = 'creditgate-notifier';
+
 /**
  * PostgreSQL LISTEN/NOTIFY between creditgate instances on one database: a dedicated connection listens and
- * reconnects after losing the server, and `publish` goes through the pool. Delivery is at most once and only
- * to instances listening at the time, so it carries signals (abort this call), never state.
+ * reconnects after losing the server, and `publish` goes through the pool. LISTEN belongs to a session, so `url`
+ * must reach PostgreSQL directly (DATABASE_DIRECT_URL): through a transaction pooler the LISTEN would stay on
+ * whichever server connection ran it. NOTIFY is delivered when its transaction commits, so the pool may be pooled.
+ * Delivery is at most once and only to instances listening at the time, so it carries signals (abort this call),
+ * never state.
  */
 export class PgNotifier {
   private client: pg.Client | undefined;
@@ -31,7 +37,7 @@ export class PgNotifier {
   }
 
   async start(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: 'creditgate-notifier' });
+    const client = new pg.Client({ connectionString: this.url, application_name: NOTIFIER_APPLICATION_NAME });
     client.on('notification', (message) => {
       for (const handler of this.handlers.get(message.channel) ?? []) handler(message.payload ?? '');
     });
@@ -61,6 +67,15 @@ export class PgNotifier {
 
   async publish(channel: string, payload: string): Promise<void> {
     await this.pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+  }
+
+  /** How many instances are listening on this database now (this one included). */
+  async countListeners(): Promise<number> {
+    const result = await this.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+      [NOTIFIER_APPLICATION_NAME],
+    );
+    return result.rows[0]?.n ?? 0;
   }
 
   async stop(): Promise<void> {

@@ -11,15 +11,23 @@ export type Invalidation = { keyId: string } | { teamId: string } | { allTeams: 
 
 export type TeamActor = Extract<Actor, { kind: 'team' }>;
 
-/** How long an invalidation waits for its own NOTIFY to come back before it answers anyway. */
-const ECHO_TIMEOUT_MS = 2_000;
+/** How long an invalidation waits for every instance to confirm it before it answers anyway. */
+const ACK_TIMEOUT_MS = 2_000;
+
+/** Publishing to the other instances, and knowing how many there are. */
+export interface CacheBus {
+  publish(message: string): Promise<void>;
+  countListeners(): Promise<number>;
+}
 
 /**
  * What the hot path would otherwise read on every request: verified virtual keys (by hash), team settings and
  * model routes, model prices. A change drops the affected entries here and, through NOTIFY, on every other
  * instance, after it committed (afterCommit); entries are versioned, so a lookup that read the old row cannot
- * cache it again (see TtlCache). `invalidate` answers once its own notification came back, when PostgreSQL has
- * delivered it to every instance listening; `ttlMs` bounds how late a change is seen by an instance that missed it.
+ * cache it again (see TtlCache). `invalidate` answers once every instance listening has confirmed that it dropped
+ * the entries (each answers an invalidation with an acknowledgement on the same channel: PostgreSQL delivers a
+ * notification to each listener on its own schedule, so the sender's own copy coming back proves nothing about
+ * the others'); `ttlMs` bounds how late a change is seen by an instance that missed it.
  */
 export class Caches {
   readonly keys: TtlCache<TeamActor>;
@@ -34,7 +42,7 @@ export class Caches {
 
   constructor(
     ttlMs: number,
-    private readonly publish: (message: string) => Promise<void>,
+    private readonly bus: CacheBus,
   ) {
     this.keys = new TtlCache(ttlMs);
     this.teams = new TtlCache(ttlMs, 10_000);
@@ -42,24 +50,32 @@ export class Caches {
     this.availableCredits = new TtlCache(ttlMs, 10_000);
   }
 
-  private readonly echoes = new Map<string, () => void>();
+  /** Invalidations of this instance waiting for acknowledgements: how many came, and what to call on each. */
+  private readonly waiting = new Map<string, () => void>();
 
   async invalidate(change: Invalidation): Promise<void> {
     const id = randomUUID();
     const message = JSON.stringify({ ...change, id });
     this.dropHere(message);
-    const echoed = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.echoes.delete(id);
-        resolve();
-      }, ECHO_TIMEOUT_MS);
-      this.echoes.set(id, () => {
+    let acknowledged = 0;
+    let expected = Number.POSITIVE_INFINITY;
+    const confirmed = new Promise<void>((resolve) => {
+      const done = () => {
         clearTimeout(timer);
+        this.waiting.delete(id);
         resolve();
+      };
+      const timer = setTimeout(done, ACK_TIMEOUT_MS);
+      this.waiting.set(id, () => {
+        acknowledged++;
+        if (acknowledged >= expected) done();
       });
     });
-    await this.publish(message);
-    await echoed;
+    // Counted before publishing (an instance that starts listening later reads the database after the change), and
+    // before any acknowledgement can come.
+    expected = await this.bus.countListeners();
+    await this.bus.publish(message);
+    await confirmed;
   }
 
   /** A notifier that lost its connection may have missed invalidations: nothing cached can be trusted. */
@@ -67,12 +83,22 @@ export class Caches {
     for (const cache of [this.keys, this.teams, this.prices, this.availableCredits]) cache.clear();
   }
 
-  dropHere(message: string): void {
-    const change = JSON.parse(message) as Partial<{ keyId: string; teamId: string; allTeams: true; prices: true; id: string }>;
-    if (change.id) {
-      this.echoes.get(change.id)?.();
-      this.echoes.delete(change.id);
+  /**
+   * A message of the channel, from any instance (this one's included): an invalidation is applied, then
+   * acknowledged to its sender; an acknowledgement counts for the invalidation of this instance it answers.
+   */
+  receive(message: string): void {
+    const parsed = JSON.parse(message) as { ack?: string; id?: string };
+    if (parsed.ack) {
+      this.waiting.get(parsed.ack)?.();
+      return;
     }
+    this.dropHere(message);
+    if (parsed.id) this.bus.publish(JSON.stringify({ ack: parsed.id })).catch(() => undefined);
+  }
+
+  private dropHere(message: string): void {
+    const change = JSON.parse(message) as Partial<{ keyId: string; teamId: string; allTeams: true; prices: true }>;
     if (change.keyId) this.keys.deleteWhere((actor) => actor.keyId === change.keyId);
     if (change.teamId) {
       this.keys.deleteWhere((actor) => actor.teamId === change.teamId);

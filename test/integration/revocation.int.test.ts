@@ -33,7 +33,7 @@ describe('revoking a key', () => {
       const revoked = await a.request('DELETE', `/api/keys/${created.body.key_id}`);
       expect(revoked.status).toBe(200);
       await Promise.all(hammering);
-      for (const target of [b, a]) expect((await modelsWith(target, key)).status, `round ${round}`).toBe(401);
+      for (const target of [b, a]) expect((await modelsWith(target, key)).status, `round ${round} on ${target === a ? "a" : "b"}`).toBe(401);
     }
   });
 });

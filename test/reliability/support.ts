@@ -77,7 +77,9 @@ process.once('exit', () => {
 
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of ['DATABASE_URL', 'TEST_DATABASE_URL', 'LLM_BASE_URL', 'LLM_API_KEY', 'MASTER_KEY', 'JWT_SECRET', 'PORT', 'HOST']) delete env[name];
+  for (const name of ['DATABASE_URL', 'DATABASE_DIRECT_URL', 'DB_PREPARED_STATEMENTS', 'TEST_DATABASE_URL', 'LLM_BASE_URL', 'LLM_API_KEY', 'MASTER_KEY', 'JWT_SECRET', 'PORT', 'HOST']) {
+    delete env[name];
+  }
   return { ...env, ...extra };
 }
 

@@ -6,6 +6,7 @@ import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel, type Actor } from '../actor.js';
+import { recordEvent } from '../webhooks/webhook-events.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
 import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
@@ -36,7 +37,9 @@ export async function issueApiKey(db: DbOrTx, teamId: string, createdBy: string,
       ...changedLimits(NO_LIMITS, input.limits),
     })
     .returning();
-  return { ...presentApiKey(row!), virtual_key: secret };
+  const key = presentApiKey(row!);
+  await recordEvent(db, 'key.created', teamId, { team_id: teamId, key });
+  return { ...key, virtual_key: secret };
 }
 
 /** A key's name and limits; its limits reach every instance with the key's next lookup (its cache entry is dropped). */
@@ -60,12 +63,17 @@ export async function listApiKeys(ctx: ServiceContext, teamId: string): Promise<
 
 /** Revoking twice is harmless and answers the same; the revocation time is the first one. */
 export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<ApiKey> {
-  await ctx.db
-    .update(apiKeys)
-    .set({ revokedAt: sql`now()` })
-    .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)));
-  const [row] = await ctx.db.select().from(apiKeys).where(eq(apiKeys.id, keyId));
-  if (!row) throw notFound('key', 'key_id');
+  const row = await withTransaction(ctx.db, async (tx) => {
+    const revoked = await tx
+      .update(apiKeys)
+      .set({ revokedAt: sql`now()` })
+      .where(and(eq(apiKeys.id, keyId), isNull(apiKeys.revokedAt)))
+      .returning();
+    if (revoked[0]) await recordEvent(tx, 'key.revoked', revoked[0].teamId, { team_id: revoked[0].teamId, key: presentApiKey(revoked[0]) });
+    const [current] = await tx.select().from(apiKeys).where(eq(apiKeys.id, keyId));
+    if (!current) throw notFound('key', 'key_id');
+    return current;
+  });
   await ctx.caches.invalidate({ keyId });
   return presentApiKey(row);
 }

@@ -6,6 +6,8 @@ import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { jobFromRow, type JobRow } from '../jobs/jobs.repository.js';
 import { ledgerChangeSql } from '../ledger/ledger.repository.js';
+import { MICRO_PER_CREDIT } from '../ledger/ledger.models.js';
+import { outboxSql } from '../webhooks/webhook-events.js';
 import { callRecordSql, callRecordValues, type CallRecord, type CallRecordValues, type NewCall } from '../llm/calls.repository.js';
 import type { BudgetSettings } from './billing-settings.models.js';
 
@@ -211,6 +213,7 @@ export interface JobSettlement {
 
 interface SettleValues extends Partial<CallRecordValues> {
   entryId: string;
+  eventId: string;
   teamId: string;
   keyId: string | null;
   jobId: string;
@@ -258,7 +261,15 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
              updated_at = now()
        WHERE id = ${v.jobId}::text AND EXISTS (SELECT 1 FROM entry)
       RETURNING *
-    )
+    ), settled_event AS (${outboxSql(
+      v.eventId,
+      'job.settled',
+      sql`SELECT team_id, jsonb_build_object(
+            'job_id', id, 'team_id', team_id, 'job_type', job_type, 'status', status,
+            'credits_charged', charged_micro::numeric / ${MICRO_PER_CREDIT}, 'credits_remaining', available_after_micro::numeric / ${MICRO_PER_CREDIT},
+            'completed_at', to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')) AS payload
+          FROM settled`,
+    )})
     SELECT * FROM settled`;
   return ledgerChangeSql(change, then, settleable);
 }
@@ -287,6 +298,7 @@ export async function settleJobRow(
   const statement = call ? (charges ? SETTLE_JOB.chargeWithCall : SETTLE_JOB.releaseWithCall) : charges ? SETTLE_JOB.charge : SETTLE_JOB.release;
   const [row] = await statement.rows<Record<string, unknown>>(db, {
     entryId: newId('led'),
+    eventId: newId('evt'),
     teamId: job.teamId,
     keyId: job.keyId,
     jobId: job.id,

@@ -1,9 +1,10 @@
 import type { AddCreditsRequest, AddCreditsResponse, CreditBalance, CreditTransaction } from '../../contracts/index.js';
-import { withTransaction } from '../../db/client.js';
+import { withTransaction, type Transaction } from '../../db/client.js';
 import { teams } from '../../db/schema/index.js';
 import { AppError } from '../../lib/errors.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel } from '../actor.js';
+import { recordEvent } from '../webhooks/webhook-events.js';
 import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { creditsToMicro, microToCredits } from './ledger.models.js';
 import {
@@ -17,16 +18,21 @@ import {
 export async function addCredits(ctx: ServiceContext, teamId: string, input: AddCreditsRequest): Promise<AddCreditsResponse> {
   return withTransaction(ctx.db, async (tx) => {
     assertNotArchived(await requireTeam(tx, teamId));
-    const entry = await applyLedgerChange(tx, {
-      teamId,
-      entryType: 'grant',
-      amountMicro: creditsToMicro(input.credits),
-      reason: input.reason,
-      actor: actorLabel(ctx.actor),
-    });
-    if (!entry) throw new AppError('internal', `team ${teamId} has no credit balance`);
-    return { transaction: presentTransaction(entry), balance: await getCreditBalance({ ...ctx, db: tx }, teamId) };
+    const transaction = await grantCredits(tx, { teamId, amountMicro: creditsToMicro(input.credits), reason: input.reason, actor: actorLabel(ctx.actor) });
+    return { transaction, balance: await getCreditBalance({ ...ctx, db: tx }, teamId) };
   });
+}
+
+/** Every grant, whoever makes it (an admin, a new team's allocation, a Stripe payment): its entry and credits.added. */
+export async function grantCredits(
+  tx: Transaction,
+  grant: { teamId: string; amountMicro: number; reason: string | null; actor: string; source?: Record<string, unknown> },
+): Promise<CreditTransaction> {
+  const entry = await applyLedgerChange(tx, { teamId: grant.teamId, entryType: 'grant', amountMicro: grant.amountMicro, reason: grant.reason, actor: grant.actor });
+  if (!entry) throw new AppError('internal', `team ${grant.teamId} has no credit balance`);
+  const transaction = presentTransaction(entry);
+  await recordEvent(tx, 'credits.added', grant.teamId, { team_id: grant.teamId, transaction, ...(grant.source && { source: grant.source }) });
+  return transaction;
 }
 
 export async function getCreditBalance(ctx: ServiceContext, teamId: string): Promise<CreditBalance> {
@@ -43,6 +49,7 @@ export async function getCreditBalance(ctx: ServiceContext, teamId: string): Pro
     credits_remaining: microToCredits(balanceMicro - heldMicro),
     credits_allocated: microToCredits(granted),
     credits_used: microToCredits(used),
+    credits_owed: microToCredits(balance?.owedMicro ?? 0),
     ...presentBudget(team),
     updated_at: (balance?.updatedAt ?? team.updatedAt).toISOString(),
   };

@@ -1,16 +1,18 @@
-import { and, eq, ne, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team, UpdateTeamRequest } from '../../contracts/index.js';
 import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
 import { organizations, teams } from '../../db/schema/index.js';
-import { AppError, conflict, notFound } from '../../lib/errors.js';
+import { conflict, notFound } from '../../lib/errors.js';
 import { issueApiKey } from '../api-keys/api-keys.service.js';
 import { type ServiceContext } from '../context.js';
 import { actorLabel, assertTeamAccess } from '../actor.js';
+import { recordEvent } from '../webhooks/webhook-events.js';
 import { DEFAULT_BUDGET, resolveBudgetSettings } from '../billing/billing-settings.models.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
-import { applyLedgerChange, openBalance } from '../ledger/ledger.repository.js';
-import { getCreditBalance, presentBudget } from '../ledger/ledger.service.js';
+import { openBalance } from '../ledger/ledger.repository.js';
+import { getCreditBalance, grantCredits, presentBudget } from '../ledger/ledger.service.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
+import { changedBalanceAlerts, presentBalanceAlerts } from '../ledger/balance-alerts.models.js';
 import { assertNotArchived, assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam } from './teams.repository.js';
 
 /** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
@@ -26,6 +28,8 @@ export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest):
         alias: input.team_alias ?? null,
         ...budget,
         ...changedLimits(NO_LIMITS, input.limits),
+        ...changedBalanceAlerts(input.balance_alerts),
+        stripeCustomerId: input.stripe_customer_id ?? null,
         metadata: input.metadata ?? {},
       });
     } catch (error) {
@@ -36,14 +40,7 @@ export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest):
     await openBalance(tx, input.team_id);
     const actor = actorLabel(ctx.actor);
     if (input.credits_allocated) {
-      const grant = await applyLedgerChange(tx, {
-        teamId: input.team_id,
-        entryType: 'grant',
-        amountMicro: creditsToMicro(input.credits_allocated),
-        reason: 'initial allocation',
-        actor,
-      });
-      if (!grant) throw new AppError('internal', 'initial grant failed');
+      await grantCredits(tx, { teamId: input.team_id, amountMicro: creditsToMicro(input.credits_allocated), reason: 'initial allocation', actor });
     }
     const key = await issueApiKey(tx, input.team_id, actor, { name: 'default' });
     const { virtual_key, ...keyInfo } = key;
@@ -64,6 +61,8 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
     ...presentBudget(team),
     credits: { balance: balance.balance, held: balance.held, credits_remaining: balance.credits_remaining },
     limits: presentLimits(team),
+    balance_alerts: presentBalanceAlerts(team),
+    stripe_customer_id: team.stripeCustomerId,
     metadata: team.metadata,
     created_at: team.createdAt.toISOString(),
     updated_at: team.updatedAt.toISOString(),
@@ -72,14 +71,16 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
 
 /** Suspending blocks the team's keys at once (they are checked against the team's status on every request). */
 export async function setTeamStatus(ctx: ServiceContext, teamId: string, status: 'active' | 'suspended'): Promise<Team> {
-  assertNotArchived(await requireTeam(ctx.db, teamId));
-  const updated = await ctx.db
-    .update(teams)
-    .set({ status, updatedAt: sql`now()` })
-    .where(and(eq(teams.id, teamId), ne(teams.status, 'archived')))
-    .returning({ id: teams.id });
-  if (updated.length === 0) throw notFound('team', 'team_id');
-  await ctx.caches.invalidate({ teamId });
+  await withTransaction(ctx.db, async (tx) => {
+    const [team] = await tx.select({ id: teams.id, status: teams.status }).from(teams).where(eq(teams.id, teamId)).for('update');
+    if (!team) throw notFound('team', 'team_id');
+    assertNotArchived(team);
+    // Suspending a suspended team changes nothing and tells no one.
+    if (team.status === status) return;
+    await tx.update(teams).set({ status, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
+    await recordEvent(tx, status === 'suspended' ? 'team.suspended' : 'team.resumed', teamId, { team_id: teamId });
+    await afterCommit(tx, () => ctx.caches.invalidate({ teamId }));
+  });
   return getTeam(ctx, teamId);
 }
 
@@ -108,6 +109,8 @@ export async function updateTeam(ctx: ServiceContext, teamId: string, input: Upd
         ...(input.metadata !== undefined && { metadata: input.metadata }),
         ...budget,
         ...changedLimits(team, input.limits),
+        ...changedBalanceAlerts(input.balance_alerts),
+        ...(input.stripe_customer_id !== undefined && { stripeCustomerId: input.stripe_customer_id }),
         updatedAt: sql`now()`,
       })
       .where(eq(teams.id, teamId));

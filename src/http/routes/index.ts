@@ -10,8 +10,10 @@ import { operationRoutes } from './operations.routes.js';
 import { organizationRoutes } from './organizations.routes.js';
 import { queueRoutes } from './queue.routes.js';
 import { reportRoutes } from './reports.routes.js';
+import { stripeRoutes } from './stripe.routes.js';
 import { teamRoutes } from './teams.routes.js';
 import { usageRoutes } from './usage.routes.js';
+import { webhookRoutes } from './webhooks.routes.js';
 
 export const allRoutes: RouteSpec[] = [
   ...operationRoutes,
@@ -20,11 +22,13 @@ export const allRoutes: RouteSpec[] = [
   ...modelGroupRoutes,
   ...teamRoutes,
   ...creditRoutes,
+  ...stripeRoutes,
   ...jobRoutes,
   ...usageRoutes,
   ...modelPriceRoutes,
   ...queueRoutes,
   ...openAiRoutes,
+  ...webhookRoutes,
   // The operator console's lists, edits and reports.
   ...adminListRoutes,
   ...reportRoutes,

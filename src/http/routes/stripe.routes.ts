@@ -1,5 +1,5 @@
 import { page, PageQuery, TeamParams } from '../../contracts/index.js';
-import { CheckoutSession, CreateCheckoutRequest, CreditRefill, StripeEventBody, StripeWebhookResult } from '../../contracts/stripe.js';
+import { CheckoutSession, CreateCheckoutRequest, CreditRefill, StripeEventBody, StripeWebhookResult } from '../../contracts/index.js';
 import { listRefills } from '../../domain/billing/stripe/credit-refills.js';
 import { createCheckout } from '../../domain/billing/stripe/stripe-checkout.service.js';
 import { handleStripeWebhook } from '../../domain/billing/stripe/stripe-webhook.service.js';

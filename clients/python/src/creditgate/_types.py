@@ -174,6 +174,7 @@ class CreditBalance(TypedDict):
     waive_failed_jobs: NotRequired[bool]
     max_calls_per_job: NotRequired[int]
     max_tokens_per_job: NotRequired[int]
+    credits_owed: NotRequired[float]
 
 
 class CreditTransaction(TypedDict):
@@ -278,17 +279,42 @@ class TeamCredits(TypedDict):
     credits_remaining: float
 
 
+class Limits(TypedDict):
+    """A team's or a key's limits; None: no limit. Over a limit a request gets 429 with Retry-After."""
+
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    max_concurrent_jobs: int | None
+    max_concurrent_calls: int | None
+
+
+class AutoRefill(TypedDict):
+    below_credits: int
+    refill_credits: int
+
+
+class BalanceAlerts(TypedDict):
+    """When credits.low, credits.depleted and credits.refill_requested webhooks are sent; None: not set."""
+
+    low_balance_credits: int | None
+    low_balance_percent: int | None
+    auto_refill: AutoRefill | None
+
+
 class Team(TypedDict):
     team_id: str
     organization_id: str
     team_alias: str | None
-    status: Literal["active", "suspended"]
+    status: Literal["active", "suspended", "archived"]
     model_groups: list[str]
     budget_mode: BudgetMode
     credits_per_job: int
     tokens_per_credit: int | None
     credits_per_dollar: str | None
     credits: TeamCredits
+    limits: Limits
+    balance_alerts: BalanceAlerts
+    stripe_customer_id: str | None
     metadata: dict[str, Any]
     created_at: str
     updated_at: str
@@ -307,6 +333,7 @@ class ApiKey(TypedDict):
     expires_at: str | None
     revoked_at: str | None
     last_used_at: str | None
+    limits: Limits
 
 
 class CreatedApiKey(ApiKey):

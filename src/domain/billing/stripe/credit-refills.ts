@@ -1,5 +1,5 @@
 import { and, asc, desc, eq, inArray, lt, ne, sql } from 'drizzle-orm';
-import type { CreditRefill } from '../../../contracts/stripe.js';
+import type { CreditRefill } from '../../../contracts/index.js';
 import type { DbOrTx, Transaction } from '../../../db/client.js';
 import { creditRefills } from '../../../db/schema/index.js';
 import type { ServiceContext } from '../../context.js';

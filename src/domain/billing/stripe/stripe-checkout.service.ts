@@ -1,5 +1,5 @@
 import type Stripe from 'stripe';
-import type { CheckoutSession, CreateCheckoutRequest } from '../../../contracts/stripe.js';
+import type { CheckoutSession, CreateCheckoutRequest } from '../../../contracts/index.js';
 import { validationFailed } from '../../../lib/errors.js';
 import type { ServiceContext } from '../../context.js';
 import { assertNotArchived, requireTeam } from '../../tenancy/teams.repository.js';

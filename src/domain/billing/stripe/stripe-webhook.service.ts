@@ -1,7 +1,7 @@
 import { eq } from 'drizzle-orm';
 import Stripe from 'stripe';
 import type { z } from 'zod';
-import type { StripeWebhookResult } from '../../../contracts/stripe.js';
+import type { StripeWebhookResult } from '../../../contracts/index.js';
 import { withTransaction, type DbOrTx, type Transaction } from '../../../db/client.js';
 import { teams } from '../../../db/schema/index.js';
 import { microToCredits } from '../../ledger/ledger.models.js';

@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import {
+  CreateWebhookEndpointRequest,
+  UpdateWebhookEndpointRequest,
+  WebhookDeliveriesQuery,
+  WebhookDelivery,
+  WebhookDeliveryParams,
+  WebhookEndpoint,
+  WebhookEndpointParams,
+  WebhookEndpointWithSecret,
+} from '../../contracts/index.js';
+import {
+  createWebhookEndpoint,
+  deleteWebhookEndpoint,
+  listWebhookDeliveries,
+  listWebhookEndpoints,
+  replayWebhookDelivery,
+  updateWebhookEndpoint,
+} from '../../domain/webhooks/webhook-endpoints.service.js';
+import { defineRoute } from '../route.js';
+
+const tags = ['Webhooks'];
+
+export const webhookRoutes = [
+  defineRoute({
+    method: 'post',
+    path: '/api/webhooks/endpoints',
+    auth: 'admin',
+    summary: 'Register a webhook endpoint; its signing secret (Standard Webhooks) is in this answer only',
+    tags,
+    body: CreateWebhookEndpointRequest,
+    idempotent: 'transaction',
+    response: { status: 201, schema: WebhookEndpointWithSecret, description: 'the endpoint and its secret' },
+    handler: ({ ctx, deps, body }) => createWebhookEndpoint(ctx, deps.webhooks.box, body),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/webhooks/endpoints',
+    auth: 'admin',
+    summary: 'The webhook endpoints (never their secrets)',
+    tags,
+    response: { schema: z.object({ data: z.array(WebhookEndpoint) }), description: 'the endpoints' },
+    handler: ({ ctx }) => listWebhookEndpoints(ctx),
+  }),
+  defineRoute({
+    method: 'patch',
+    path: '/api/webhooks/endpoints/{endpoint_id}',
+    auth: 'admin',
+    summary: 'Change a webhook endpoint (URL, events, description, enabled) or rotate its secret',
+    tags,
+    params: WebhookEndpointParams,
+    body: UpdateWebhookEndpointRequest,
+    response: { schema: z.union([WebhookEndpointWithSecret, WebhookEndpoint]), description: 'the endpoint; with rotate_secret, its new secret too' },
+    errors: [404],
+    handler: ({ ctx, deps, params, body }) => updateWebhookEndpoint(ctx, deps.webhooks.box, params.endpoint_id, body),
+  }),
+  defineRoute({
+    method: 'delete',
+    path: '/api/webhooks/endpoints/{endpoint_id}',
+    auth: 'admin',
+    summary: 'Delete a webhook endpoint and its deliveries',
+    tags,
+    params: WebhookEndpointParams,
+    response: { schema: z.object({ endpoint_id: z.string(), deleted: z.literal(true) }), description: 'deleted' },
+    errors: [404],
+    handler: ({ ctx, params }) => deleteWebhookEndpoint(ctx, params.endpoint_id),
+  }),
+  defineRoute({
+    method: 'get',
+    path: '/api/webhooks/endpoints/{endpoint_id}/deliveries',
+    auth: 'admin',
+    summary: "An endpoint's deliveries, newest first, with their status and the endpoint's last answer",
+    tags,
+    params: WebhookEndpointParams,
+    query: WebhookDeliveriesQuery,
+    response: { schema: z.object({ data: z.array(WebhookDelivery), next_cursor: z.string().nullable() }), description: 'a page of deliveries' },
+    errors: [404],
+    handler: ({ ctx, params, query }) => listWebhookDeliveries(ctx, params.endpoint_id, query),
+  }),
+  defineRoute({
+    method: 'post',
+    path: '/api/webhooks/deliveries/{delivery_id}/replay',
+    auth: 'admin',
+    summary: "Send a delivery's event to its endpoint again (same webhook-id), after what the endpoint has pending",
+    tags,
+    params: WebhookDeliveryParams,
+    idempotent: 'transaction',
+    response: { status: 201, schema: WebhookDelivery, description: 'the new delivery' },
+    errors: [404],
+    handler: ({ ctx, params }) => replayWebhookDelivery(ctx, params.delivery_id),
+  }),
+];
