@@ -149,6 +149,11 @@ function readingSink(): StreamSink {
   };
 }
 
+/** Every model of the group failed before answering: the job is recorded as failed (and free), which is realistic. */
+const upstreamFailed = (error: unknown) => {
+  if (!(error instanceof AppError && ['upstream_error', 'upstream_timeout'].includes(error.code))) throw error;
+};
+
 const isRefusal = (error: unknown) => error instanceof AppError && ['insufficient_credits', 'rate_limited', 'conflict'].includes(error.code);
 
 export async function seedDemo(deps: Deps, setUpstream: (responder: (request: RecordedRequest) => UpstreamScript) => void, options: SeedOptions): Promise<SeedResult> {
@@ -220,18 +225,14 @@ export async function seedDemo(deps: Deps, setUpstream: (responder: (request: Re
     try {
       if (kind < 0.4) {
         // Streamed one-shot calls: these have a time to first token.
-        await createAndCallStream(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, readingSink());
+        await createAndCallStream(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, readingSink()).catch(upstreamFailed);
       } else if (kind < 0.78) {
-        await createAndCall(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, never).catch((error: unknown) => {
-          if (!(error instanceof AppError && ['upstream_error', 'upstream_timeout'].includes(error.code))) throw error;
-        });
+        await createAndCall(ctx, { team_id: team.teamId, job_type: jobType, messages, max_tokens: 1_000 }, never).catch(upstreamFailed);
       } else {
         const job = await createJob(ctx, { team_id: team.teamId, job_type: jobType, user_id: `user-${Math.floor(next() * 500)}` });
         const calls = 2 + Math.floor(next() * 3);
         for (let call = 0; call < calls; call++) {
-          await callInJob(ctx, job.job_id, { messages, max_tokens: 800 }, never).catch((error: unknown) => {
-            if (!(error instanceof AppError && ['upstream_error', 'upstream_timeout'].includes(error.code))) throw error;
-          });
+          await callInJob(ctx, job.job_id, { messages, max_tokens: 800 }, never).catch(upstreamFailed);
         }
         if (kind > 0.97) await cancelJob(contextFor(deps, { kind: 'admin', adminUserId: null }), job.job_id);
         else await completeJob(ctx, job.job_id, { status: kind > 0.95 ? 'failed' : 'completed' });
