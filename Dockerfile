@@ -1,5 +1,17 @@
 # creditgate runtime image. TypeScript runs through tsx (a production
-# dependency), so there is no build stage.
+# dependency); the only build is the operator console's (vite), in its own
+# stage, whose output (static files) is copied into the runtime image.
+FROM node:20-bookworm-slim AS console
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY packages/client/package.json ./packages/client/
+COPY console/package.json ./console/
+RUN npm ci --no-audit --no-fund
+COPY src/contracts ./src/contracts
+COPY packages/client/src ./packages/client/src
+COPY console ./console
+RUN node console/scripts/ensure-built.mjs --force
+
 FROM node:20-bookworm-slim
 
 ENV NODE_ENV=production \
@@ -13,12 +25,14 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # The client package is a workspace of the root package; npm ci needs its manifest.
 COPY packages/client/package.json ./packages/client/
+COPY console/package.json ./console/
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force
 
 COPY tsconfig.json ./
 COPY src ./src
 COPY migrations ./migrations
+COPY --from=console /app/console/dist ./console/dist
 
 # Code stays root-owned (read-only to the app); only the data dir is writable,
 # for anything the app persists there when DATABASE_URL is unset.
