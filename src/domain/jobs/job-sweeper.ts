@@ -1,13 +1,13 @@
 import { and, inArray, lt, notInArray, sql } from 'drizzle-orm';
-import type { Database } from '../../db/client.js';
+import { withTransaction, type Database } from '../../db/client.js';
 import { jobs, llmCalls, queueRequests } from '../../db/schema/index.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { settleJob } from '../billing/settlement.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
 import { moveCounters, recountConcurrency } from '../ledger/ledger.repository.js';
-import { abandonStaleCalls } from '../llm/calls.repository.js';
-import { markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
+import { abandonStaleCalls, jobsWithStaleCalls } from '../llm/calls.repository.js';
+import { lockJob, markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
 
 const BATCH = 100;
 const SWEEPER = 'system:sweeper';
@@ -23,15 +23,27 @@ export interface SweepOptions {
  * Ends what nobody else will. Calls whose instance died (their lease lapsed) are abandoned and billed at their
  * reservation; a one-shot job left without its call is expired at once. Open jobs idle past their own recorded
  * timeout, with no call in flight, are expired: charged for what they delivered, the rest of their hold released.
- * A job with a live call is never expired, however long the call runs. Runs at start-up and then periodically
- * on every instance; SKIP LOCKED lets instances share the work without waiting on each other or on live requests.
+ * A job with a live call is never expired, however long the call runs. A job that cannot be settled is logged and
+ * skipped, never holding back the others. Runs at start-up and then periodically on every instance; SKIP LOCKED lets
+ * instances share the work without waiting on each other or on live requests.
  */
 export async function sweepExpiredJobs(db: Database, options: SweepOptions, log: Logger): Promise<number> {
-  // An abandoned call leaves its job (pending again) and its team's and key's counts of calls in flight.
-  const abandonedCalls = await abandonStaleCalls(db, options.leaseSeconds);
-  for (const call of abandonedCalls) await moveCounters(db, call.teamId, { jobs: 0, calls: -1, keyId: call.keyId });
-  const abandoned = [...new Set(abandonedCalls.map((call) => call.jobId))];
-  for (const jobId of abandoned) await markJobActivity(db, jobId);
+  // An abandoned call leaves its job (pending again unless another call is in flight) and its team's and key's
+  // counts of calls in flight, in one transaction that locks the job first, as a call's own record does. Without the
+  // lock, the job's status would be read from a snapshot that misses another call of the job being recorded
+  // meanwhile (whose transaction read this one as still in flight): the job would stay in_progress with no call in
+  // flight, which no settle accepts.
+  const abandoned: string[] = [];
+  for (const jobId of await jobsWithStaleCalls(db, options.leaseSeconds)) {
+    const calls = await withTransaction(db, async (tx) => {
+      await lockJob(tx, jobId);
+      const calls = await abandonStaleCalls(tx, jobId, options.leaseSeconds);
+      for (const call of calls) await moveCounters(tx, call.teamId, { jobs: 0, calls: -1, keyId: call.keyId });
+      if (calls.length > 0) await markJobActivity(tx, jobId);
+      return calls;
+    });
+    if (calls.length > 0) abandoned.push(jobId);
+  }
   let expired = 0;
   for (;;) {
     const swept = await db.transaction(async (tx) => {
@@ -50,20 +62,27 @@ export async function sweepExpiredJobs(db: Database, options: SweepOptions, log:
         .for('update', { skipLocked: true });
       let settled = 0;
       for (const { id } of due) {
-        // A call begun on the job since it was picked keeps it alive: it is skipped (the settle refuses it).
         const done = await settleJob(tx, { jobId: id, status: 'expired', errorMessage: 'expired: no activity before the job timeout', actor: SWEEPER }).then(
           () => true,
           (error: unknown) => {
+            // A call begun on the job since it was picked keeps it alive: it is skipped (the settle refuses it).
             if (error instanceof AppError && error.reason === 'calls_in_progress') return false;
+            // Any other refusal concerns this job alone: thrown, it would roll back the whole batch, in every sweep
+            // on every instance, and no job would expire any more.
+            if (error instanceof AppError) {
+              log.error({ err: error, job_id: id }, 'could not expire a job past its timeout; skipped');
+              return false;
+            }
             throw error;
           },
         );
         if (done) settled++;
       }
       expired += settled;
-      return due.length;
+      return { picked: due.length, settled };
     });
-    if (swept < BATCH) break;
+    // A full batch of jobs that were all skipped would be picked again and again.
+    if (swept.picked < BATCH || swept.settled === 0) break;
   }
   // A queued call whose process died never reports its end: once its job is over, so is the item.
   await db

@@ -150,12 +150,22 @@ export async function renewCallLeases(db: DbOrTx, callIds: string[]): Promise<vo
   await db.update(llmCalls).set({ heartbeatAt: sql`now()` }).where(and(inArray(llmCalls.id, callIds), eq(llmCalls.status, 'in_progress')));
 }
 
-/**
- * Calls whose instance stopped renewing their lease (it died): nobody can say what they consumed, so they count as
- * having delivered their worst case (usage_source `reserved`); the operator may refund. Returns their jobs.
- */
-export async function abandonStaleCalls(db: DbOrTx, leaseSeconds: number): Promise<{ jobId: string; teamId: string; keyId: string | null }[]> {
+/** The jobs that have a call whose instance stopped renewing its lease (it died). */
+export async function jobsWithStaleCalls(db: DbOrTx, leaseSeconds: number): Promise<string[]> {
   const rows = await db
+    .selectDistinct({ jobId: llmCalls.jobId })
+    .from(llmCalls)
+    .where(and(eq(llmCalls.status, 'in_progress'), lt(llmCalls.heartbeatAt, sql`now() - make_interval(secs => ${leaseSeconds})`)));
+  return rows.map((row) => row.jobId);
+}
+
+/**
+ * A job's calls whose instance stopped renewing their lease (it died): nobody can say what they consumed, so they
+ * count as having delivered their worst case (usage_source `reserved`); the operator may refund. Run in the
+ * transaction that locked the job. Returns their teams and keys.
+ */
+export async function abandonStaleCalls(tx: DbOrTx, jobId: string, leaseSeconds: number): Promise<{ teamId: string; keyId: string | null }[]> {
+  const rows = await tx
     .update(llmCalls)
     .set({
       status: 'failed',
@@ -167,7 +177,13 @@ export async function abandonStaleCalls(db: DbOrTx, leaseSeconds: number): Promi
       totalTokens: sql`${llmCalls.promptBoundTokens} + coalesce(${llmCalls.maxTokens}, 0)`,
       completedAt: sql`now()`,
     })
-    .where(and(eq(llmCalls.status, 'in_progress'), lt(llmCalls.heartbeatAt, sql`now() - make_interval(secs => ${leaseSeconds})`)))
-    .returning({ jobId: llmCalls.jobId, teamId: llmCalls.teamId, keyId: llmCalls.keyId });
+    .where(
+      and(
+        eq(llmCalls.jobId, jobId),
+        eq(llmCalls.status, 'in_progress'),
+        lt(llmCalls.heartbeatAt, sql`now() - make_interval(secs => ${leaseSeconds})`),
+      ),
+    )
+    .returning({ teamId: llmCalls.teamId, keyId: llmCalls.keyId });
   return rows;
 }
