@@ -83,5 +83,5 @@ export type WebhookDelivery = z.infer<typeof WebhookDelivery>;
 export const WebhookDeliveriesQuery = z.strictObject({
   status: z.enum(['pending', 'delivered', 'failed']).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(128).optional().meta({ description: 'the next_cursor of the previous page' }),
+  cursor: z.string().regex(/^\d{1,19}$/, 'the next_cursor of the previous page').optional().meta({ description: 'the next_cursor of the previous page' }),
 });

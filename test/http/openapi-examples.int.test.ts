@@ -51,6 +51,7 @@ describe('OpenAPI document', () => {
         fixtures.key_id = response.body.key.key_id;
       }
       if (route.path === '/api/jobs/create') fixtures.job_id = response.body.job_id;
+      if (route.path === '/api/webhooks/endpoints' && route.method === 'post') fixtures.endpoint_id = response.body.endpoint_id;
     }
     expect(answers.filter((answer) => !/→ 2\d\d$/.test(answer))).toEqual([
       // This app sells no credits through Stripe (STRIPE_SECRET_KEY unset): a valid request, refused as such.

@@ -132,6 +132,8 @@ const PATH_FIXTURES: Record<string, () => Promise<string>> = {
       expect(job.status, JSON.stringify(job.body)).toBe(201);
       return job.body.job_id as string;
     }),
+  endpoint_id: () => webhookEndpoint().then((endpoint) => endpoint.endpoint_id),
+  delivery_id: () => webhookEndpoint().then((endpoint) => endpoint.delivery_id),
   queueId: () =>
     once('queueId', async () => {
       const queued = await app.request('POST', '/api/llm/complete', {
@@ -143,6 +145,30 @@ const PATH_FIXTURES: Record<string, () => Promise<string>> = {
     }),
 };
 
+/**
+ * A disabled webhook endpoint (nothing is ever sent to it) with one delivery, replayed from nothing: an event of a
+ * grant made while it was enabled is fanned out to it before it is disabled.
+ */
+const webhookEndpoint = () =>
+  once('webhook_endpoint', async () => {
+    const created = await app.request('POST', '/api/webhooks/endpoints', { body: { url: 'http://127.0.0.1:9/auth-test', events: ['credits.added'] } });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const endpointId = created.body.endpoint_id as string;
+    const granted = await app.request('POST', `/api/credits/teams/${teamA.team_id}/add`, { body: { credits: 1, reason: 'auth test' } });
+    expect(granted.status, JSON.stringify(granted.body)).toBeLessThan(300);
+    for (let attempt = 0; ; attempt++) {
+      const deliveries = await app.request('GET', `/api/webhooks/endpoints/${endpointId}/deliveries`);
+      const first = (deliveries.body.data as { delivery_id: string }[] | undefined)?.[0];
+      if (first) {
+        const disabled = await app.request('PATCH', `/api/webhooks/endpoints/${endpointId}`, { body: { enabled: false } });
+        expect(disabled.status, JSON.stringify(disabled.body)).toBe(200);
+        return JSON.stringify({ endpoint_id: endpointId, delivery_id: first.delivery_id });
+      }
+      if (attempt > 200) throw new Error('the webhook endpoint of the auth tests never got a delivery');
+      await sleep(25);
+    }
+  }).then((json) => JSON.parse(json) as { endpoint_id: string; delivery_id: string });
+
 /** Values that exist for nobody (well formed, so the answer is about existence, not syntax). */
 const GHOST_VALUES: Record<string, string> = {
   team_id: 'ghost-team-0000',
@@ -151,6 +177,8 @@ const GHOST_VALUES: Record<string, string> = {
   key_id: 'key_000000000000000000000',
   job_id: 'job_000000000000000000000',
   queueId: 'queue_000000000000000000000',
+  endpoint_id: 'whe_000000000000000000000',
+  delivery_id: 'whd_000000000000000000000',
 };
 
 /** A real admin JWT of the fixture admin user, obtained by logging in once. */

@@ -540,7 +540,11 @@ function hostilePath(route: RouteSpec): string {
     model_name: 'sim-small',
   };
   // Well-formed ids of objects that do not exist: the body is validated before anything is looked up.
-  const ghosts: Record<string, string> = { job_id: 'job_000000000000000000000' };
+  const ghosts: Record<string, string> = {
+    job_id: 'job_000000000000000000000',
+    endpoint_id: 'whe_000000000000000000000',
+    delivery_id: 'whd_000000000000000000000',
+  };
   return route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
     const value = values[name] ?? ghosts[name];
     if (!value) throw new Error(`no fixture for path parameter {${name}} of ${route.path}`);

@@ -17,14 +17,16 @@ import { adminApi, api, freshDatabase, spawnServer, stopAllServers, type FreshDa
 /**
  * Issue 16: a creditgate process delivering webhooks is killed with -9 while deliveries are in flight (one of them
  * to a receiver that hangs) and admin grants are being made. A second process on the same database, once the dead
- * one's delivery leases lapse (LEASE_MS, 60 s), delivers the rest. Nothing is lost (every committed grant's
+ * one's delivery leases lapse (WEBHOOK_TIMEOUT_MS + 5 s), delivers the rest. Nothing is lost (every committed grant's
  * credits.added reaches every endpoint), nothing is invented (every webhook is an outbox row, every credits.added
  * a grant of the ledger), and only what was in flight at the kill is sent twice.
  */
 
 const SERVER_ENV = { WEBHOOK_POLL_MS: '50', WEBHOOK_RETRY_BASE_MS: '100', LOW_BALANCE_CHECK_MS: '200' };
-/** The lease a killed process leaves on its in-flight deliveries (LEASE_MS in webhook-dispatcher.ts). */
-const LEASE_MS = 60_000;
+/** The first process's attempt timeout: far beyond the kill, so the hanging delivery is still in flight then. */
+const FIRST_TIMEOUT_MS = 30_000;
+/** The lease it leaves on its in-flight deliveries: the timeout plus the dispatcher's 5 s margin. */
+const LEASE_MS = FIRST_TIMEOUT_MS + 5_000;
 
 let db: FreshDatabase;
 let upstream: SimulatedUpstream;
@@ -43,8 +45,7 @@ afterAll(async () => {
 
 describe('the dispatcher killed with -9 mid-delivery', () => {
   it('loses nothing and sends nothing that did not happen; a second process delivers the rest once the leases lapse', async () => {
-    // A timeout far beyond the kill: the hanging delivery is still in flight when the process dies.
-    const first = await spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env: { ...SERVER_ENV, WEBHOOK_TIMEOUT_MS: '300000' } });
+    const first = await spawnServer({ databaseUrl: db.url, upstreamBaseURL: upstream.baseURL, env: { ...SERVER_ENV, WEBHOOK_TIMEOUT_MS: String(FIRST_TIMEOUT_MS) } });
     const admin = adminApi(first.url);
     const [hangs, answers] = receivers as [WebhookReceiver, WebhookReceiver];
     // One receiver hangs from its 12th request on; the other answers everything.
@@ -137,6 +138,6 @@ describe('the dispatcher killed with -9 mid-delivery', () => {
       }
     }
     expect(second.output()).not.toMatch(/"level":(50|60)/);
-    // Two process starts and the 60 s lease: more than the suite's default on a loaded machine.
+    // Two process starts and the 35 s lease: more than the suite's default on a loaded machine.
   }, 150_000);
 });

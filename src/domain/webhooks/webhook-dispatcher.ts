@@ -1,4 +1,4 @@
-import { asc, eq, inArray, not, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, not, sql } from 'drizzle-orm';
 import { Webhook } from 'standardwebhooks';
 import { withTransaction, type Database } from '../../db/client.js';
 import { webhookDeliveries, webhookEndpoints, webhookEvents } from '../../db/schema/index.js';
@@ -17,7 +17,8 @@ export interface DispatcherOptions {
   retentionMs: number;
 }
 
-const LEASE_MS = 60_000;
+/** A claim outlives the longest attempt (its timeout) by this much, so no other instance sends it meanwhile. */
+const LEASE_MARGIN_MS = 5_000;
 const BATCH = 200;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 const MAX_BACKOFF_MS = 3_600_000;
@@ -25,14 +26,22 @@ const MAX_BACKOFF_MS = 3_600_000;
 const FAN_OUT_LOCK = 0x77686b73;
 const PRUNE_EVERY_MS = 600_000;
 
-type Delivery = typeof webhookDeliveries.$inferSelect;
+/** A delivery this instance claimed: `attempts` (as counted by the claim) identifies the claim. */
+interface Claim {
+  id: string;
+  endpointId: string;
+  attempts: number;
+}
 
 /**
  * Delivers the outbox to the endpoints, at least once, from every instance at the same time:
  * - fan-out: each new event becomes one delivery per enabled endpoint subscribed to its type;
  * - per endpoint, only its oldest pending delivery is attempted (in order: an endpoint that fails holds the later
- *   ones back until it succeeds or the delivery is given up), claimed with a lease (FOR UPDATE semantics through a
- *   conditional update), so instances never send the same attempt twice and a crashed one's claim lapses;
+ *   ones back until it succeeds or the delivery is given up), claimed with a lease that outlives the attempt's
+ *   timeout, so instances never send the same attempt twice and a crashed one's claim lapses; an outcome is written
+ *   only while its claim is still the delivery's latest;
+ * - endpoints are served side by side: a slow one holds back only itself, and one that answers is sent its next
+ *   due delivery at once, not a poll interval later;
  * - signed per the Standard Webhooks specification, POSTed with a timeout, no redirect followed and the response
  *   read up to 64 KiB; retried with exponential backoff and jitter until it succeeds or is `maxAgeMs` old.
  */
@@ -40,6 +49,10 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private prunedAt = 0;
+  /** Endpoints with an attempt in flight from this instance, and those attempts. */
+  private readonly sending = new Set<string>();
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly db: Database,
@@ -55,17 +68,40 @@ export class WebhookDispatcher {
     this.timer.unref();
   }
 
+  /** Stops polling and cuts the attempts in flight short: their deliveries go back to pending, due at once. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopping.abort();
     await this.running;
+    await Promise.all(this.inFlight);
   }
 
-  /** One round: fan new events out, attempt every endpoint's due head delivery. */
-  async tick(): Promise<void> {
+  /** One round: fan new events out, start an attempt for every endpoint's due head delivery. */
+  private async tick(): Promise<void> {
     if (Date.now() - this.prunedAt >= PRUNE_EVERY_MS) await this.prune();
     await this.fanOut();
-    const claimed = await this.claimDue();
-    await Promise.all(claimed.map((delivery) => this.attempt(delivery)));
+    for (const claim of await this.claimDue()) this.sendFrom(claim);
+  }
+
+  private get leaseMs(): number {
+    return this.options.timeoutMs + LEASE_MARGIN_MS;
+  }
+
+  private sendFrom(first: Claim): void {
+    this.sending.add(first.endpointId);
+    const run = (async () => {
+      let claim: Claim | undefined = first;
+      while (claim && !this.stopping.signal.aborted) {
+        const delivered = await this.attempt(claim);
+        claim = delivered ? (await this.claimDue(claim.endpointId))[0] : undefined;
+      }
+    })()
+      .catch((error: unknown) => this.log.warn({ err: error, endpoint_id: first.endpointId }, 'webhook delivery failed'))
+      .finally(() => {
+        this.sending.delete(first.endpointId);
+        this.inFlight.delete(run);
+      });
+    this.inFlight.add(run);
   }
 
   private async fanOut(): Promise<void> {
@@ -95,9 +131,13 @@ export class WebhookDispatcher {
          AND NOT EXISTS (SELECT 1 FROM ${webhookDeliveries} d WHERE d.event_id = e.id)`);
   }
 
-  /** Each enabled endpoint's oldest pending delivery, when due and not held by another instance, leased to this one. */
-  private async claimDue(): Promise<Delivery[]> {
-    const result = await this.db.execute<Record<string, unknown>>(sql`
+  /**
+   * The oldest pending delivery of each enabled endpoint (or of `endpointId` only), when due and not held by another
+   * claim, leased to this instance; endpoints this instance is already sending to are left to that attempt.
+   */
+  private async claimDue(endpointId?: string): Promise<Claim[]> {
+    const busy = endpointId ? [] : [...this.sending];
+    const result = await this.db.execute<{ id: string; endpoint_id: string; attempts: number }>(sql`
       WITH heads AS (
         SELECT d.id FROM ${webhookEndpoints} e
         CROSS JOIN LATERAL (
@@ -105,39 +145,46 @@ export class WebhookDispatcher {
            WHERE endpoint_id = e.id AND status = 'pending' ORDER BY seq LIMIT 1
         ) d
         WHERE e.enabled AND d.next_attempt_at <= now() AND (d.locked_until IS NULL OR d.locked_until < now())
+          ${endpointId ? sql`AND e.id = ${endpointId}` : busy.length > 0 ? sql`AND e.id NOT IN (${sql.join(busy.map((id) => sql`${id}`), sql`, `)})` : sql``}
         LIMIT ${BATCH}
       )
       UPDATE ${webhookDeliveries} w
-         SET locked_until = now() + make_interval(secs => ${LEASE_MS / 1000}), attempts = attempts + 1
+         SET locked_until = now() + make_interval(secs => ${this.leaseMs / 1000}), attempts = attempts + 1
         FROM heads
        WHERE w.id = heads.id AND w.status = 'pending' AND (w.locked_until IS NULL OR w.locked_until < now())
-      RETURNING w.id`);
-    const ids = result.rows.map((row) => row.id as string);
-    return ids.length === 0 ? [] : this.db.select().from(webhookDeliveries).where(inArray(webhookDeliveries.id, ids));
+      RETURNING w.id, w.endpoint_id, w.attempts`);
+    return result.rows.map((row) => ({ id: row.id, endpointId: row.endpoint_id, attempts: Number(row.attempts) }));
   }
 
-  private async attempt(delivery: Delivery): Promise<void> {
+  /** Sends one claimed delivery and records the outcome (if the claim is still its latest); true when delivered. */
+  private async attempt(claim: Claim): Promise<boolean> {
     const [row] = await this.db
       .select({ event: webhookEvents, url: webhookEndpoints.url, secret: webhookEndpoints.secretEncrypted })
       .from(webhookDeliveries)
       .innerJoin(webhookEvents, eq(webhookEvents.id, webhookDeliveries.eventId))
       .innerJoin(webhookEndpoints, eq(webhookEndpoints.id, webhookDeliveries.endpointId))
-      .where(eq(webhookDeliveries.id, delivery.id));
-    if (!row) return;
+      .where(eq(webhookDeliveries.id, claim.id));
+    if (!row) return false;
     const outcome = await this.send(row.url, row.secret, row.event).catch((error: unknown) => ({
       ok: false,
       status: null,
       error: error instanceof Error ? error.message : String(error),
     }));
+    const ours = and(eq(webhookDeliveries.id, claim.id), eq(webhookDeliveries.status, 'pending'), eq(webhookDeliveries.attempts, claim.attempts));
+    if (this.stopping.signal.aborted && !outcome.ok) {
+      // Cut short by shutdown: not the endpoint's failure; another instance (or this one restarted) sends it now.
+      await this.db.update(webhookDeliveries).set({ lockedUntil: null, nextAttemptAt: sql`now()`, attempts: sql`attempts - 1` }).where(ours);
+      return false;
+    }
     if (outcome.ok) {
       await this.db
         .update(webhookDeliveries)
         .set({ status: 'delivered', deliveredAt: sql`now()`, lastStatusCode: outcome.status, lastError: null, lockedUntil: null })
-        .where(eq(webhookDeliveries.id, delivery.id));
-      return;
+        .where(ours);
+      return true;
     }
     const tooOld = Date.now() - row.event.createdAt.getTime() >= this.options.maxAgeMs;
-    const backoff = Math.min(MAX_BACKOFF_MS, this.options.retryBaseMs * 2 ** (delivery.attempts - 1)) * (0.8 + Math.random() * 0.4);
+    const backoff = Math.min(MAX_BACKOFF_MS, this.options.retryBaseMs * 2 ** (claim.attempts - 1)) * (0.8 + Math.random() * 0.4);
     await this.db
       .update(webhookDeliveries)
       .set({
@@ -147,8 +194,9 @@ export class WebhookDispatcher {
         nextAttemptAt: new Date(Date.now() + backoff),
         lockedUntil: null,
       })
-      .where(eq(webhookDeliveries.id, delivery.id));
-    this.log.warn({ delivery_id: delivery.id, url: row.url, status: outcome.status, attempts: delivery.attempts, given_up: tooOld }, 'webhook delivery failed');
+      .where(ours);
+    this.log.warn({ delivery_id: claim.id, url: row.url, status: outcome.status, attempts: claim.attempts, given_up: tooOld }, 'webhook delivery failed');
+    return false;
   }
 
   private async send(url: string, sealedSecret: string, event: typeof webhookEvents.$inferSelect): Promise<{ ok: boolean; status: number | null; error: string | null }> {
@@ -160,7 +208,7 @@ export class WebhookDispatcher {
     const response = await fetch(url, {
       method: 'POST',
       redirect: 'manual',
-      signal: AbortSignal.timeout(this.options.timeoutMs),
+      signal: AbortSignal.any([AbortSignal.timeout(this.options.timeoutMs), this.stopping.signal]),
       headers: {
         'content-type': 'application/json',
         'user-agent': 'creditgate-webhooks',

@@ -65,7 +65,7 @@ export async function deleteWebhookEndpoint(ctx: ServiceContext, endpointId: str
   return { endpoint_id: endpointId, deleted: true };
 }
 
-/** Newest first, keyset-paginated by delivery id. */
+/** Newest first (in the order the deliveries were made), keyset-paginated. */
 export async function listWebhookDeliveries(
   ctx: ServiceContext,
   endpointId: string,
@@ -81,15 +81,16 @@ export async function listWebhookDeliveries(
       and(
         eq(webhookDeliveries.endpointId, endpointId),
         query.status ? eq(webhookDeliveries.status, query.status) : undefined,
-        query.cursor ? lt(webhookDeliveries.id, query.cursor) : undefined,
+        query.cursor ? lt(webhookDeliveries.seq, Number(query.cursor)) : undefined,
       ),
     )
-    .orderBy(desc(webhookDeliveries.id))
+    .orderBy(desc(webhookDeliveries.seq))
     .limit(query.limit + 1);
   const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
   return {
     data: page.map(({ delivery, type }) => presentDelivery(delivery, type)),
-    next_cursor: rows.length > query.limit ? (page.at(-1)?.delivery.id ?? null) : null,
+    next_cursor: rows.length > query.limit && last ? String(last.delivery.seq) : null,
   };
 }
 
