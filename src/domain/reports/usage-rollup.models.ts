@@ -18,11 +18,14 @@ export function histogramBucket(ms: number): number {
   return Math.min(index, HISTOGRAM_BUCKETS - 1);
 }
 
-/** The value a bucket stands for: the geometric middle of its bounds (5 ms for the first). */
+/**
+ * The value a bucket stands for: the geometric middle of its bounds (5 ms for the first), to a hundredth of a
+ * millisecond (rounding to whole ones or tenths would put the small buckets further than 10% from what they hold).
+ */
 export function bucketValue(index: number): number {
   if (index <= 0) return FIRST_BOUND_MS / 2;
   const low = FIRST_BOUND_MS * RATIO ** (index - 1);
-  return Math.round(low * Math.sqrt(RATIO));
+  return Math.round(low * Math.sqrt(RATIO) * 100) / 100;
 }
 
 /** The q-quantile (0 < q <= 1) of the values counted in `histogram`, to the bucket; null when it is empty. */
