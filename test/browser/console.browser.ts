@@ -199,4 +199,29 @@ describe('operator console', () => {
     expect(await page.evaluate('sessionStorage.length')).toBe(0);
     expect(problems).toEqual([]);
   }, 120_000);
+
+  it('creates the first admin user with the master key on the first run, then signs in with email and password', async () => {
+    const email = `${uniqueId('ops')}@example.test`;
+    const fresh = await context.newPage();
+    fresh.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+    await fresh.goto(`${app.url}/console/jobs`);
+    await fresh.getByRole('heading', { name: 'First run: create the first admin user' }).waitFor();
+    await fresh.getByLabel('Master key for setup').fill(TEST_MASTER_KEY);
+    await fresh.getByLabel('New admin email').fill(email);
+    await fresh.getByLabel('New admin password').fill('a long passphrase for e2e');
+    await fresh.getByRole('button', { name: 'Create admin user and sign in' }).click();
+    // The deep link it was opened on loads once signed in.
+    await fresh.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
+    await fresh.getByRole('button', { name: 'Sign out' }).click();
+    await fresh.getByRole('button', { name: 'Sign in', exact: true }).waitFor();
+    expect(await fresh.getByRole('heading', { name: 'First run: create the first admin user' }).count()).toBe(0);
+    await fresh.getByLabel('Email', { exact: true }).fill(email);
+    await fresh.getByLabel('Password', { exact: true }).fill('a long passphrase for e2e');
+    await fresh.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await fresh.getByRole('heading', { level: 1, name: 'Jobs' }).waitFor();
+    const token = (await fresh.evaluate('sessionStorage.getItem("creditgate.console.token")')) as string;
+    expect(token.split('.')).toHaveLength(3);
+    expect(problems).toEqual([]);
+    await fresh.close();
+  }, 60_000);
 });
