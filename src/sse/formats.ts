@@ -23,7 +23,8 @@ export interface StreamFormat {
 /** OpenAI's wire format: `data: <chunk>` frames, in-band `data: {"error"}`, then `data: [DONE]`. */
 export const openAiFormat: StreamFormat = {
   // The upstream's own text needs no second serialisation, unless it spans lines (one SSE frame per data line).
-  chunk: (chunk, data) => (data !== undefined && !/[\r\n]/.test(data) ? `data: ${data}\n\n` : sseData(chunk)),
+  // Checked with includes, not a regex: this runs for every chunk, and includes is several times cheaper.
+  chunk: (chunk, data) => (data !== undefined && !data.includes('\n') && !data.includes('\r') ? `data: ${data}\n\n` : sseData(chunk)),
   error: (body) => sseData(body),
   done: () => SSE_DONE,
   keepalive: () => sseComment('keepalive'),
