@@ -10,7 +10,8 @@
  * DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/db-statements.ts
  * It creates its own database on that server and drops it at the end. Never part of `npm test`. With the server
  * on this machine (and /proc readable) it also reads the CPU the serving backend used per job at concurrency 1,
- * which a busy machine disturbs much less than latencies. Append `?options=-c%20synchronous_commit%3Doff` to the
+ * which a busy machine disturbs much less than latencies. Then group commit (DB_GROUP_COMMIT) on and off, 8 and 64
+ * workers on one team's balance row and 64 over 16 teams: jobs/s, open + settle time, round trips per job. Append `?options=-c%20synchronous_commit%3Doff` to the
  * URL to take the WAL flush out of the statements' time (never in production: see docs/operations.md).
  */
 import { randomBytes } from 'node:crypto';
@@ -18,6 +19,8 @@ import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { connectDatabase, migrateDatabase, type DatabaseHandle } from '../src/db/client.js';
+import { GroupCommit } from '../src/db/group-commit.js';
+import { createLogger } from '../src/lib/logger.js';
 import { insertJobWithHold, settleJobRow, type NewJob } from '../src/domain/billing/settlement.repository.js';
 import { newId } from '../src/lib/ids.js';
 
@@ -140,6 +143,34 @@ async function main(): Promise<void> {
     console.log('\n| round | statements | c=1: open / settle | c=1: backend CPU per job | c=1 jobs/s | c=8, 8 teams, jobs/s | c=8, one team, jobs/s |');
     console.log('|---|---|---|---|---|---|---|');
     for (const row of rows) console.log(row);
+
+    // Group commit (DB_GROUP_COMMIT) against one statement per round trip, on the default pool of 20.
+    const grouped: string[] = [];
+    for (const round of [1, 2]) {
+      for (const groupCommitOn of [false, true]) {
+        const handle = connectDatabase(url.toString(), { max: 20 });
+        const groupCommit = groupCommitOn ? await GroupCommit.install(handle.pool, handle.db, createLogger('silent')) : undefined;
+        await run(handle, 64, (worker) => teams[worker % TEAMS]!); // warm-up
+        const cells: string[] = [];
+        for (const [workers, teamOf] of [
+          [8, () => teams[9]!],
+          [64, () => teams[9]!],
+          [64, (worker: number) => teams[worker % TEAMS]!],
+        ] as const) {
+          const before = groupCommit ? { ...groupCommit.stats } : undefined;
+          const level = await run(handle, workers, teamOf);
+          const jobs = level.jobsPerSecond * SECONDS;
+          const roundTrips = before && groupCommit ? groupCommit.stats.batches - before.batches + (groupCommit.stats.alone - before.alone) : 2 * jobs;
+          cells.push(`${level.jobsPerSecond.toFixed(0)} jobs/s, ${(level.openMs + level.settleMs).toFixed(1)} ms, ${(roundTrips / jobs).toFixed(2)} rt/job`);
+        }
+        await handle.close();
+        grouped.push(`| ${round} | ${groupCommitOn ? 'on (default)' : 'off'} | ${cells.join(' | ')} |`);
+        console.log(grouped.at(-1));
+      }
+    }
+    console.log('\n| round | group commit | c=8, one team | c=64, one team | c=64, 16 teams |');
+    console.log('|---|---|---|---|---|');
+    for (const row of grouped) console.log(row);
     console.log(`load average after: ${loadavg().map((n) => n.toFixed(1)).join(' ')}`);
   } finally {
     await admin(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

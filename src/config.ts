@@ -44,6 +44,12 @@ export const ConfigSchema = z.object({
     .describe(
       'run the hot statements as named prepared statements (parsed and planned once per connection); false for a transaction pooler without prepared statement support (PgBouncer before 1.21, or without max_prepared_statements)',
     ),
+  DB_GROUP_COMMIT: z
+    .stringbool()
+    .default(true)
+    .describe(
+      'batch the hold and settle statements of concurrent jobs into one round trip and one commit (a lone request is sent at once); false runs each on its own',
+    ),
   IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(24).default(24).describe('how long Idempotency-Key answers are kept'),
   CONSUMPTION_HOLD_CREDITS: z.coerce
     .number()

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type Stripe from 'stripe';
 import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
+import { GroupCommit } from './db/group-commit.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { LoginGuard } from './domain/admin/login-guard.js';
@@ -38,6 +39,8 @@ export interface Deps {
   webhooks: { box: SecretBox; dispatcher: WebhookDispatcher };
   queue: QueueRuns;
   caches: Caches;
+  /** Batches the hot statements of concurrent jobs (DB_GROUP_COMMIT); undefined when off. */
+  groupCommit: GroupCommit | undefined;
   /** Stripe's API, when STRIPE_SECRET_KEY is set. */
   stripe: Stripe | undefined;
   /** Set on the one start that generated the master key. */
@@ -68,6 +71,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX, preparedStatements: config.DB_PREPARED_STATEMENTS });
     closers.push(database.close);
     await Promise.all([migrateOver(directUrl), loadTokenizer()]);
+    const groupCommit = config.DB_GROUP_COMMIT ? await GroupCommit.install(database.pool, database.db, log) : undefined;
 
     let upstream = { baseURL: config.LLM_BASE_URL ?? '', apiKey: config.LLM_API_KEY ?? 'unused' };
     if (!config.LLM_BASE_URL) {
@@ -145,6 +149,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       webhooks: { box, dispatcher },
       queue,
       caches,
+      groupCommit,
       stripe,
       ...(secrets.generatedMasterKey && { generatedMasterKey: secrets.generatedMasterKey }),
       close,

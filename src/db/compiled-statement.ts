@@ -1,6 +1,6 @@
-import { sql, type Placeholder, type Query, type SQL } from 'drizzle-orm';
-import { PgDialect } from 'drizzle-orm/pg-core';
-import type { DbOrTx } from './client.js';
+import { fillPlaceholders, sql, type Placeholder, type Query, type SQL } from 'drizzle-orm';
+import { PgDialect, PgTransaction } from 'drizzle-orm/pg-core';
+import type { Database, DbOrTx } from './client.js';
 
 const dialect = new PgDialect();
 
@@ -10,6 +10,27 @@ export type Placeholders<V> = { readonly [K in keyof V]: Placeholder<K & string,
 /** A value written into a statement: itself, or the placeholder of a compiled statement. */
 export type Bound<T> = T | Placeholder;
 
+/** Runs a pooled (autocommit) execution of a statement, possibly together with other executions of it. */
+export interface StatementRunner {
+  run<R>(statement: CompiledStatement<any>, values: Record<string, unknown>): Promise<R[]>;
+}
+
+const runners = new WeakMap<Database, StatementRunner>();
+
+/** From now on the group-committable statements run on `db` outside a transaction go through `runner`. */
+export function routeStatements(db: Database, runner: StatementRunner): void {
+  runners.set(db, runner);
+}
+
+export interface CompiledStatementOptions<V> {
+  /**
+   * Set for an autocommit statement that may run in one round trip and one transaction with other executions of
+   * it (group commit, see GroupCommit): the key of the row it locks first (its team's balance row). Executions
+   * of a batch run in the order of this key, so two batches lock rows in the same order and never deadlock.
+   */
+  groupBy?: (values: V) => string;
+}
+
 /**
  * A statement written once with drizzle's `sql` and rendered to text once, then run as a named prepared
  * statement with only its values changing. The hot path's statements (open a job, settle it) are chains of CTEs
@@ -18,17 +39,32 @@ export type Bound<T> = T | Placeholder;
  * DB_PREPARED_STATEMENTS=false the pool sends them unnamed instead (see `connectDatabase`).
  */
 export class CompiledStatement<V extends Record<string, unknown>> {
-  private readonly query: Query;
+  /** Every statement that may be group-committed, for GroupCommit to install. */
+  static readonly groupCommitted: CompiledStatement<any>[] = [];
+  readonly query: Query;
 
   constructor(
-    private readonly name: string,
+    readonly name: string,
     build: (values: Placeholders<V>) => SQL,
+    readonly options: CompiledStatementOptions<V> = {},
   ) {
     const placeholders = new Proxy({}, { get: (_, key) => sql.placeholder(String(key)) }) as Placeholders<V>;
     this.query = dialect.sqlToQuery(build(placeholders));
+    if (options.groupBy) CompiledStatement.groupCommitted.push(this);
+  }
+
+  /** The statement's parameters ($1, $2, …) for `values`. */
+  params(values: V): unknown[] {
+    return fillPlaceholders(this.query.params, values);
   }
 
   async rows<R>(db: DbOrTx, values: V): Promise<R[]> {
+    const runner = this.options.groupBy && !(db instanceof PgTransaction) ? runners.get(db as Database) : undefined;
+    return runner ? runner.run<R>(this, values) : this.runAlone<R>(db, values);
+  }
+
+  /** One execution in a round trip of its own. */
+  async runAlone<R>(db: DbOrTx, values: V): Promise<R[]> {
     const result = await db._.session.prepareQuery(this.query, undefined, this.name, false).execute(values);
     return (result as { rows: R[] }).rows;
   }

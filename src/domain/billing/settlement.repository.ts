@@ -13,8 +13,8 @@ import type { BudgetSettings } from './billing-settings.models.js';
 
 /**
  * The statements that move a job's credits. Each is one autocommit statement (or runs in the caller's
- * transaction): the team's balance row is locked only while it runs, and it moves the money, writes the ledger
- * entry and changes the job together or not at all.
+ * transaction): the team's balance row is locked only while it runs (or while its group commit's batch runs, see
+ * GroupCommit), and it moves the money, writes the ledger entry and changes the job together or not at all.
  */
 
 export interface NewJob {
@@ -119,8 +119,11 @@ function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
   );
 }
 
-const OPEN_JOB = new CompiledStatement<OpenJobValues>('cg_open_job', (v) => openJobSql(v, false));
-const OPEN_JOB_WITH_CALL = new CompiledStatement<OpenJobValues>('cg_open_job_with_call', (v) => openJobSql(v, true));
+/** Group-committed (see GroupCommit) by the team whose balance row each execution locks first. */
+const byTeam = { groupBy: (values: { teamId: string }) => values.teamId };
+
+const OPEN_JOB = new CompiledStatement<OpenJobValues>('cg_open_job', (v) => openJobSql(v, false), byTeam);
+const OPEN_JOB_WITH_CALL = new CompiledStatement<OpenJobValues>('cg_open_job_with_call', (v) => openJobSql(v, true), byTeam);
 
 export interface OpenedJob {
   createdAt: Date;
@@ -275,10 +278,10 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
 }
 
 const SETTLE_JOB = {
-  charge: new CompiledStatement<SettleValues>('cg_settle_job_charge', (v) => settleSql(v, true, false)),
-  release: new CompiledStatement<SettleValues>('cg_settle_job_release', (v) => settleSql(v, false, false)),
-  chargeWithCall: new CompiledStatement<SettleValues>('cg_settle_job_charge_call', (v) => settleSql(v, true, true)),
-  releaseWithCall: new CompiledStatement<SettleValues>('cg_settle_job_release_call', (v) => settleSql(v, false, true)),
+  charge: new CompiledStatement<SettleValues>('cg_settle_job_charge', (v) => settleSql(v, true, false), byTeam),
+  release: new CompiledStatement<SettleValues>('cg_settle_job_release', (v) => settleSql(v, false, false), byTeam),
+  chargeWithCall: new CompiledStatement<SettleValues>('cg_settle_job_charge_call', (v) => settleSql(v, true, true), byTeam),
+  releaseWithCall: new CompiledStatement<SettleValues>('cg_settle_job_release_call', (v) => settleSql(v, false, true), byTeam),
 };
 
 /**

@@ -1,0 +1,211 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { Logger } from '../lib/logger.js';
+import type { Database } from './client.js';
+import { CompiledStatement, routeStatements, type StatementRunner } from './compiled-statement.js';
+
+/** At most this many executions share a round trip. */
+const MAX_BATCH = 100;
+/** Round trips of one statement in flight at once from this process; executions arriving meanwhile wait for one. */
+const IN_FLIGHT = 2;
+/** Serialises the creation of the batch functions when several instances start at once. */
+const INSTALL_LOCK = 0x67636d74;
+
+interface Pending {
+  values: Record<string, unknown>;
+  params: unknown[];
+  key: string;
+  resolve(rows: unknown[]): void;
+  reject(error: unknown): void;
+}
+
+interface Lane {
+  statement: CompiledStatement<any>;
+  functionName: string;
+  queue: Pending[];
+  inFlight: number;
+}
+
+interface BatchRow {
+  cg_index: number;
+  cg_ok: boolean;
+  cg_error: string | null;
+  cg_row: Record<string, unknown> | null;
+}
+
+/**
+ * Group commit for the hot autocommit statements (open a job with its hold, settle it). An execution that finds
+ * its statement idle is sent at once, alone, as before: a lone request waits for nothing. Executions that arrive
+ * while IN_FLIGHT round trips of their statement are running queue up, and the next round trip carries all of them
+ * (up to MAX_BATCH) to a PL/pgSQL function that runs the same statement once per execution, in order of the row
+ * each locks first, each in a subtransaction of its own, and commits them together: one round trip, one commit
+ * and one WAL flush for the lot. So the wait is at most one statement's time, and batches grow only under load.
+ *
+ * Each execution sees the ones before it (a new snapshot per statement, as separate statements would), so the
+ * balance checks that sell 20 of 50 jobs to a 20-credit team hold within a batch as between batches. One that
+ * fails is rolled back alone and run again on its own, which gives its caller the same error (or result) as
+ * without batching; a batch that fails as a whole (the connection lost) fails each of its executions, as a lost
+ * single statement would. The functions are generated at start-up from the statements' own SQL, named by its
+ * hash, so instances of different versions never share one.
+ */
+export class GroupCommit implements StatementRunner {
+  /** Round trips that carried more than one execution, and the executions they carried. */
+  readonly stats = { batches: 0, batchedExecutions: 0, alone: 0 };
+  private readonly lanes = new Map<CompiledStatement<any>, Lane>();
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly db: Database,
+    private readonly log: Logger,
+  ) {}
+
+  /** Creates the batch functions (once per database and version) and routes the statements through group commit. */
+  static async install(pool: pg.Pool, db: Database, log: Logger): Promise<GroupCommit> {
+    const groupCommit = new GroupCommit(pool, db, log);
+    for (const statement of CompiledStatement.groupCommitted) {
+      const functionName = await installBatchFunction(pool, statement);
+      groupCommit.lanes.set(statement, { statement, functionName, queue: [], inFlight: 0 });
+    }
+    routeStatements(db, groupCommit);
+    return groupCommit;
+  }
+
+  run<R>(statement: CompiledStatement<any>, values: Record<string, unknown>): Promise<R[]> {
+    const lane = this.lanes.get(statement);
+    if (!lane) return statement.runAlone<R>(this.db, values);
+    return new Promise<R[]>((resolve, reject) => {
+      const key = statement.options.groupBy!(values);
+      lane.queue.push({ values, params: statement.params(values), key, resolve: resolve as (rows: unknown[]) => void, reject });
+      this.pump(lane);
+    });
+  }
+
+  private pump(lane: Lane): void {
+    while (lane.inFlight < IN_FLIGHT && lane.queue.length > 0) {
+      const batch = lane.queue.splice(0, MAX_BATCH);
+      lane.inFlight++;
+      void this.send(lane, batch).finally(() => {
+        lane.inFlight--;
+        this.pump(lane);
+      });
+    }
+  }
+
+  private async send(lane: Lane, batch: Pending[]): Promise<void> {
+    if (batch.length === 1) {
+      this.stats.alone++;
+      const [only] = batch as [Pending];
+      await lane.statement.runAlone(this.db, only.values).then(only.resolve, only.reject);
+      return;
+    }
+    this.stats.batches++;
+    this.stats.batchedExecutions += batch.length;
+    // Stable: executions of one team keep their arrival order.
+    const ordered = batch.map((pending, index) => ({ pending, index })).sort((a, b) => (a.pending.key < b.pending.key ? -1 : a.pending.key > b.pending.key ? 1 : a.index - b.index));
+    let rows: BatchRow[];
+    try {
+      const items = ordered.map(({ pending }) => pending.params.map(asText));
+      const result = await this.pool.query<BatchRow>({
+        name: lane.functionName,
+        text: `SELECT cg_index, cg_ok, cg_error, cg_row FROM ${lane.functionName}($1::jsonb)`,
+        values: [JSON.stringify(items)],
+      });
+      rows = result.rows;
+    } catch (error) {
+      for (const { pending } of ordered) pending.reject(error);
+      return;
+    }
+    const outcomes = ordered.map(() => ({ rows: [] as unknown[], failed: false }));
+    for (const row of rows) {
+      const outcome = outcomes[row.cg_index]!;
+      if (row.cg_ok) outcome.rows.push(row.cg_row);
+      else outcome.failed = true;
+    }
+    const retries: Promise<void>[] = [];
+    ordered.forEach(({ pending }, position) => {
+      const outcome = outcomes[position]!;
+      if (!outcome.failed) return pending.resolve(outcome.rows);
+      // Rolled back alone in the batch: run on its own, its caller gets what it would have got without batching.
+      retries.push(lane.statement.runAlone(this.db, pending.values).then(pending.resolve, pending.reject));
+    });
+    if (retries.length > 0) this.log.debug({ statement: lane.statement.name, retried: retries.length, batch: batch.length }, 'group commit: executions retried alone');
+    await Promise.all(retries);
+  }
+}
+
+/** A parameter as the text the function casts to its type (the driver would send the same text). */
+function asText(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object') return JSON.stringify(value);
+  return String(value);
+}
+
+/**
+ * The PL/pgSQL function that runs `statement` once per item of a JSON array of parameter lists. Its parameters'
+ * types are the ones PostgreSQL infers for the statement (read from a PREPARE in a transaction, so that through a
+ * transaction pooler the PREPARE and the read reach the same server connection).
+ */
+async function installBatchFunction(pool: pg.Pool, statement: CompiledStatement<any>): Promise<string> {
+  const text = statement.query.sql;
+  const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  const functionName = `cg_batch_${hash}`;
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    try {
+      const exists = await client.query('SELECT 1 FROM pg_proc WHERE proname = $1', [functionName]);
+      if (exists.rowCount === 0) {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [INSTALL_LOCK]);
+        const again = await client.query('SELECT 1 FROM pg_proc WHERE proname = $1', [functionName]);
+        if (again.rowCount === 0) {
+          await client.query(`PREPARE cg_batch_probe AS ${text}`);
+          const types = await client.query<{ types: string[] }>(`SELECT parameter_types::text[] AS types FROM pg_prepared_statements WHERE name = 'cg_batch_probe'`);
+          await client.query('DEALLOCATE cg_batch_probe');
+          await client.query(batchFunctionSql(functionName, statement.name, text, types.rows[0]!.types));
+        }
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+  return functionName;
+}
+
+function batchFunctionSql(functionName: string, statementName: string, text: string, types: string[]): string {
+  if (text.includes('$cg_body$')) throw new Error(`statement ${statementName} cannot be put in a function body`);
+  const declarations = types.map((type, index) => `cg_p${index + 1} ${type};`).join('\n  ');
+  const assignments = types.map((type, index) => `cg_p${index + 1} := (cg_item->>${index})::${type};`).join('\n      ');
+  // `$12` must not be read as `$1` followed by `2`: the whole number is replaced.
+  const body = text.replace(/\$(\d+)/g, (_, n: string) => `cg_p${n}`);
+  return `CREATE FUNCTION ${functionName}(cg_items jsonb)
+RETURNS TABLE (cg_index int, cg_ok boolean, cg_error text, cg_row jsonb)
+LANGUAGE plpgsql AS $cg_body$
+#variable_conflict use_column
+DECLARE
+  cg_item jsonb;
+  cg_position int := 0;
+  cg_rec record;
+  ${declarations}
+BEGIN
+  -- ${statementName}: group commit of its executions (src/db/group-commit.ts)
+  FOR cg_item IN SELECT value FROM jsonb_array_elements(cg_items) LOOP
+    BEGIN
+      ${assignments}
+      FOR cg_rec IN ${body} LOOP
+        cg_index := cg_position; cg_ok := true; cg_error := NULL; cg_row := to_jsonb(cg_rec);
+        RETURN NEXT;
+      END LOOP;
+    EXCEPTION WHEN others THEN
+      cg_index := cg_position; cg_ok := false; cg_error := SQLSTATE || ': ' || SQLERRM; cg_row := NULL;
+      RETURN NEXT;
+    END;
+    cg_position := cg_position + 1;
+  END LOOP;
+END
+$cg_body$`;
+}

@@ -1,0 +1,116 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { connectDatabase, sqlState, type DatabaseHandle } from '../../src/db/client.js';
+import { CompiledStatement } from '../../src/db/compiled-statement.js';
+import { GroupCommit } from '../../src/db/group-commit.js';
+import { organizations } from '../../src/db/schema/index.js';
+import { createLogger } from '../../src/lib/logger.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { setupTeam } from '../helpers/factories.js';
+import { expectLedgerConsistent } from '../helpers/ledger.js';
+import { createDatabaseFromTemplate, query } from '../helpers/postgres.js';
+
+/**
+ * DB_GROUP_COMMIT: executions of a hot statement that arrive while it is busy share one round trip and one
+ * commit; each behaves as if it ran alone (it sees the ones before it, a failing one fails alone with its own
+ * error), and a lone one is sent at once.
+ */
+
+/** An organization named `id`, and how many organizations with the prefix existed when it was written. */
+const ADD_ORGANIZATION = new CompiledStatement<{ id: string; prefix: string }>(
+  'cg_test_add_organization',
+  (v) => sql`WITH added AS (INSERT INTO ${organizations} (id, name) VALUES (${v.id}::text, ${v.id}::text) RETURNING id)
+    SELECT added.id, (SELECT count(*) FROM ${organizations} WHERE id LIKE ${v.prefix}::text || '%')::int AS before FROM added`,
+  { groupBy: (values) => values.prefix },
+);
+
+describe('group commit of a statement', () => {
+  let database: { url: string; drop(): Promise<void> };
+  let handle: DatabaseHandle;
+  let groupCommit: GroupCommit;
+
+  beforeAll(async () => {
+    database = await createDatabaseFromTemplate(inject('postgresServerUrl'), inject('postgresTemplate'));
+    handle = connectDatabase(database.url, { max: 4 });
+    groupCommit = await GroupCommit.install(handle.pool, handle.db, createLogger('silent'));
+  });
+
+  afterAll(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  it('sends a lone execution at once, alone', async () => {
+    const before = { ...groupCommit.stats };
+    expect(await ADD_ORGANIZATION.rows(handle.db, { id: 'lone-1', prefix: 'lone-' })).toEqual([{ id: 'lone-1', before: 0 }]);
+    expect(groupCommit.stats).toEqual({ ...before, alone: before.alone + 1 });
+  });
+
+  it('batches concurrent executions; each sees the ones before it, a failing one fails alone with its own error', async () => {
+    const ids = Array.from({ length: 40 }, (_, i) => `burst-${String(i).padStart(2, '0')}`);
+    // Two executions of one id: the second violates the primary key, in the batch and again when run alone.
+    const outcomes = await Promise.allSettled([...ids, 'burst-07'].map((id) => ADD_ORGANIZATION.rows<{ id: string; before: number }>(handle.db, { id, prefix: 'burst-' })));
+    expect(groupCommit.stats.batches).toBeGreaterThan(0);
+    expect(groupCommit.stats.batchedExecutions).toBeGreaterThan(groupCommit.stats.batches);
+    const failed = outcomes.filter((outcome) => outcome.status === 'rejected');
+    expect(failed).toHaveLength(1);
+    expect(sqlState((failed[0] as PromiseRejectedResult).reason)).toBe('23505');
+    const rows = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? outcome.value : []));
+    expect(rows.map((row) => row.id).sort()).toEqual(ids);
+    // Every execution counted the ones committed or run before it: 0, 1, …, 39 in some order, none twice.
+    expect(rows.map((row) => Number(row.before)).sort((a, b) => a - b)).toEqual(ids.map((_, i) => i));
+    const [stored] = await query(handle.pool, `SELECT count(*)::int AS n FROM organizations WHERE id LIKE 'burst-%'`);
+    expect(stored.n).toBe(40);
+  });
+
+  it('runs in the caller’s transaction, never batched, when given one', async () => {
+    const before = { ...groupCommit.stats };
+    await expect(
+      handle.db.transaction(async (tx) => {
+        await ADD_ORGANIZATION.rows(tx, { id: 'in-tx-1', prefix: 'in-tx-' });
+        tx.rollback();
+      }),
+    ).rejects.toThrow();
+    expect(groupCommit.stats).toEqual(before);
+    const [stored] = await query(handle.pool, `SELECT count(*)::int AS n FROM organizations WHERE id = 'in-tx-1'`);
+    expect(stored.n).toBe(0);
+  });
+});
+
+describe.each([
+  { name: 'with group commit (the default)', env: {} },
+  { name: 'with DB_GROUP_COMMIT=false', env: { DB_GROUP_COMMIT: 'false' } },
+])('60 concurrent one-shot jobs for a team that can pay for 20, $name', ({ env }) => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp(env);
+  });
+  afterAll(() => app.close());
+
+  it('sell exactly 20, each charged once, the ledger equal to the balance', async () => {
+    const team = await setupTeam(app, { credits: 20 });
+    const responses = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        app.request('POST', '/api/jobs/create-and-call', {
+          token: team.key,
+          body: { team_id: team.teamId, job_type: 'group-commit', user_id: `u${i}`, model: team.group, messages: [{ role: 'user', content: 'Say hello' }] },
+        }),
+      ),
+    );
+    const served = responses.filter((response) => response.status === 201);
+    expect(served, JSON.stringify(responses.find((response) => ![201, 402].includes(response.status))?.body)).toHaveLength(20);
+    expect(responses.filter((response) => response.status === 402)).toHaveLength(40);
+    if (env.DB_GROUP_COMMIT === 'false') expect(app.deps.groupCommit).toBeUndefined();
+    else expect(app.deps.groupCommit!.stats.batches).toBeGreaterThan(0);
+    const charges = await query(
+      app,
+      `SELECT j.id, j.status::text, (SELECT count(*) FROM credit_ledger l WHERE l.job_id = j.id AND l.entry_type = 'charge')::int AS charges
+         FROM jobs j WHERE j.team_id = $1`,
+      [team.teamId],
+    );
+    expect(charges).toHaveLength(20);
+    for (const job of charges) expect(job).toMatchObject({ status: 'completed', charges: 1 });
+    expect(await expectLedgerConsistent(app, team.teamId, { jobs: true })).toEqual({ balanceMicro: 0, heldMicro: 0 });
+    for (const response of served) expect(response.body.costs).toMatchObject({ credits_charged: 1, credit_applied: true });
+  });
+});
