@@ -103,6 +103,8 @@ function whenAdmitted(notBefore: Promise<unknown> | undefined, upstream: AbortCo
   return admitted;
 }
 
+const ignore = () => undefined;
+
 const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
 
 /**
@@ -211,14 +213,23 @@ export async function relayStream(ctx: ServiceContext, handle: CallHandle, sink:
     if (addRole) firstDelta.role = 'assistant';
     let unchangedText: string | undefined = addRole ? undefined : item.data;
     // The per-chunk path: a ready chunk comes back without a promise, and a write waits only for backpressure.
+    // The frames of chunks that are ready together (one read of the upstream) leave in one response write, made
+    // before waiting for the next chunk: they shared one socket write anyway, and each response write costs
+    // its own HTTP chunk (size line, buffers) to make and for the client to parse.
+    let frames = '';
     while (item) {
       accumulator.add(item.chunk);
-      if (item.chunk.choices.length > 0 || handle.wantsUsage) {
-        const frame = format.chunk(item.chunk, unchangedText);
-        const pending = frame ? keepalive.write(frame) : undefined;
-        if (pending) await pending;
-      }
+      if (item.chunk.choices.length > 0 || handle.wantsUsage) frames += format.chunk(item.chunk, unchangedText) ?? '';
       const next = stream.next();
+      if (next instanceof Promise || next === null) {
+        const pending = frames ? keepalive.write(frames) : undefined;
+        frames = '';
+        if (pending) {
+          // The next chunk may fail while the socket drains: it is awaited just after, not left unhandled.
+          next?.catch(ignore);
+          await pending;
+        }
+      }
       item = next instanceof Promise ? await next : next;
       unchangedText = item?.data;
     }
