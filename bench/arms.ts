@@ -50,61 +50,124 @@ export async function startBenchUpstream(): Promise<BenchUpstream> {
 
 export type ArmKind = 'upstream' | 'proxy' | 'creditgate';
 
+/**
+ * The creditgate server processes the bench runs, by the environment they get on top of what every one gets
+ * (DATABASE_URL, LLM_BASE_URL, MASTER_KEY, HOST, PORT=0). `default` sets nothing else: LOG_LEVEL, DB_POOL_MAX,
+ * DB_GROUP_COMMIT and the rest are what `npm start` gives a user (src/config.ts).
+ */
+export type ServerVariant = 'default' | 'no-group-commit' | 'tuned';
+export const SERVER_VARIANTS: Record<ServerVariant, { label: string; env: Record<string, string> }> = {
+  default: { label: 'the defaults of `npm start`', env: {} },
+  'no-group-commit': { label: 'the defaults with DB_GROUP_COMMIT=false', env: { DB_GROUP_COMMIT: 'false' } },
+  tuned: { label: 'tuned: LOG_LEVEL=silent, DB_POOL_MAX=8', env: { LOG_LEVEL: 'silent', DB_POOL_MAX: '8' } },
+};
+
+/** A server process of the bench: one of creditgate's variants, or the bare pass-through proxy alone. */
+export type ServerKey = ServerVariant | 'proxy';
+
 export interface Arm {
   id: string;
   label: string;
   kind: ArmKind;
+  /** The server process that serves it (the upstream arm: none; it names the proxy's, which it does not use). */
+  server: ServerKey;
   /** Worker i sends targets[i % targets.length] (creditgate arms: one per team). */
   targets: StreamTarget[];
 }
 
 const MESSAGES = [{ role: 'user', content: 'Say twenty words.' }];
 
+export interface BenchTeam {
+  teamId: string;
+  virtualKey: string;
+}
+
 export interface ArmUrls {
   upstreamUrl: string;
   proxyUrl: string;
-  creditgateUrl: string;
-  teams: { teamId: string; virtualKey: string }[];
+  /** creditgate's URL in each server process that runs. */
+  creditgateUrls: Partial<Record<ServerVariant, string>>;
+  /** The bench's teams, without limits. */
+  teams: BenchTeam[];
+  /** The same number of teams with every limit set far above what the bench asks for. */
+  limitedTeams: BenchTeam[];
   modelGroup: string;
 }
+
+export const ARM_IDS = [
+  'upstream',
+  'proxy',
+  'create-and-call-stream',
+  'v1-chat-completions',
+  'create-and-call-stream-limits',
+  'create-and-call-stream-no-group-commit',
+  'create-and-call-stream-tuned',
+] as const;
 
 export function buildArms(urls: ArmUrls): Arm[] {
   const openAiBody = { model: UPSTREAM_MODEL, messages: MESSAGES, stream: true };
   const auth = (virtualKey: string) => ({ authorization: `Bearer ${virtualKey}` });
-  return [
+  const createAndCall = (baseUrl: string, teams: BenchTeam[]): StreamTarget[] =>
+    teams.map(({ teamId, virtualKey }) => ({
+      url: `${baseUrl}/api/jobs/create-and-call-stream`,
+      headers: auth(virtualKey),
+      body: { team_id: teamId, job_type: 'bench', model: urls.modelGroup, messages: MESSAGES },
+      expectedContent: EXPECTED_CONTENT,
+    }));
+  const arms: Arm[] = [
     {
       id: 'upstream',
       label: '(1) upstream direct',
       kind: 'upstream',
+      server: 'proxy',
       targets: [{ url: `${urls.upstreamUrl}/v1/chat/completions`, headers: {}, body: openAiBody, expectedContent: EXPECTED_CONTENT }],
     },
     {
       id: 'proxy',
       label: '(2) pass-through proxy',
       kind: 'proxy',
+      server: 'proxy',
       targets: [{ url: `${urls.proxyUrl}/v1/chat/completions`, headers: {}, body: openAiBody, expectedContent: EXPECTED_CONTENT }],
     },
-    {
-      id: 'create-and-call-stream',
-      label: '(3) cg create-and-call-stream',
-      kind: 'creditgate',
-      targets: urls.teams.map(({ teamId, virtualKey }) => ({
-        url: `${urls.creditgateUrl}/api/jobs/create-and-call-stream`,
-        headers: auth(virtualKey),
-        body: { team_id: teamId, job_type: 'bench', model: urls.modelGroup, messages: MESSAGES },
-        expectedContent: EXPECTED_CONTENT,
-      })),
-    },
-    {
-      id: 'v1-chat-completions',
-      label: '(4) cg /v1/chat/completions',
-      kind: 'creditgate',
-      targets: urls.teams.map(({ virtualKey }) => ({
-        url: `${urls.creditgateUrl}/v1/chat/completions`,
-        headers: auth(virtualKey),
-        body: { model: urls.modelGroup, messages: MESSAGES, stream: true },
-        expectedContent: EXPECTED_CONTENT,
-      })),
-    },
   ];
+  const main = urls.creditgateUrls.default;
+  if (main) {
+    arms.push(
+      { id: 'create-and-call-stream', label: '(3) cg create-and-call-stream', kind: 'creditgate', server: 'default', targets: createAndCall(main, urls.teams) },
+      {
+        id: 'v1-chat-completions',
+        label: '(4) cg /v1/chat/completions',
+        kind: 'creditgate',
+        server: 'default',
+        targets: urls.teams.map(({ virtualKey }) => ({
+          url: `${main}/v1/chat/completions`,
+          headers: auth(virtualKey),
+          body: { model: urls.modelGroup, messages: MESSAGES, stream: true },
+          expectedContent: EXPECTED_CONTENT,
+        })),
+      },
+      {
+        id: 'create-and-call-stream-limits',
+        label: '(5) cg (3) + team limits',
+        kind: 'creditgate',
+        server: 'default',
+        targets: createAndCall(main, urls.limitedTeams),
+      },
+    );
+  }
+  const noGroupCommit = urls.creditgateUrls['no-group-commit'];
+  if (noGroupCommit) {
+    arms.push({
+      id: 'create-and-call-stream-no-group-commit',
+      label: '(6) cg (3) DB_GROUP_COMMIT=false',
+      kind: 'creditgate',
+      server: 'no-group-commit',
+      targets: createAndCall(noGroupCommit, urls.teams),
+    });
+  }
+  const tuned = urls.creditgateUrls.tuned;
+  if (tuned) {
+    arms.push({ id: 'create-and-call-stream-tuned', label: '(7) cg (3) tuned', kind: 'creditgate', server: 'tuned', targets: createAndCall(tuned, urls.teams) });
+  }
+  return arms;
 }

@@ -188,6 +188,8 @@ export interface LevelPlan {
 export interface Percentiles {
   p50: number;
   p99: number;
+  /** With fewer than 1,000 samples this is the largest of them. */
+  p999: number;
   mean: number;
   max: number;
 }
@@ -221,7 +223,7 @@ function summarise(values: number[]): Percentiles {
   const sorted = Float64Array.from(values).sort();
   const list = Array.from(sorted);
   const sum = list.reduce((a, b) => a + b, 0);
-  return { p50: percentile(list, 50), p99: percentile(list, 99), mean: list.length ? sum / list.length : NaN, max: list.at(-1) ?? NaN };
+  return { p50: percentile(list, 50), p99: percentile(list, 99), p999: percentile(list, 99.9), mean: list.length ? sum / list.length : NaN, max: list.at(-1) ?? NaN };
 }
 
 /**

@@ -3,12 +3,13 @@
  *
  * Env: BENCH_SECONDS (measured seconds per level, default 5), BENCH_QUICK=1 (smoke run), BENCH_LEVELS
  * ("1,16,64,100"), BENCH_SAT_LEVELS ("16,64"), BENCH_OPEN_STREAMS (1000), BENCH_PHASES ("paced,saturation,memory"),
- * BENCH_ARMS ("upstream,proxy,create-and-call-stream,v1-chat-completions"),
+ * BENCH_ARMS (all of ARM_IDS in bench/arms.ts),
  * BENCH_CPU_PROF=1 (profile the creditgate process), DATABASE_URL (else an embedded PostgreSQL in a temporary
  * directory that is deleted afterwards).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -18,11 +19,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.js';
-import { buildArms, startBenchUpstream, UPSTREAM_SHAPE, type Arm, type BenchUpstream, type UpstreamMode } from './arms.js';
+import {
+  ARM_IDS,
+  buildArms,
+  SERVER_VARIANTS,
+  startBenchUpstream,
+  UPSTREAM_SHAPE,
+  type Arm,
+  type BenchTeam,
+  type BenchUpstream,
+  type ServerKey,
+  type ServerVariant,
+  type UpstreamMode,
+} from './arms.js';
 import { createClientAgent, openHeldStreams, runClosedLoop, type LevelResult } from './load.js';
 import { formatHeapGrowth, heapGrowth } from './heap.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.js';
-import type { QueryCounts, ServerMessage, ServerOptions, ServerRequest, ServerStats } from './server.js';
+import type { EffectiveConfig, QueryCounts, ServerMessage, ServerOptions, ServerRequest, ServerStats } from './server.js';
 
 // ---------------------------------------------------------------------------------------------- settings
 
@@ -53,12 +66,11 @@ function envPhases(): Set<string> {
   return new Set(phases);
 }
 
-const ARM_IDS = ['upstream', 'proxy', 'create-and-call-stream', 'v1-chat-completions'];
 function envArms(): Set<string> {
   const raw = process.env.BENCH_ARMS;
   if (!raw) return new Set(ARM_IDS);
   const arms = raw.split(',').map((part) => part.trim());
-  if (arms.some((arm) => !ARM_IDS.includes(arm))) throw new Error(`BENCH_ARMS must list some of ${ARM_IDS.join(', ')}, got "${raw}"`);
+  if (arms.some((arm) => !(ARM_IDS as readonly string[]).includes(arm))) throw new Error(`BENCH_ARMS must list some of ${ARM_IDS.join(', ')}, got "${raw}"`);
   return new Set(arms);
 }
 
@@ -74,18 +86,37 @@ const SETTINGS = {
   openStreams: envNumber('BENCH_OPEN_STREAMS', QUICK ? 200 : 1000, 1, 5000),
   openStreamsPaceMs: QUICK ? 500 : 2000,
   streamTimeoutMs: 30_000,
-  // About four connections per database core: more only queue on the team's balance row (see bench/README.md).
-  dbPoolMax: envNumber('BENCH_DB_POOL_MAX', 8, 1, 290),
   /** Teams the creditgate arms bill, worker i billing team i mod teams (1: all contend for one balance row). */
   teams: envNumber('BENCH_TEAMS', 1, 1, 200),
   teamCredits: 10_000_000,
   heapSnapshots: process.env.BENCH_HEAP_SNAPSHOT === '1',
   cpuProfile: process.env.BENCH_CPU_PROF === '1' || process.execArgv.some((arg) => arg.startsWith('--cpu-prof')),
 };
-const TARGETS = { ttftRatioVsProxy: 1.5, addedTtftAtC1Ms: 1, billedJobsPerSecond: 1000, kibPerOpenStream: 64 };
+const TARGETS = {
+  /** Billed jobs/s at saturation, as a share of the bare proxy's streams/s in the same run. */
+  jobsShareOfProxy: 0.4,
+  /** Added TTFT p50 (over the upstream) at most this times the proxy's, at the paced levels 1, 16, 64, 100. */
+  addedP50RatioVsProxy: 1.5,
+  addedP50Levels: [1, 16, 64, 100],
+  /** Added TTFT p99 at most this times the proxy's, at every level (paced and saturation). */
+  addedP99RatioVsProxy: 3,
+  /** Database round trips per job at saturation (amortised). */
+  roundTripsPerJob: 1,
+  kibPerOpenStream: 64,
+  openStreamsForMemory: 1000,
+};
 const MASTER_KEY = 'mk-bench-master-key-0123456789abcdef';
+/** Arm (5)'s teams: every limit of src/contracts/limits.ts set, far above what the bench asks for (never refuses). */
+const LIMITS_OF_LIMITED_TEAMS = {
+  requests_per_minute: 100_000_000,
+  tokens_per_minute: 1_000_000_000,
+  max_concurrent_jobs: 1_000_000,
+  max_concurrent_calls: 1_000_000,
+};
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RESULTS_DIR = path.join(HERE, 'results');
+const BENCH_START = performance.now();
+const elapsed = () => `${Math.round((performance.now() - BENCH_START) / 1000)} s`;
 /** Whatever happens, the bench stops by itself. */
 const HARD_LIMIT_MS = 30 * 60_000;
 
@@ -122,6 +153,10 @@ class ServerProcess {
     private readonly child: ChildProcess,
     readonly creditgateUrl: string,
     readonly proxyUrl: string,
+    /** creditgate's configuration as loaded in that process (null: the proxy's process). */
+    readonly config: EffectiveConfig | null,
+    /** Where its logger (stdout) writes. */
+    readonly logFile: string,
   ) {
     child.on('message', (raw) => {
       const message = raw as ServerMessage;
@@ -137,12 +172,15 @@ class ServerProcess {
     });
   }
 
-  static async start(options: ServerOptions, profileDir?: string): Promise<ServerProcess> {
+  static async start(options: ServerOptions, logFile: string, profileDir?: string): Promise<ServerProcess> {
     // The child runs TypeScript like the bench does: keep tsx's loader flags, drop any --cpu-prof of our own.
     const inherited = process.execArgv.filter((arg, i, all) => !arg.startsWith('--cpu-prof') && !all[i - 1]?.match(/^--cpu-prof-(dir|name|interval)$/));
     if (!inherited.some((arg) => arg.includes('tsx'))) inherited.push('--import', 'tsx');
     const execArgv = [...inherited, '--expose-gc', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])];
-    const child = fork(path.join(HERE, 'server.ts'), [JSON.stringify(options)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // creditgate logs to stdout (src/main.ts): here into a file, as a service manager would collect it.
+    const logFd = openSync(logFile, 'a');
+    const child = fork(path.join(HERE, 'server.ts'), [JSON.stringify(options)], { execArgv, stdio: ['ignore', logFd, 'inherit', 'ipc'] });
+    closeSync(logFd);
     const ready = await new Promise<ServerMessage & { type: 'ready' }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the bench server did not start within 180 s')), 180_000);
       child.once('exit', (code) => reject(new Error(`the bench server exited during start (code ${code})`)));
@@ -157,7 +195,7 @@ class ServerProcess {
       child.kill('SIGKILL');
       throw error;
     });
-    const server = new ServerProcess(child, ready.creditgateUrl, ready.proxyUrl);
+    const server = new ServerProcess(child, ready.creditgateUrl, ready.proxyUrl, ready.config, logFile);
     cleanups.push(() => server.close());
     return server;
   }
@@ -200,6 +238,10 @@ class ServerProcess {
   async queries(): Promise<QueryCounts> {
     return (await this.request('queries')).queries ?? {};
   }
+  /** Bytes its logger has written so far. */
+  async logBytes(): Promise<number> {
+    return (await stat(this.logFile).catch(() => ({ size: 0 }))).size;
+  }
 
   /** Closes creditgate (its pool, notifier, sweeper) and waits for the process to exit. */
   async close(): Promise<void> {
@@ -239,8 +281,26 @@ async function machineCpu(): Promise<{ busy: number; total: number } | undefined
 }
 
 /**
- * CPU time used so far by every PostgreSQL process on the machine (Linux, /proc), in ms: on a 2-core machine the
- * database competes with creditgate for the same cores, so its cost per job matters as much as the server's.
+ * The bench's PostgreSQL server (its postmaster's pid, from postmaster.pid in its data directory), so that the
+ * database CPU counts that server only and not the PostgreSQL of tests that other people run on the same machine.
+ * Undefined when it cannot be read (a remote DATABASE_URL): then every `postgres` process is counted.
+ */
+let ourPostmaster: number | undefined;
+async function findPostmaster(pool: pg.Pool): Promise<number | undefined> {
+  try {
+    const { rows } = await pool.query<{ data_directory: string }>('SHOW data_directory');
+    const pid = Number((await readFile(path.join(rows[0]?.data_directory ?? '', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.includes('(postgres)') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU time used so far by the bench's PostgreSQL server, the postmaster and its children (Linux, /proc), in ms: on
+ * a 2-core machine the database competes with creditgate for the same cores, so its cost per job matters as much
+ * as the server's.
  */
 async function postgresCpuMs(): Promise<number | undefined> {
   try {
@@ -252,6 +312,8 @@ async function postgresCpuMs(): Promise<number | undefined> {
       const close = stat.lastIndexOf(')');
       if (close < 0 || stat.slice(stat.indexOf('(') + 1, close) !== 'postgres') continue;
       const fields = stat.slice(close + 2).split(' ');
+      const pid = Number(entry);
+      if (ourPostmaster !== undefined && pid !== ourPostmaster && Number(fields[1]) !== ourPostmaster) continue;
       // utime + stime, and cutime + cstime: a backend that exits hands its time to the postmaster's.
       ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
     }
@@ -350,12 +412,21 @@ interface Resources {
   serverCpuUsPerStream: number | null;
   serverRssMiB: number | null;
   serverPeakRssMiB: number | null;
+  /** Queries the server sent to PostgreSQL per stream started (creditgate arms): database round trips per job. */
   dbQueriesPerStream: number | null;
   dbQueryMeanMs: number | null;
-  /** CPU of all PostgreSQL processes per successful stream (creditgate arms). */
+  /** CPU of all PostgreSQL processes per successful stream (for the proxy: what the idle servers' background work costs). */
   dbCpuUsPerStream: number | null;
+  /** Server process + PostgreSQL CPU per successful stream: what one billed job costs (the proxy: its process alone). */
+  cpuUsPerJob: number | null;
+  /** Bytes the server's logger wrote per successful stream. */
+  logBytesPerStream: number | null;
   /** The bench process itself: load generator + scripted upstream. */
   benchCpuPct: number;
+  /** Every PostgreSQL process, in % of one core. */
+  dbCpuPct: number | null;
+  /** The whole machine's busy time minus the server, the bench and PostgreSQL, in % of one core: other work (and the idle bench servers). */
+  otherCpuPct: number | null;
   machineCpuPct: number | null;
 }
 
@@ -377,7 +448,7 @@ interface PhaseRecord {
 
 interface Context {
   pool: pg.Pool;
-  server: ServerProcess;
+  servers: Partial<Record<ServerKey, ServerProcess>>;
   upstream: BenchUpstream;
   agent: http.Agent;
   ledger: Ledger;
@@ -425,21 +496,32 @@ function sampleDbActivity(pool: pg.Pool): { stop(): Promise<Record<string, numbe
   };
 }
 
+function serverOf(ctx: Context, arm: Arm): ServerProcess {
+  const server = ctx.servers[arm.server];
+  if (!server) throw new Error(`no ${arm.server} server process for ${arm.id}`);
+  return server;
+}
+
 async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: PhaseRecord['phase'], mode: UpstreamMode): Promise<PhaseRecord> {
   ctx.upstream.setMode(mode);
+  const server = serverOf(ctx, arm);
   const isServer = arm.kind !== 'upstream';
   const teamBefore = arm.kind === 'creditgate' ? await ctx.ledger.teamCharges() : 0;
-  await ctx.server.queries();
-  const before = await ctx.server.resetPeak();
+  await server.queries();
+  const before = await server.resetPeak();
+  const logBefore = await server.logBytes();
   const machineBefore = await machineCpu();
-  const dbCpuBefore = arm.kind === 'creditgate' ? await postgresCpuMs() : undefined;
+  const dbCpuBefore = await postgresCpuMs();
   const benchBefore = process.cpuUsage();
   const started = performance.now();
 
-  const activity = arm.kind === 'creditgate' ? sampleDbActivity(ctx.pool) : undefined;
+  // pg_stat_activity is sampled at saturation only: ten queries a second would add to the database's CPU per job
+  // at the slow paced levels (c=1 runs about four jobs a second).
+  const activity = arm.kind === 'creditgate' && phase === 'saturation' ? sampleDbActivity(ctx.pool) : undefined;
   const result = await runClosedLoop(arm.targets, ctx.agent, {
     concurrency,
-    rampMs: SETTINGS.rampMs,
+    // One worker has nothing to stagger; the zero-delay upstream needs less time to settle than the paced one.
+    rampMs: concurrency === 1 ? 250 : phase === 'saturation' ? SETTINGS.rampMs / 2 : SETTINGS.rampMs,
     measureMs: SETTINGS.measuredSecondsPerLevel * 1000,
     streamTimeoutMs: SETTINGS.streamTimeoutMs,
   });
@@ -449,10 +531,19 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
   const benchCpu = process.cpuUsage(benchBefore);
   const machineAfter = await machineCpu();
   const dbCpuAfter = dbCpuBefore === undefined ? undefined : await postgresCpuMs();
-  const after = await ctx.server.stats();
-  const queries = await ctx.server.queries();
+  const after = await server.stats();
+  const queries = await server.queries();
+  const logAfter = await server.logBytes();
   const serverCpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
   const dbQueries = after.dbQueries - before.dbQueries;
+  const dbCpuUs = dbCpuBefore !== undefined && dbCpuAfter !== undefined ? (dbCpuAfter - dbCpuBefore) * 1000 : undefined;
+  const serverCpuPct = isServer ? (100 * serverCpuUs) / 1000 / wallMs : 0;
+  const benchCpuPct = (100 * (benchCpu.user + benchCpu.system)) / 1000 / wallMs;
+  const dbCpuPct = dbCpuUs === undefined ? undefined : (100 * dbCpuUs) / 1000 / wallMs;
+  const machineCpuPct =
+    machineBefore && machineAfter && machineAfter.total > machineBefore.total
+      ? (100 * (machineAfter.busy - machineBefore.busy)) / (machineAfter.total - machineBefore.total)
+      : undefined;
   const resources: Resources = {
     serverCpuPct: isServer ? round((100 * serverCpuUs) / 1000 / wallMs, 1) : null,
     serverCpuUsPerStream: isServer && result.ok > 0 ? round(serverCpuUs / result.ok, 0) : null,
@@ -460,13 +551,18 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
     serverPeakRssMiB: isServer ? round(after.peakRss / 2 ** 20, 1) : null,
     dbQueriesPerStream: arm.kind === 'creditgate' && result.started > 0 ? round(dbQueries / result.started, 2) : null,
     dbQueryMeanMs: arm.kind === 'creditgate' && dbQueries > 0 ? round((after.dbQueryMs - before.dbQueryMs) / dbQueries, 3) : null,
-    dbCpuUsPerStream:
-      dbCpuBefore !== undefined && dbCpuAfter !== undefined && result.ok > 0 ? round(((dbCpuAfter - dbCpuBefore) * 1000) / result.ok, 0) : null,
-    benchCpuPct: round((100 * (benchCpu.user + benchCpu.system)) / 1000 / wallMs, 1) ?? 0,
-    machineCpuPct:
-      machineBefore && machineAfter && machineAfter.total > machineBefore.total
-        ? round((100 * (machineAfter.busy - machineBefore.busy)) / (machineAfter.total - machineBefore.total), 1)
-        : null,
+    dbCpuUsPerStream: isServer && dbCpuUs !== undefined && result.ok > 0 ? round(dbCpuUs / result.ok, 0) : null,
+    cpuUsPerJob:
+      isServer && result.ok > 0 ? round((serverCpuUs + (arm.kind === 'creditgate' ? (dbCpuUs ?? NaN) : 0)) / result.ok, 0) : null,
+    logBytesPerStream: isServer && result.ok > 0 ? round((logAfter - logBefore) / result.ok, 0) : null,
+    benchCpuPct: round(benchCpuPct, 1) ?? 0,
+    dbCpuPct: dbCpuPct === undefined ? null : round(dbCpuPct, 1),
+    // The machine's busy share is of all its cores; the others are in % of one core.
+    otherCpuPct:
+      machineCpuPct === undefined || dbCpuPct === undefined
+        ? null
+        : round(Math.max(0, machineCpuPct * os.cpus().length - serverCpuPct - benchCpuPct - dbCpuPct), 0),
+    machineCpuPct: machineCpuPct === undefined ? null : round(machineCpuPct, 1),
   };
   const { okJobIds, failedJobIds, ...summary } = result;
   const record: PhaseRecord = { phase, arm: arm.id, armLabel: arm.label, kind: arm.kind, upstream: mode, concurrency, result: summary, resources };
@@ -483,8 +579,8 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
   }
   ctx.upstream.forgetRequests();
   process.stdout.write(
-    `  ${phase.padEnd(10)} ${arm.label.padEnd(31)} c=${String(concurrency).padEnd(4)} ${fmt(result.okPerSecond, 0).padStart(6)} ok/s` +
-      `  ttft p50 ${fmt(result.ttft.p50)} ms  total p50 ${fmt(result.total.p50)} ms  errors ${result.errors}` +
+    `  ${elapsed().padStart(5)} ${phase.padEnd(10)} ${arm.label.padEnd(33)} c=${String(concurrency).padEnd(4)} ${fmt(result.okPerSecond, 0).padStart(6)} ok/s` +
+      `  ttft p50/p99/p99.9 ${fmt(result.ttft.p50)}/${fmt(result.ttft.p99)}/${fmt(result.ttft.p999)} ms  errors ${result.errors}` +
       `${record.charges ? `  charges ${record.charges.ok ? 'ok' : 'MISMATCH'}` : ''}\n`,
   );
   await sleep(250);
@@ -520,7 +616,7 @@ interface MemoryRecord {
 }
 
 /** RSS of a fresh server process before and with `openStreams` streams held open after their first chunk. */
-async function measureMemory(ctx: Context, arm: Arm): Promise<MemoryRecord> {
+async function measureMemory(ctx: Context, arm: Arm, server: ServerProcess): Promise<MemoryRecord> {
   const count = SETTINGS.openStreams;
   // Warm up (JIT, pools, sockets) with ordinary streams first.
   ctx.upstream.setMode('zero');
@@ -533,15 +629,15 @@ async function measureMemory(ctx: Context, arm: Arm): Promise<MemoryRecord> {
   const snapshotDir = SETTINGS.heapSnapshots && arm.kind === 'creditgate' ? path.join(RESULTS_DIR, 'heap', new Date().toISOString().replace(/[:.]/g, '-')) : undefined;
   if (snapshotDir) {
     await mkdir(snapshotDir, { recursive: true });
-    await ctx.server.gc();
-    await ctx.server.heapSnapshot(path.join(snapshotDir, 'before.heapsnapshot'));
+    await server.gc();
+    await server.heapSnapshot(path.join(snapshotDir, 'before.heapsnapshot'));
   }
-  const before = await ctx.server.gc();
+  const before = await server.gc();
   const held = await openHeldStreams(arm.targets, ctx.agent, count, SETTINGS.openStreamsPaceMs, 60_000);
   await sleep(1000);
-  const loaded = await ctx.server.gc();
+  const loaded = await server.gc();
   const upstreamOpenStreams = ctx.upstream.upstream.openStreams();
-  if (snapshotDir) await ctx.server.heapSnapshot(path.join(snapshotDir, 'with-streams.heapsnapshot'));
+  if (snapshotDir) await server.heapSnapshot(path.join(snapshotDir, 'with-streams.heapsnapshot'));
   await held.close();
   for (let waited = 0; ctx.upstream.upstream.openStreams() > 0 && waited < 30_000; waited += 100) await sleep(100);
   ctx.upstream.forgetRequests();
@@ -575,7 +671,7 @@ async function measureMemory(ctx: Context, arm: Arm): Promise<MemoryRecord> {
     const charges = await ctx.ledger.chargesOf(held.jobIds);
     record.cancelledCharged = [...charges.values()].reduce((a, b) => a + b, 0);
   }
-  record.heapAfterCloseMiB = round((await ctx.server.gc()).heapUsed / 2 ** 20, 1) ?? 0;
+  record.heapAfterCloseMiB = round((await server.gc()).heapUsed / 2 ** 20, 1) ?? 0;
   if (snapshotDir) {
     const growth = await heapGrowth(path.join(snapshotDir, 'before.heapsnapshot'), path.join(snapshotDir, 'with-streams.heapsnapshot'), 30);
     record.heapGrowth = formatHeapGrowth(growth, Math.max(1, held.opened));
@@ -604,20 +700,19 @@ function renderTable(headers: string[], rows: string[][], leftColumns = 1): stri
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-interface Added {
-  ttftP50: number;
-  ttftP99: number;
-  totalP50: number;
-  totalP99: number;
+interface Spread {
+  p50: number;
+  p99: number;
+  p999: number;
 }
 
-function addedOver(record: PhaseRecord, baseline: PhaseRecord | undefined): Added | undefined {
-  if (!baseline || baseline === record) return undefined;
+/** TTFT percentiles of `record` minus those of `baseline` (the same level): what the arm adds. */
+function addedTtft(record: PhaseRecord | undefined, baseline: PhaseRecord | undefined): Spread | undefined {
+  if (!record || !baseline || baseline === record) return undefined;
   return {
-    ttftP50: record.result.ttft.p50 - baseline.result.ttft.p50,
-    ttftP99: record.result.ttft.p99 - baseline.result.ttft.p99,
-    totalP50: record.result.total.p50 - baseline.result.total.p50,
-    totalP99: record.result.total.p99 - baseline.result.total.p99,
+    p50: record.result.ttft.p50 - baseline.result.ttft.p50,
+    p99: record.result.ttft.p99 - baseline.result.ttft.p99,
+    p999: record.result.ttft.p999 - baseline.result.ttft.p999,
   };
 }
 
@@ -625,60 +720,138 @@ function baselineOf(records: PhaseRecord[], record: PhaseRecord, arm: string): P
   return records.find((r) => r.phase === record.phase && r.concurrency === record.concurrency && r.arm === arm);
 }
 
+const spread = (value: Spread | undefined, show: (n: number | undefined) => string = fmt) =>
+  `${show(value?.p50)} / ${show(value?.p99)} / ${show(value?.p999)}`;
+
 function latencyTable(records: PhaseRecord[]): string {
   const rows = records.map((r) => {
-    const overUpstream = addedOver(r, baselineOf(records, r, 'upstream'));
-    const overProxy = r.kind === 'creditgate' ? addedOver(r, baselineOf(records, r, 'proxy')) : undefined;
+    const overUpstream = r.kind === 'upstream' ? undefined : addedTtft(r, baselineOf(records, r, 'upstream'));
+    const overProxy = r.kind === 'creditgate' ? addedTtft(r, baselineOf(records, r, 'proxy')) : undefined;
     const errors = r.result.errors === 0 ? '0' : `${r.result.errors} (${Object.entries(r.result.errorKinds).map(([k, n]) => `${k}:${n}`).join(',')})`;
     return [
       r.armLabel,
       String(r.concurrency),
       fmt(r.result.okPerSecond, 0),
-      String(r.result.ok),
+      String(r.result.samples),
       errors,
-      fmt(r.result.ttft.p50),
-      fmt(r.result.ttft.p99),
-      `${signed(overUpstream?.ttftP50)} / ${signed(overUpstream?.ttftP99)}`,
-      `${signed(overProxy?.ttftP50)} / ${signed(overProxy?.ttftP99)}`,
-      fmt(r.result.total.p50),
-      fmt(r.result.total.p99),
-      `${signed(overUpstream?.totalP50)} / ${signed(overUpstream?.totalP99)}`,
-      `${signed(overProxy?.totalP50)} / ${signed(overProxy?.totalP99)}`,
+      spread(r.result.ttft),
+      spread(overUpstream, (n) => signed(n)),
+      spread(overProxy, (n) => signed(n)),
+      `${fmt(r.result.total.p50)} / ${fmt(r.result.total.p99)}`,
     ];
   });
   return renderTable(
-    ['arm', 'conc', 'ok/s', 'ok', 'errors', 'TTFT p50', 'TTFT p99', '+TTFT vs (1) p50/p99', '+TTFT vs (2) p50/p99', 'total p50', 'total p99', '+total vs (1) p50/p99', '+total vs (2) p50/p99'],
+    ['arm', 'conc', 'ok/s', 'n', 'errors', 'TTFT p50 / p99 / p99.9', 'added TTFT vs (1) p50 / p99 / p99.9', 'added TTFT vs (2) p50 / p99 / p99.9', 'total p50 / p99'],
     rows,
   );
 }
 
 function resourceTable(records: PhaseRecord[]): string {
-  const rows = records.map((r) => [
-    r.armLabel,
-    String(r.concurrency),
-    r.kind === 'creditgate' ? fmt(r.result.okPerSecond, 0) : '—',
-    fmt(r.resources.serverCpuPct, 0),
-    fmt(r.resources.serverCpuUsPerStream, 0),
-    fmt(r.resources.serverRssMiB, 0),
-    fmt(r.resources.serverPeakRssMiB, 0),
-    fmt(r.resources.dbQueriesPerStream, 1),
-    fmt(r.resources.dbQueryMeanMs, 2),
-    fmt(r.resources.dbCpuUsPerStream, 0),
-    fmt(r.resources.benchCpuPct, 0),
-    fmt(r.resources.machineCpuPct, 0),
-    r.charges ? `${r.charges.chargedOnce}/${r.charges.okStreams}${r.charges.ok ? ' ok' : ` MISMATCH lost ${r.charges.lost} double ${r.charges.double} team Δ ${r.charges.teamChargeDelta}`}` : '—',
-  ]);
+  const rows = records.map((r) => {
+    const proxy = baselineOf(records, r, 'proxy');
+    return [
+      r.armLabel,
+      String(r.concurrency),
+      fmt(r.result.okPerSecond, 0),
+      fmt(r.resources.serverCpuPct, 0),
+      fmt(r.resources.serverCpuUsPerStream, 0),
+      r.kind === 'upstream' ? '—' : fmt(r.resources.dbCpuUsPerStream, 0),
+      r.kind === 'creditgate' ? fmt(r.resources.cpuUsPerJob, 0) : '—',
+      r.kind === 'creditgate' ? fmt(proxy?.resources.serverCpuUsPerStream, 0) : '—',
+      r.kind === 'creditgate' ? fmt(r.resources.dbQueriesPerStream, 2) : r.kind === 'proxy' ? '0' : '—',
+      fmt(r.resources.dbQueryMeanMs, 2),
+      fmt(r.resources.logBytesPerStream, 0),
+      fmt(r.resources.serverRssMiB, 0),
+      fmt(r.resources.benchCpuPct, 0),
+      fmt(r.resources.dbCpuPct, 0),
+      fmt(r.resources.otherCpuPct, 0),
+      fmt(r.resources.machineCpuPct, 0),
+      r.charges ? `${r.charges.chargedOnce}/${r.charges.okStreams}${r.charges.ok ? ' ok' : ` MISMATCH lost ${r.charges.lost} double ${r.charges.double} team Δ ${r.charges.teamChargeDelta}`}` : '—',
+    ];
+  });
   return renderTable(
-    ['arm', 'conc', 'billed jobs/s', 'srv CPU %', 'srv CPU µs/stream', 'srv RSS MiB', 'peak RSS MiB', 'DB queries/stream', 'DB query ms', 'DB CPU µs/stream', 'bench CPU %', 'machine CPU %', 'charged once / ok'],
+    [
+      'arm',
+      'conc',
+      'ok/s',
+      'srv CPU %',
+      'srv µs/stream',
+      'DB µs/stream',
+      'srv+DB µs/job',
+      '(2) µs/stream',
+      'DB trips/job',
+      'DB query ms',
+      'log B/stream',
+      'srv RSS MiB',
+      'bench CPU %',
+      'DB CPU %',
+      'other CPU %',
+      'machine %',
+      'charged once / ok',
+    ],
     rows,
   );
+}
+
+/** Item 3 of issue 17: what a billed job costs next to what the bare proxy costs per stream, at saturation. */
+function costTable(saturation: PhaseRecord[]): string {
+  const rows = saturation
+    .filter((r) => r.kind === 'creditgate')
+    .map((r) => {
+      const proxy = baselineOf(saturation, r, 'proxy');
+      const proxyUs = proxy?.resources.serverCpuUsPerStream;
+      return [
+        r.armLabel,
+        String(r.concurrency),
+        fmt(r.result.okPerSecond, 0),
+        fmt(proxy?.result.okPerSecond, 0),
+        proxy ? `${fmt((100 * r.result.okPerSecond) / proxy.result.okPerSecond, 0)}%` : '—',
+        fmt(r.resources.serverCpuUsPerStream, 0),
+        fmt(r.resources.dbCpuUsPerStream, 0),
+        fmt(r.resources.cpuUsPerJob, 0),
+        fmt(proxyUs, 0),
+        proxyUs && r.resources.cpuUsPerJob ? `${(r.resources.cpuUsPerJob / proxyUs).toFixed(1)}x` : '—',
+        fmt(r.resources.dbQueriesPerStream, 2),
+        '0',
+      ];
+    });
+  return renderTable(
+    ['arm', 'conc', 'jobs/s', '(2) streams/s', 'share', 'creditgate µs/job', 'PostgreSQL µs/job', 'total µs/job', '(2) µs/stream', 'ratio', 'DB round trips/job', '(2) round trips'],
+    rows,
+  );
+}
+
+/** The variants of (3) next to (3) at each level: what limits, group commit off and tuning change. */
+function variantTable(records: PhaseRecord[]): string {
+  const rows = records
+    .filter((r) => r.arm.startsWith('create-and-call-stream-'))
+    .flatMap((r) => {
+      const base = baselineOf(records, r, 'create-and-call-stream');
+      if (!base) return [];
+      const pair = (a: number | null | undefined, b: number | null | undefined, digits = 2) => `${fmt(a, digits)} -> ${fmt(b, digits)}`;
+      return [
+        [
+          r.armLabel,
+          r.phase,
+          String(r.concurrency),
+          pair(base.result.okPerSecond, r.result.okPerSecond, 0),
+          pair(base.result.ttft.p50, r.result.ttft.p50),
+          pair(base.result.ttft.p99, r.result.ttft.p99),
+          pair(base.result.ttft.p999, r.result.ttft.p999),
+          pair(base.resources.cpuUsPerJob, r.resources.cpuUsPerJob, 0),
+          pair(base.resources.dbQueriesPerStream, r.resources.dbQueriesPerStream),
+        ],
+      ];
+    });
+  return renderTable(['variant', 'phase', 'conc', 'ok/s (3) -> it', 'TTFT p50', 'TTFT p99', 'TTFT p99.9', 'srv+DB µs/job', 'DB trips/job'], rows, 2);
 }
 
 interface TargetResult {
   target: string;
   arm: string;
   detail: string;
-  pass: boolean;
+  /** null: not measurable in this run (e.g. a quick run's fewer open streams). */
+  pass: boolean | null;
 }
 
 /**
@@ -691,58 +864,87 @@ function cpuBudget(record: PhaseRecord): string {
   return `; CPU per job: creditgate ${fmt(server, 0)} µs${db ? ` + PostgreSQL ${fmt(db, 0)} µs` : ''}, so one creditgate process tops out near ${fmt(1e6 / server, 0)} jobs/s on this CPU`;
 }
 
+const ratio = (value: number, of: number) => (of > 0 && Number.isFinite(value) ? `${(value / of).toFixed(1)}x` : 'n/a (proxy ≤ 0)');
+
 function evaluateTargets(paced: PhaseRecord[], saturation: PhaseRecord[], memory: MemoryRecord[]): TargetResult[] {
   const targets: TargetResult[] = [];
   const all = [...paced, ...saturation];
   const creditgateArms = [...new Set(all.filter((r) => r.kind === 'creditgate').map((r) => r.arm))];
-  const hasBaselines = paced.some((r) => r.arm === 'upstream') && paced.some((r) => r.arm === 'proxy');
+  const hasBaselines = all.some((r) => r.arm === 'upstream') && all.some((r) => r.arm === 'proxy');
+  const proxySat = saturation.filter((r) => r.arm === 'proxy');
+  const proxyBest = proxySat.reduce<PhaseRecord | undefined>((a, b) => (!a || b.result.okPerSecond > a.result.okPerSecond ? b : a), undefined);
   for (const arm of creditgateArms) {
-    const records = hasBaselines ? paced.filter((r) => r.arm === arm) : [];
     const label = all.find((r) => r.arm === arm)?.armLabel ?? arm;
-    const parts: string[] = [];
-    let pass = true;
-    for (const r of records) {
-      const cg = addedOver(r, baselineOf(paced, r, 'upstream'))?.ttftP50 ?? NaN;
-      const proxy = addedOver(baselineOf(paced, r, 'proxy') ?? r, baselineOf(paced, r, 'upstream'))?.ttftP50 ?? NaN;
-      const ok = Number.isFinite(cg) && Number.isFinite(proxy) && cg <= TARGETS.ttftRatioVsProxy * Math.max(proxy, 0);
-      pass &&= ok;
-      parts.push(`c=${r.concurrency}: ${fmt(cg)} vs ${fmt(proxy)} ms (${Number.isFinite(cg / proxy) && proxy > 0 ? `${(cg / proxy).toFixed(1)}x` : 'n/a'})`);
-    }
-    if (records.length > 0) {
-      targets.push({ target: `added TTFT p50 ≤ ${TARGETS.ttftRatioVsProxy}x the proxy's, every concurrency`, arm: label, detail: parts.join('; '), pass });
-    }
 
-    const c1 = records.find((r) => r.concurrency === 1);
-    const c1Added = c1 ? (addedOver(c1, baselineOf(paced, c1, 'upstream'))?.ttftP50 ?? NaN) : NaN;
-    if (records.length > 0) targets.push({
-      target: `added TTFT p50 < ${TARGETS.addedTtftAtC1Ms} ms at concurrency 1`,
-      arm: label,
-      detail: c1 ? `${fmt(c1Added)} ms over the upstream` : 'concurrency 1 not measured',
-      pass: Number.isFinite(c1Added) && c1Added < TARGETS.addedTtftAtC1Ms,
-    });
-
+    // Billed jobs/s at saturation against the bare proxy's streams/s in the same run.
     const sat = saturation.filter((r) => r.arm === arm);
     const clean = sat.filter((r) => r.result.errors === 0 && r.charges?.ok);
     const best = clean.reduce<PhaseRecord | undefined>((a, b) => (!a || b.result.okPerSecond > a.result.okPerSecond ? b : a), undefined);
-    if (sat.length > 0) targets.push({
-      target: `≥ ${TARGETS.billedJobsPerSecond} billed streamed jobs/s, no errors (zero-delay upstream)`,
-      arm: label,
-      detail: best
-        ? `${fmt(best.result.okPerSecond, 0)} jobs/s at c=${best.concurrency}` +
-          (sat.length > clean.length ? ` (${sat.length - clean.length} level(s) had errors or charge mismatches)` : '') +
-          cpuBudget(best)
-        : sat.length
-          ? `every level had errors or charge mismatches (best ${fmt(Math.max(...sat.map((r) => r.result.okPerSecond)), 0)} ok/s)`
-          : 'not measured',
-      pass: (best?.result.okPerSecond ?? 0) >= TARGETS.billedJobsPerSecond,
-    });
+    if (sat.length > 0) {
+      const share = best && proxyBest ? best.result.okPerSecond / proxyBest.result.okPerSecond : NaN;
+      targets.push({
+        target: `billed jobs/s at saturation ≥ ${TARGETS.jobsShareOfProxy * 100}% of the proxy's streams/s`,
+        arm: label,
+        detail: best
+          ? `${fmt(best.result.okPerSecond, 0)} jobs/s at c=${best.concurrency} vs the proxy's ${fmt(proxyBest?.result.okPerSecond, 0)} streams/s (c=${proxyBest?.concurrency ?? '?'}): ${fmt(100 * share, 0)}%` +
+            (sat.length > clean.length ? ` (${sat.length - clean.length} level(s) had errors or charge mismatches)` : '') +
+            cpuBudget(best)
+          : `every level had errors or charge mismatches (best ${fmt(Math.max(...sat.map((r) => r.result.okPerSecond)), 0)} ok/s)`,
+        pass: proxyBest ? share >= TARGETS.jobsShareOfProxy : null,
+      });
+    }
+
+    if (hasBaselines) {
+      // Added TTFT p50 (over the upstream) against the proxy's, at the paced levels.
+      const p50Levels = paced.filter((r) => r.arm === arm && TARGETS.addedP50Levels.includes(r.concurrency));
+      const parts: string[] = [];
+      let pass = p50Levels.length > 0;
+      for (const r of p50Levels) {
+        const cg = addedTtft(r, baselineOf(paced, r, 'upstream'))?.p50 ?? NaN;
+        const proxy = addedTtft(baselineOf(paced, r, 'proxy'), baselineOf(paced, r, 'upstream'))?.p50 ?? NaN;
+        const ok = Number.isFinite(cg) && Number.isFinite(proxy) && cg <= TARGETS.addedP50RatioVsProxy * Math.max(proxy, 0);
+        pass &&= ok;
+        parts.push(`c=${r.concurrency}: ${fmt(cg)} vs ${fmt(proxy)} ms (${ratio(cg, proxy)})`);
+      }
+      if (p50Levels.length > 0) {
+        targets.push({ target: `added TTFT p50 ≤ ${TARGETS.addedP50RatioVsProxy}x the proxy's (paced c=${TARGETS.addedP50Levels.join(',')})`, arm: label, detail: parts.join('; '), pass });
+      }
+
+      // Added TTFT p99 against the proxy's, at every level.
+      const p99Parts: string[] = [];
+      let p99Pass = true;
+      const levels = all.filter((r) => r.arm === arm);
+      for (const r of levels) {
+        const cg = addedTtft(r, baselineOf(all, r, 'upstream'))?.p99 ?? NaN;
+        const proxy = addedTtft(baselineOf(all, r, 'proxy'), baselineOf(all, r, 'upstream'))?.p99 ?? NaN;
+        const ok = Number.isFinite(cg) && Number.isFinite(proxy) && cg <= TARGETS.addedP99RatioVsProxy * Math.max(proxy, 0);
+        p99Pass &&= ok;
+        p99Parts.push(`${r.phase === 'saturation' ? 'sat ' : ''}c=${r.concurrency}: ${fmt(cg)} vs ${fmt(proxy)} ms (${ratio(cg, proxy)})`);
+      }
+      if (levels.length > 0) {
+        targets.push({ target: `added TTFT p99 ≤ ${TARGETS.addedP99RatioVsProxy}x the proxy's, every level`, arm: label, detail: p99Parts.join('; '), pass: p99Pass });
+      }
+    }
+
+    if (sat.length > 0) {
+      const trips = sat.map((r) => r.resources.dbQueriesPerStream ?? NaN);
+      targets.push({
+        target: `DB round trips per job < ${TARGETS.roundTripsPerJob} at saturation (amortised)`,
+        arm: label,
+        detail: sat.map((r, i) => `c=${r.concurrency}: ${fmt(trips[i])}`).join('; ') + ' (the proxy: 0)',
+        pass: trips.every((n) => n < TARGETS.roundTripsPerJob),
+      });
+    }
   }
   for (const m of memory.filter((record) => record.arm !== 'proxy')) {
+    const enough = m.requested >= TARGETS.openStreamsForMemory;
     targets.push({
-      target: `< ${TARGETS.kibPerOpenStream} KiB RSS per idle open stream`,
+      target: `< ${TARGETS.kibPerOpenStream} KiB RSS per idle open stream at ${TARGETS.openStreamsForMemory} streams`,
       arm: m.armLabel,
-      detail: `${fmt(m.kibPerStream, 1)} KiB/stream over ${m.opened} open streams (RSS ${m.rssBeforeMiB} -> ${m.rssWithStreamsMiB} MiB)`,
-      pass: m.opened >= m.requested * 0.99 && m.kibPerStream !== null && m.kibPerStream < TARGETS.kibPerOpenStream,
+      detail:
+        `${fmt(m.kibPerStream, 1)} KiB/stream over ${m.opened} open streams (RSS ${m.rssBeforeMiB} -> ${m.rssWithStreamsMiB} MiB)` +
+        (enough ? '' : `; only ${m.requested} streams asked for, so not judged`),
+      pass: enough ? m.opened >= m.requested * 0.99 && m.kibPerStream !== null && m.kibPerStream < TARGETS.kibPerOpenStream : null,
     });
   }
   return targets;
@@ -759,13 +961,20 @@ async function main(): Promise<void> {
   http.globalAgent.maxSockets = Infinity;
 
   const startedAt = new Date();
-  // Other work on the machine skews every number: say so.
+  // Other work on the machine skews every number: say so first.
+  const cores = os.cpus().length;
+  const loadAverage = os.loadavg();
+  const loadBefore = loadAverage.map((n) => n.toFixed(2)).join(' ');
   const idleBefore = await machineCpu();
   await sleep(1000);
   const idleAfter = await machineCpu();
   const busyBeforePct =
     idleBefore && idleAfter && idleAfter.total > idleBefore.total ? (100 * (idleAfter.busy - idleBefore.busy)) / (idleAfter.total - idleBefore.total) : undefined;
-  const loadBefore = os.loadavg().map((n) => n.toFixed(2)).join(' ');
+  const loadHigh = (loadAverage[0] ?? 0) > 0.25 * cores || (busyBeforePct !== undefined && busyBeforePct > 15);
+  const loadLine =
+    `before the bench: load average ${loadBefore} (1, 5, 15 min) on ${cores} cores, machine ${busyBeforePct === undefined ? '?' : busyBeforePct.toFixed(0)}% busy over 1 s` +
+    (loadHigh ? `\n  WARNING: the machine is busy with other work; every number below is skewed by it (see the "other CPU %" column)` : '');
+  process.stdout.write(`${loadLine}\n`);
   const fdLimit = await openFileLimit();
   // Each open stream costs the bench process 2 descriptors (client socket, upstream socket) and the server 2.
   if (fdLimit !== undefined && fdLimit < SETTINGS.openStreams * 2 + 1000) {
@@ -774,13 +983,17 @@ async function main(): Promise<void> {
     SETTINGS.openStreams = fitted;
   }
 
+  // The servers' logs go to files in a temporary directory, deleted at the end (their sizes are reported).
+  const logDir = await mkdtemp(path.join(os.tmpdir(), 'creditgate-bench-logs-'));
+  cleanups.push(() => rm(logDir, { recursive: true, force: true }));
+
   // PostgreSQL: DATABASE_URL, or an embedded cluster in a temporary directory that is deleted afterwards.
   let databaseUrl = process.env.DATABASE_URL || undefined;
   let databaseNote = 'DATABASE_URL';
   if (!databaseUrl) {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'creditgate-bench-'));
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    process.stdout.write('starting an embedded PostgreSQL...\n');
+    process.stdout.write(`${elapsed()}: starting an embedded PostgreSQL...\n`);
     const embedded = await startEmbeddedPostgres({ dataDir, persistent: false });
     cleanups.push(() => embedded.stop());
     databaseUrl = embedded.url;
@@ -789,22 +1002,60 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'creditgate-bench' });
   pool.on('error', () => undefined);
   cleanups.push(() => pool.end());
+  ourPostmaster = await findPostmaster(pool);
+  const postgresCpuNote = ourPostmaster
+    ? `its CPU = the postmaster (pid ${ourPostmaster}) and its children, from /proc`
+    : 'its CPU = every postgres process on the machine (its postmaster.pid was not readable)';
 
   const upstream = await startBenchUpstream();
   cleanups.push(() => upstream.upstream.close());
   const agent = createClientAgent();
   cleanups.push(async () => agent.destroy());
 
-  const serverOptions: ServerOptions = { databaseUrl, upstreamBaseURL: upstream.upstream.baseURL, masterKey: MASTER_KEY, dbPoolMax: SETTINGS.dbPoolMax };
+  const optionsFor = (variant: ServerVariant): ServerOptions => ({
+    databaseUrl: databaseUrl as string,
+    upstreamBaseURL: upstream.upstream.baseURL,
+    masterKey: MASTER_KEY,
+    env: SERVER_VARIANTS[variant].env,
+  });
   let profileDir: string | undefined;
   if (SETTINGS.cpuProfile) {
     profileDir = path.join(RESULTS_DIR, 'profiles', startedAt.toISOString().replace(/[:.]/g, '-'));
     await mkdir(profileDir, { recursive: true });
   }
-  process.stdout.write('starting creditgate (migrations on first start)...\n');
-  const server = await ServerProcess.start(serverOptions, profileDir);
+  // One server process per variant the chosen arms need (the default one also runs the proxy), started one after
+  // the other (the first runs the migrations). The default one is always started: it sets the tenant up.
+  const variantOf: Record<string, ServerVariant> = {
+    'create-and-call-stream-no-group-commit': 'no-group-commit',
+    'create-and-call-stream-tuned': 'tuned',
+  };
+  const variants = (['default', 'no-group-commit', 'tuned'] as ServerVariant[]).filter(
+    (variant) => variant === 'default' || [...ARMS].some((id) => variantOf[id] === variant),
+  );
+  const servers: Partial<Record<ServerKey, ServerProcess>> = {};
+  let logSeq = 0;
+  const logFileFor = (key: ServerKey) => path.join(logDir, `${String(++logSeq).padStart(2, '0')}-${key}.log`);
+  // The default one first (it runs the migrations), then the others side by side.
+  process.stdout.write(`${elapsed()}: starting creditgate, ${SERVER_VARIANTS.default.label} (migrations on first start)...\n`);
+  servers.default = await ServerProcess.start(optionsFor('default'), logFileFor('default'), profileDir);
+  // The bare proxy in a process of its own, so its CPU per stream is not mixed with an idle creditgate's timers.
+  const proxyOptions = (): ServerOptions => ({ ...optionsFor('default'), proxyOnly: true });
+  const others: [ServerKey, ServerOptions][] = [
+    ...variants.filter((variant) => variant !== 'default').map((variant): [ServerKey, ServerOptions] => [variant, optionsFor(variant)]),
+    ...(ARMS.has('proxy') || ARMS.has('upstream') ? [['proxy', proxyOptions()] as [ServerKey, ServerOptions]] : []),
+  ];
+  process.stdout.write(`${elapsed()}: starting ${others.map(([key]) => key).join(', ')}...\n`);
+  await Promise.all(
+    others.map(async ([key, options]) => {
+      servers[key] = await ServerProcess.start(options, logFileFor(key));
+    }),
+  );
+  process.stdout.write(`${elapsed()}: servers ready\n`);
+  const server = servers.default as ServerProcess;
 
-  // A tenant: organization, model group over the simulated model, team with credits and its virtual key.
+  // A tenant: organization, model group over the simulated model, teams with credits and their virtual keys; as
+  // many again with every limit set (through the admin API) far above what the bench asks for, so the limit
+  // checks run on every call and never refuse one.
   const suffix = randomBytes(3).toString('hex');
   const organizationId = `bench-org-${suffix}`;
   const modelGroup = `bench-group-${suffix}`;
@@ -813,40 +1064,69 @@ async function main(): Promise<void> {
     group_name: modelGroup,
     models: [{ model_name: 'sim-small', priority: 0 }],
   });
-  const teams: { teamId: string; virtualKey: string }[] = [];
-  for (let i = 0; i < SETTINGS.teams; i++) {
-    const teamId = `bench-team-${suffix}-${i}`;
+  const createTeam = async (teamId: string): Promise<BenchTeam> => {
     const team = await api<{ virtual_key: string }>(server.creditgateUrl, 'POST', '/api/teams/create', MASTER_KEY, {
       organization_id: organizationId,
       team_id: teamId,
       model_groups: [modelGroup],
       credits_allocated: SETTINGS.teamCredits,
     });
-    teams.push({ teamId, virtualKey: team.virtual_key });
+    return { teamId, virtualKey: team.virtual_key };
+  };
+  const teams: BenchTeam[] = [];
+  const limitedTeams: BenchTeam[] = [];
+  for (let i = 0; i < SETTINGS.teams; i++) teams.push(await createTeam(`bench-team-${suffix}-${i}`));
+  if (ARMS.has('create-and-call-stream-limits')) {
+    for (let i = 0; i < SETTINGS.teams; i++) {
+      const team = await createTeam(`bench-team-${suffix}-limited-${i}`);
+      const updated = await api<{ limits: Record<string, number | null> }>(server.creditgateUrl, 'PATCH', `/api/teams/${team.teamId}`, MASTER_KEY, {
+        limits: LIMITS_OF_LIMITED_TEAMS,
+      });
+      for (const [name, value] of Object.entries(LIMITS_OF_LIMITED_TEAMS)) {
+        if (updated.limits?.[name] !== value) throw new Error(`team ${team.teamId}: limit ${name} is ${updated.limits?.[name]} after PATCH, not ${value}`);
+      }
+      limitedTeams.push(team);
+    }
   }
-  const teamIds = teams.map((team) => team.teamId);
+  const teamIds = [...teams, ...limitedTeams].map((team) => team.teamId);
   const ledger = new Ledger(pool, teamIds);
   const chargesAtStart = await ledger.teamCharges();
   const counters = { creditgateOkStreams: 0 };
-  const armsFor = (s: ServerProcess) =>
-    buildArms({ upstreamUrl: upstream.upstream.url, proxyUrl: s.proxyUrl, creditgateUrl: s.creditgateUrl, teams, modelGroup });
+  const armsFor = (all: Partial<Record<ServerKey, ServerProcess>>) =>
+    buildArms({
+      upstreamUrl: upstream.upstream.url,
+      proxyUrl: all.proxy?.proxyUrl ?? '',
+      creditgateUrls: Object.fromEntries(Object.entries(all).flatMap(([key, s]) => (key === 'proxy' ? [] : [[key, s.creditgateUrl]]))),
+      teams,
+      limitedTeams,
+      modelGroup,
+    });
 
+  const describe = (config: EffectiveConfig | null) =>
+    config === null
+      ? '?'
+      : `LOG_LEVEL=${config.LOG_LEVEL}, DB_POOL_MAX=${config.DB_POOL_MAX}, ` +
+    `DB_GROUP_COMMIT=${config.DB_GROUP_COMMIT === null ? '(not read by this version: ignored)' : String(config.DB_GROUP_COMMIT)}, ` +
+    `EARLY_UPSTREAM_MIN_HOLDS=${config.EARLY_UPSTREAM_MIN_HOLDS}`;
   const header = [
     `creditgate benchmark  ${startedAt.toISOString()}${QUICK ? '  (QUICK smoke run: numbers are not meaningful)' : ''}`,
-    `machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`,
-    `  before the bench: machine ${busyBeforePct === undefined ? '?' : busyBeforePct.toFixed(0)}% busy, load average ${loadBefore}` +
-      (busyBeforePct !== undefined && busyBeforePct > 15 ? '  WARNING: other work is running; the numbers are skewed' : ''),
-    `processes: this bench process runs the load generator AND the scripted upstream; creditgate (built in-process with`,
-    `  loadConfig/createDeps/createApp, LOG_LEVEL=silent, DB_POOL_MAX=${SETTINGS.dbPoolMax}${process.env.EARLY_UPSTREAM_MIN_HOLDS ? `, EARLY_UPSTREAM_MIN_HOLDS=${process.env.EARLY_UPSTREAM_MIN_HOLDS}` : ''}) and the pass-through proxy run in one child`,
-    `  process (bench/server.ts), whose CPU/RSS are the "srv" columns; PostgreSQL: ${databaseNote}. All on 127.0.0.1, sharing the CPUs.`,
+    `machine: ${cores} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}, ${os.platform()} ${os.release()}`,
+    `  ${loadLine}`,
+    `processes: this bench process runs the load generator AND the scripted upstream; each creditgate server process`,
+    `  (bench/server.ts: loadConfig/createLogger/createDeps/createApp as src/main.ts, logging to a file) is a child`,
+    `  whose CPU/RSS are the "srv" columns; PostgreSQL: ${databaseNote},`,
+    `  ${postgresCpuNote}. All on 127.0.0.1, sharing the CPUs.`,
+    ...variants.map((variant) => `  ${variant.padEnd(15)} ${SERVER_VARIANTS[variant].label}: ${describe((servers[variant] as ServerProcess).config)}`),
+    `  the pass-through proxy (2) runs alone in a process of its own; arm (5) bills teams with limits ${JSON.stringify(LIMITS_OF_LIMITED_TEAMS)}`,
     `upstream: ${UPSTREAM_SHAPE.chunks} content chunks, first after ${UPSTREAM_SHAPE.firstTokenDelayMs} ms, then every ${UPSTREAM_SHAPE.chunkDelayMs} ms (saturation: no delays)`,
     `load: closed loop; at each concurrency N, N workers each start their next stream when the previous ends, first starts`,
-    `  staggered evenly over ${SETTINGS.rampMs / 1000} s (not measured), then ${SETTINGS.measuredSecondsPerLevel} s measured; levels ${SETTINGS.levels.join(', ')};`,
+    `  staggered evenly over ${SETTINGS.rampMs / 1000} s (saturation ${SETTINGS.rampMs / 2000} s, c=1 0.25 s; not measured), then ${SETTINGS.measuredSecondsPerLevel} s measured; levels ${SETTINGS.levels.join(', ')};`,
     `  saturation levels ${SETTINGS.saturationLevels.join(', ')}; memory: ${SETTINGS.openStreams} streams held open after their first chunk.`,
     `  TTFT = request sent -> first data: chunk with non-empty content; total = request sent -> end of the stream; ms.`,
-    `  A stream counts as ok with HTTP 200, all ${UPSTREAM_SHAPE.chunks} chunks' content, no error event and [DONE].`,
+    `  p99.9 over fewer than 1,000 streams (column n) is the slowest one. A stream counts as ok with HTTP 200, all`,
+    `  ${UPSTREAM_SHAPE.chunks} chunks' content, no error event and [DONE].`,
     SETTINGS.teams === 1
-      ? `tenant: one team (job_based, 1 credit per job) billed by every creditgate stream: all jobs contend for its balance row.`
+      ? `tenant: one team (job_based, 1 credit per job) billed by every creditgate stream (arm (5): another, with limits): all jobs contend for its balance row.`
       : `tenant: ${SETTINGS.teams} teams (job_based, 1 credit per job); worker i bills team i mod ${SETTINGS.teams}.`,
   ].join('\n');
   process.stdout.write(`\n${header}\n\n`);
@@ -854,16 +1134,17 @@ async function main(): Promise<void> {
   // Warm-up: JIT, connection pools, keep-alive sockets (not reported; creditgate successes count towards charges).
   // Against the zero-delay upstream, so each arm serves hundreds of requests first, as a server in production has:
   // otherwise the first level (c=1) would time code that V8 has not optimised yet.
-  const arms = armsFor(server).filter((arm) => ARMS.has(arm.id));
+  const arms = armsFor(servers).filter((arm) => ARMS.has(arm.id));
   upstream.setMode('zero');
   for (const arm of arms) {
-    const warm = await runClosedLoop(arm.targets, agent, { concurrency: 16, rampMs: 200, measureMs: QUICK ? 500 : 2000, streamTimeoutMs: SETTINGS.streamTimeoutMs });
+    const warm = await runClosedLoop(arm.targets, agent, { concurrency: 16, rampMs: 200, measureMs: QUICK ? 500 : 1500, streamTimeoutMs: SETTINGS.streamTimeoutMs });
     if (arm.kind === 'creditgate') counters.creditgateOkStreams += warm.ok;
     if (warm.errors > 0) process.stderr.write(`warm-up of ${arm.label}: ${warm.errors} errors ${JSON.stringify(warm.errorKinds)}\n`);
   }
   upstream.forgetRequests();
+  process.stdout.write(`${elapsed()}: warmed up\n`);
 
-  const ctx: Context = { pool, server, upstream, agent, ledger, counters };
+  const ctx: Context = { pool, servers, upstream, agent, ledger, counters };
   const paced: PhaseRecord[] = [];
   if (PHASES.has('paced')) process.stdout.write('paced upstream:\n');
   for (const concurrency of PHASES.has('paced') ? SETTINGS.levels : []) {
@@ -874,7 +1155,12 @@ async function main(): Promise<void> {
   for (const concurrency of PHASES.has('saturation') ? SETTINGS.saturationLevels : []) {
     for (const arm of arms) saturation.push(await runPhase(ctx, arm, concurrency, 'saturation', 'zero'));
   }
-  await server.close();
+  const logBytes = Object.fromEntries(await Promise.all(variants.map(async (variant) => [variant, await (servers[variant] as ServerProcess).logBytes()] as const)));
+  const serverConfigs: Partial<Record<ServerVariant, EffectiveConfig>> = Object.fromEntries(
+    variants.flatMap((variant) => (servers[variant]?.config ? [[variant, servers[variant]?.config]] : [])),
+  );
+  const armVariant = (id: string): ServerKey => arms.find((arm) => arm.id === id)?.server ?? 'default';
+  for (const one of Object.values(servers)) await one.close();
 
   let profile: ProfileSummary | undefined;
   if (profileDir) {
@@ -891,10 +1177,15 @@ async function main(): Promise<void> {
   const memory: MemoryRecord[] = [];
   let balance: { credits_used: number; held: number } | undefined;
   const memoryArms = ['proxy', 'create-and-call-stream'].filter((id) => PHASES.has('memory') && ARMS.has(id));
-  for (const armId of memoryArms.includes('create-and-call-stream') ? memoryArms : [...memoryArms, 'none']) {
-    const fresh = await ServerProcess.start(serverOptions);
-    const arm = armsFor(fresh).find((a) => a.id === armId);
-    if (arm) memory.push(await measureMemory({ ...ctx, server: fresh }, arm));
+  const memoryRuns = memoryArms.includes('create-and-call-stream') ? memoryArms : [...memoryArms, 'none'];
+  // Fresh processes, started side by side (each measures its own RSS, idle until its turn).
+  const freshServers = await Promise.all(
+    memoryRuns.map((armId) => ServerProcess.start(armId === 'proxy' ? proxyOptions() : optionsFor('default'), logFileFor(armId === 'proxy' ? 'proxy' : 'default'))),
+  );
+  for (const [index, armId] of memoryRuns.entries()) {
+    const fresh = freshServers[index] as ServerProcess;
+    const arm = armsFor(armId === 'proxy' ? { proxy: fresh } : { default: fresh }).find((a) => a.id === armId);
+    if (arm) memory.push(await measureMemory({ ...ctx, servers: armId === 'proxy' ? { proxy: fresh } : { default: fresh } }, arm, fresh));
     if (armId !== 'proxy') {
       // Every hold released once the cancelled jobs settled.
       for (let waited = 0; waited < 15_000; waited += 250) {
@@ -947,7 +1238,7 @@ async function main(): Promise<void> {
   );
   const targetTable = renderTable(
     ['result', 'target', 'arm', 'measured'],
-    targets.map((t) => [t.pass ? 'PASS' : 'FAIL', t.target, t.arm, t.detail]),
+    targets.map((t) => [t.pass === null ? 'n/a' : t.pass ? 'PASS' : 'FAIL', t.target, t.arm, t.detail]),
     4,
   );
   const queryLines = (saturation.length > 0 ? saturation : paced)
@@ -963,21 +1254,34 @@ async function main(): Promise<void> {
     .filter((r) => r.dbConnections)
     .map(
       (r) =>
-        `${r.armLabel.padEnd(30)} ${r.phase.padEnd(10)} c=${String(r.concurrency).padEnd(4)} ` +
+        `${r.armLabel.padEnd(33)} ${r.phase.padEnd(10)} c=${String(r.concurrency).padEnd(4)} pool max ${String(serverConfigs[armVariant(r.arm) as ServerVariant]?.DB_POOL_MAX ?? '?').padEnd(3)} ` +
         Object.entries(r.dbConnections ?? {})
           .map(([what, n]) => `${what} ${n}`)
           .join(', '),
     );
+  // Every creditgate arm's charges were checked at every level it ran.
+  const chargeLines = [...new Set([...paced, ...saturation].filter((r) => r.kind === 'creditgate').map((r) => r.arm))].map((arm) => {
+    const levels = [...paced, ...saturation].filter((r) => r.arm === arm);
+    const bad = levels.filter((r) => !r.charges?.ok);
+    const ok = levels.reduce((sum, r) => sum + (r.charges?.okStreams ?? 0), 0);
+    const once = levels.reduce((sum, r) => sum + (r.charges?.chargedOnce ?? 0), 0);
+    return `  ${(levels[0]?.armLabel ?? arm).padEnd(33)} ${levels.length} levels checked, ${once}/${ok} successful streams charged exactly once: ${bad.length === 0 ? 'ok' : `MISMATCH at ${bad.map((r) => `${r.phase} c=${r.concurrency}`).join(', ')}`}`;
+  });
+  const logLines = variants.map(
+    (variant) =>
+      `  ${variant.padEnd(15)} LOG_LEVEL=${serverConfigs[variant]?.LOG_LEVEL}: ${fmt((logBytes[variant] ?? 0) / 2 ** 20, 1)} MiB written to ${path.basename(servers[variant]?.logFile ?? '')} over the paced and saturation phases`,
+  );
   const section = (present: boolean, lines: string[]) => (present ? [...lines, ''] : []);
   const report = [
     '',
     header,
     '',
     ...section(paced.length > 0, [
-      'STREAMING LATENCY, paced upstream (ms; "+ vs (1)" = added over the upstream directly, "+ vs (2)" = over the pass-through proxy)',
+      'STREAMING LATENCY, paced upstream (ms; "added vs (1)" = the arm\'s percentile minus the upstream\'s at the same level, "vs (2)" = minus the proxy\'s; n = streams timed)',
       latencyTable(paced),
       '',
-      'RESOURCES, paced upstream (srv = the creditgate/proxy process; bench = load generator + upstream; DB = creditgate\'s queries)',
+      'RESOURCES, paced upstream (srv = the arm\'s server process; DB = every PostgreSQL process; srv+DB µs/job = what one billed job costs; (2) = the proxy at the same level;',
+      '  DB trips/job = queries creditgate sent per job started, background work included; other CPU % = the rest of the machine, in % of one core)',
       resourceTable(paced),
     ]),
     ...section(saturation.length > 0, [
@@ -986,10 +1290,17 @@ async function main(): Promise<void> {
       '',
       resourceTable(saturation),
       '',
+      'COST PER BILLED JOB at saturation, next to the pass-through proxy (2) at the same level',
+      costTable(saturation),
+      '',
+    ]),
+    ...section(arms.some((arm) => arm.id.startsWith('create-and-call-stream-')) && ARMS.has('create-and-call-stream'), [
+      'VARIANTS of (3): (5) team limits set, (6) DB_GROUP_COMMIT=false, (7) tuned; each as "(3) -> variant", same level, same run',
+      variantTable([...paced, ...saturation]),
     ]),
     ...section(queryLines.length > 0, ['DATABASE ROUND TRIPS PER STREAM (statement, times per stream, mean latency until the result)', ...queryLines]),
     ...section(activityLines.length > 0, [
-      `DATABASE CONNECTIONS of creditgate (pool max ${SETTINGS.dbPoolMax}): average number running a query, waiting (Lock: on a row another`,
+      `DATABASE CONNECTIONS of every creditgate process at saturation: average number running a query, waiting (Lock: on a row another`,
       `transaction holds), idle in transaction (waiting for Node's next statement) or idle, sampled from pg_stat_activity every 100 ms`,
       ...activityLines,
     ]),
@@ -998,11 +1309,18 @@ async function main(): Promise<void> {
       memoryTable,
       ...memory.flatMap((m) => (m.heapGrowth ? ['', `${m.armLabel}: ${m.heapGrowth}`] : [])),
     ]),
+    'CHARGES per creditgate arm (ledger checked after each level: one charge per successful job, no other charge)',
+    ...chargeLines,
     `CHARGES over the whole run: ${runCheck.creditgateOkStreams} successful creditgate streams + ${runCheck.leftAfterOutput} left by their clients after output, ${runCheck.ledgerCharges} ledger charges, balance credits_used ${runCheck.balanceCreditsUsed}, held ${runCheck.balanceHeld}: ${runCheck.ok ? 'OK (no lost or double charges)' : 'MISMATCH'}`,
     '',
     'TARGETS (informative; the bench exits 0 either way)',
     targetTable,
     ...(profile ? ['', formatProfile(profile)] : []),
+    '',
+    'LOGS (the normal logger, stdout of each server process, to a file)',
+    ...logLines,
+    '',
+    `after the bench (${elapsed()}): load average ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}`,
     '',
   ].join('\n');
   process.stdout.write(report);
@@ -1014,8 +1332,11 @@ async function main(): Promise<void> {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, totalMemGiB: round(os.totalmem() / 2 ** 30, 1), node: process.version, platform: `${os.platform()} ${os.release()}` },
     machineBusyBeforePct: busyBeforePct === undefined ? null : round(busyBeforePct, 1),
     loadAverageBefore: loadBefore,
+    loadAverageAfter: os.loadavg().map((n) => n.toFixed(2)).join(' '),
+    servers: serverConfigs,
+    logBytes,
     settings: { ...SETTINGS, phases: [...PHASES], arms: [...ARMS], upstream: UPSTREAM_SHAPE, database: databaseNote, openFileLimit: fdLimit ?? null },
-    layout: 'load generator + scripted upstream in the bench process; creditgate and the pass-through proxy in one child process (bench/server.ts)',
+    layout: 'load generator + scripted upstream in the bench process; one creditgate child process per variant (bench/server.ts), the pass-through proxy in the default one',
     targets: TARGETS,
     paced,
     saturation,

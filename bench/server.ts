@@ -1,7 +1,11 @@
 /**
  * The server side of the benchmark, forked by bench/run.ts so its CPU and RSS are creditgate's own (not the load
- * generator's): creditgate built in-process exactly as src/main.ts builds it (loadConfig, createDeps, createApp),
- * plus the minimal pass-through proxy, both on 127.0.0.1. It answers the parent's stats/gc/close requests over IPC.
+ * generator's): creditgate built in-process exactly as src/main.ts builds it (loadConfig, createLogger on stdout,
+ * createDeps, createApp) on 127.0.0.1; or, with `proxyOnly`, the minimal pass-through proxy alone (its own process,
+ * so that its CPU and RSS are not mixed with an idle creditgate's background work). Only the connection settings
+ * and the variant's own variables (bench/arms.ts, SERVER_VARIANTS) are set: everything else, logging and the
+ * database pool included, is src/config.ts's default, as with `npm start`. The bench points this process's stdout
+ * (where the logger writes, as in production) at a file. It answers the parent's stats/gc/close requests over IPC.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +22,18 @@ export interface ServerOptions {
   databaseUrl: string;
   upstreamBaseURL: string;
   masterKey: string;
-  dbPoolMax: number;
+  /** The variant's variables on top of the connection settings (e.g. LOG_LEVEL, DB_POOL_MAX, DB_GROUP_COMMIT). */
+  env: Record<string, string>;
+  /** Run the pass-through proxy alone, no creditgate. */
+  proxyOnly?: boolean;
+}
+
+/** What the server's configuration ended up as (null: this version of creditgate does not read that variable). */
+export interface EffectiveConfig {
+  LOG_LEVEL: string;
+  DB_POOL_MAX: number;
+  DB_GROUP_COMMIT: boolean | null;
+  EARLY_UPSTREAM_MIN_HOLDS: number;
 }
 
 export type ServerRequest = { id: number; cmd: 'stats' | 'resetPeak' | 'gc' | 'queries' | 'close' } | { id: number; cmd: 'heapSnapshot'; file: string };
@@ -40,7 +55,7 @@ export interface ServerStats {
 }
 
 export type ServerMessage =
-  | { type: 'ready'; creditgateUrl: string; proxyUrl: string }
+  | { type: 'ready'; creditgateUrl: string; proxyUrl: string; config: EffectiveConfig | null }
   | { type: 'reply'; id: number; stats?: ServerStats; queries?: QueryCounts; error?: string };
 
 const queryCounts = new Map<string, { n: number; ms: number }>();
@@ -111,24 +126,42 @@ async function main(): Promise<void> {
   const options = JSON.parse(process.argv[2] ?? '{}') as ServerOptions;
   http.globalAgent.maxSockets = Infinity;
   countQueries();
+  if (options.proxyOnly) {
+    const proxy = await startPassThroughProxy(options.upstreamBaseURL);
+    proxy.keepAliveTimeout = 60_000;
+    serve([proxy], async () => undefined, { type: 'ready', creditgateUrl: '', proxyUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, config: null });
+    return;
+  }
   const config = loadConfig({
     DATABASE_URL: options.databaseUrl,
     LLM_BASE_URL: options.upstreamBaseURL,
     MASTER_KEY: options.masterKey,
-    LOG_LEVEL: 'silent',
-    DB_POOL_MAX: String(options.dbPoolMax),
     HOST: '127.0.0.1',
     PORT: '0',
     // For comparing with the hold always written before the upstream is contacted (EARLY_UPSTREAM_MIN_HOLDS=0).
     ...(process.env.EARLY_UPSTREAM_MIN_HOLDS && { EARLY_UPSTREAM_MIN_HOLDS: process.env.EARLY_UPSTREAM_MIN_HOLDS }),
+    ...options.env,
   });
+  // As src/main.ts: pino on stdout (which the bench sends to a file).
   const deps = await createDeps(config, createLogger(config.LOG_LEVEL));
   const app = createHttpServer(createApp(deps), deps.config).listen(0, '127.0.0.1');
   await new Promise<void>((resolve, reject) => app.once('listening', resolve).once('error', reject));
   app.keepAliveTimeout = 60_000;
-  const proxy = await startPassThroughProxy(options.upstreamBaseURL);
-  proxy.keepAliveTimeout = 60_000;
+  serve([app], () => deps.close(), {
+    type: 'ready',
+    creditgateUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
+    proxyUrl: '',
+    config: {
+      LOG_LEVEL: config.LOG_LEVEL,
+      DB_POOL_MAX: config.DB_POOL_MAX,
+      DB_GROUP_COMMIT: typeof (config as Record<string, unknown>).DB_GROUP_COMMIT === 'boolean' ? ((config as Record<string, unknown>).DB_GROUP_COMMIT as boolean) : null,
+      EARLY_UPSTREAM_MIN_HOLDS: config.EARLY_UPSTREAM_MIN_HOLDS,
+    },
+  });
+}
 
+/** Answers the bench's requests over IPC for the given servers, then says it is ready. */
+function serve(servers: http.Server[], closeDeps: () => Promise<unknown>, ready: ServerMessage & { type: 'ready' }): void {
   let peakRss = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -152,11 +185,11 @@ async function main(): Promise<void> {
 
   const close = async () => {
     clearInterval(sampler);
-    for (const server of [app, proxy]) {
+    for (const server of servers) {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
-    await deps.close();
+    await closeDeps();
   };
 
   process.on('message', (raw) => {
@@ -203,11 +236,7 @@ async function main(): Promise<void> {
   // The bench died: do not outlive it.
   process.on('disconnect', () => process.exit(1));
 
-  send({
-    type: 'ready',
-    creditgateUrl: `http://127.0.0.1:${(app.address() as AddressInfo).port}`,
-    proxyUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-  });
+  send(ready);
 }
 
 main().catch((error: unknown) => {
