@@ -77,7 +77,7 @@ describe('group commit of a statement', () => {
   });
 });
 
-describe.each([
+describe.each<{ name: string; env: Record<string, string> }>([
   { name: 'with group commit (the default)', env: {} },
   { name: 'with DB_GROUP_COMMIT=false', env: { DB_GROUP_COMMIT: 'false' } },
 ])('60 concurrent one-shot jobs for a team that can pay for 20, $name', ({ env }) => {
