@@ -10,7 +10,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { sql } from 'drizzle-orm';
 import { loadConfig } from '../src/config.js';
-import { createDeps, type Deps } from '../src/deps.js';
+import { createDeps, serviceContext, type Deps } from '../src/deps.js';
 import type { ServiceContext } from '../src/domain/context.js';
 import { getJob } from '../src/domain/jobs/jobs.service.js';
 import { listJobs } from '../src/domain/jobs/job-listing.js';
@@ -38,19 +38,7 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
 } as typeof pg.Client.prototype.query;
 
 function context(deps: Deps): ServiceContext {
-  return {
-    db: deps.db,
-    actor: { kind: 'admin', adminUserId: null },
-    requestId: 'bench',
-    log: deps.log,
-    config: deps.config,
-    upstream: deps.upstream,
-    inflight: deps.inflight,
-    leases: deps.leases,
-    limiter: deps.limiter,
-    queue: deps.queue,
-    caches: deps.caches,
-  };
+  return serviceContext(deps, { kind: 'admin', adminUserId: null }, 'bench');
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;

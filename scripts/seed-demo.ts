@@ -16,7 +16,7 @@ import { sql } from 'drizzle-orm';
 import type { BudgetMode } from '../src/contracts/index.js';
 import { loadConfig } from '../src/config.js';
 import { withTransaction } from '../src/db/client.js';
-import { createDeps, type Deps } from '../src/deps.js';
+import { createDeps, serviceContext, type Deps } from '../src/deps.js';
 import type { Actor } from '../src/domain/actor.js';
 import type { ServiceContext } from '../src/domain/context.js';
 import { createAndCall, createAndCallStream } from '../src/domain/jobs/create-and-call.service.js';
@@ -85,19 +85,7 @@ function adminContext(deps: Deps): ServiceContext {
 }
 
 function contextFor(deps: Deps, actor: Actor): ServiceContext {
-  return {
-    db: deps.db,
-    actor,
-    requestId: `seed_${randomBytes(6).toString('hex')}`,
-    log: deps.log,
-    config: deps.config,
-    upstream: deps.upstream,
-    inflight: deps.inflight,
-    leases: deps.leases,
-    limiter: deps.limiter,
-    queue: deps.queue,
-    caches: deps.caches,
-  };
+  return serviceContext(deps, actor, `seed_${randomBytes(6).toString('hex')}`);
 }
 
 const teamContext = (deps: Deps, team: SeedTeam) =>

@@ -3,7 +3,9 @@ import type Stripe from 'stripe';
 import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import { GroupCommit } from './db/group-commit.js';
+import type { Actor } from './domain/actor.js';
 import type { AdminAuth } from './domain/admin/admin-auth.js';
+import type { ServiceContext } from './domain/context.js';
 import { loadAdminSecrets } from './domain/admin/instance-secrets.js';
 import { LoginGuard } from './domain/admin/login-guard.js';
 import { RefillCharger } from './domain/billing/stripe/refill-charger.js';
@@ -46,6 +48,12 @@ export interface Deps {
   /** Set on the one start that generated the master key. */
   generatedMasterKey?: string;
   close(): Promise<void>;
+}
+
+/** The context a domain function runs in for `actor`: a request's (with its own id and logger), or a script's. */
+export function serviceContext(deps: Deps, actor: Actor, requestId: string, log: Logger = deps.log): ServiceContext {
+  const { db, config, upstream, inflight, leases, limiter, queue, caches } = deps;
+  return { db, actor, requestId, log, config, upstream, inflight, leases, limiter, queue, caches };
 }
 
 /**

@@ -1,7 +1,6 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import onHeaders from 'on-headers';
-import type { Deps } from '../deps.js';
-import type { ServiceContext } from '../domain/context.js';
+import { serviceContext, type Deps } from '../deps.js';
 import type { Actor } from '../domain/actor.js';
 import type { DbOrTx } from '../db/client.js';
 import { requestFingerprint, runIdempotent, runIdempotentLong } from '../domain/idempotency/idempotency.service.js';
@@ -45,7 +44,7 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
         body: route.body?.parse(req.body),
         rawBody: route.rawBody && Buffer.isBuffer(req.body) ? req.body : undefined,
       };
-      const ctx: ServiceContext = { db: deps.db, actor, requestId: req.requestId, log: req.log, config: deps.config, upstream: deps.upstream, inflight: deps.inflight, leases: deps.leases, limiter: deps.limiter, queue: deps.queue, caches: deps.caches };
+      const ctx = serviceContext(deps, actor, req.requestId, req.log);
       const status = route.response.status ?? 200;
       const idempotencyKey = route.idempotent ? req.get('idempotency-key') : undefined;
       const run = (db: DbOrTx, answered?: (body: unknown) => Promise<void>) =>
