@@ -13,8 +13,6 @@ const INSTALL_LOCK = 0x67636d74;
 
 interface Pending {
   values: Record<string, unknown>;
-  params: unknown[];
-  key: string;
   resolve(rows: unknown[]): void;
   reject(error: unknown): void;
 }
@@ -74,8 +72,7 @@ export class GroupCommit implements StatementRunner {
     const lane = this.lanes.get(statement);
     if (!lane) return statement.runAlone<R>(this.db, values);
     return new Promise<R[]>((resolve, reject) => {
-      const key = statement.options.groupBy!(values);
-      lane.queue.push({ values, params: statement.params(values), key, resolve: resolve as (rows: unknown[]) => void, reject });
+      lane.queue.push({ values, resolve: resolve as (rows: unknown[]) => void, reject });
       this.pump(lane);
     });
   }
@@ -100,11 +97,15 @@ export class GroupCommit implements StatementRunner {
     }
     this.stats.batches++;
     this.stats.batchedExecutions += batch.length;
-    // Stable: executions of one team keep their arrival order.
-    const ordered = batch.map((pending, index) => ({ pending, index })).sort((a, b) => (a.pending.key < b.pending.key ? -1 : a.pending.key > b.pending.key ? 1 : a.index - b.index));
+    // Stable: executions of one team keep their arrival order. Only a batch needs the keys and the parameters: an
+    // execution sent alone is run by its prepared statement from its values.
+    const groupBy = lane.statement.options.groupBy!;
+    const ordered = batch
+      .map((pending, index) => ({ pending, index, key: groupBy(pending.values) }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.index - b.index));
     let rows: BatchRow[];
     try {
-      const items = ordered.map(({ pending }) => pending.params.map(asText));
+      const items = ordered.map(({ pending }) => lane.statement.params(pending.values).map(asText));
       const result = await this.pool.query<BatchRow>({
         name: lane.functionName,
         text: `SELECT cg_index, cg_ok, cg_error, cg_row FROM ${lane.functionName}($1::jsonb)`,
