@@ -13,7 +13,7 @@ let app: TestApp;
 let result: Awaited<ReturnType<typeof seedDemo>>;
 beforeAll(async () => {
   app = await createTestApp();
-  result = await seedDemo(app.deps, (responder) => app.upstream.setResponder(responder), { teams: 12, jobs: 160, days: 8, concurrency: 8 });
+  result = await seedDemo(app.deps, (responder) => app.upstream.setResponder(responder), { teams: 12, jobs: 160, days: 9, concurrency: 8 });
 }, 120_000);
 afterAll(() => app?.close());
 
@@ -46,6 +46,8 @@ describe('seed:demo', () => {
     const [jobs] = await query(app, 'SELECT count(*)::int AS n FROM jobs');
     const overview = (await app.request('GET', '/api/reports/overview')).body;
     expect(overview.windows.last_30_days.jobs).toBe(jobs.n);
+    // Nine days of data: the oldest day ends (23:00 UTC at the latest) before the 7-day window opens, whatever the hour.
+    expect(overview.windows.last_7_days.jobs).toBeGreaterThan(0);
     expect(overview.windows.last_7_days.jobs).toBeLessThan(jobs.n);
     expect(overview.windows.last_30_days.cost_usd).toBeGreaterThan(0);
     const series = (await app.request('GET', '/api/reports/timeseries?granularity=day')).body;
