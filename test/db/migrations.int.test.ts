@@ -122,3 +122,21 @@ describe('migrateDatabase', () => {
     expect(Number(triggers[0]!.n)).toBeGreaterThan(0);
   });
 });
+
+describe('cg_bump (the per-key counters of the hold and the settlement)', () => {
+  it('moves a key count, drops it at zero, and is inlined into the statement that calls it', async () => {
+    const url = await emptyDatabase();
+    await migrateDatabase(connect(url).pool);
+    const [counts] = await query<Record<string, unknown>>(
+      url,
+      `SELECT cg_bump('{"k": 1}', 'k', 1) AS up, cg_bump('{"k": 1}', 'k', -1) AS gone, cg_bump('{}', 'k', 1) AS first,
+              cg_bump('{"k": 2}', NULL, 1) AS no_key, cg_bump('{"k": 2}', 'k', 0) AS no_change`,
+    );
+    expect(counts).toEqual({ up: { k: 2 }, gone: {}, first: { k: 1 }, no_key: { k: 2 }, no_change: { k: 2 } });
+    // Not inlined (a body less immutable than declared), each call parsed and planned its body again.
+    const plan = await query<{ 'QUERY PLAN': string }>(url, `EXPLAIN VERBOSE SELECT cg_bump(key_open_jobs, 'k', 1) FROM credit_balances`);
+    const output = plan.map((row) => row['QUERY PLAN']).join('\n');
+    expect(output).toContain('jsonb_set');
+    expect(output).not.toContain('cg_bump');
+  });
+});
