@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepExpiredJobs } from '../../src/domain/jobs/job-sweeper.js';
+import { recountConcurrency } from '../../src/domain/ledger/ledger.repository.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { expectErrorBody } from '../helpers/api.js';
 import { setupTeam } from '../helpers/factories.js';
@@ -48,5 +49,22 @@ describe('concurrency counts', () => {
     expect(await counts(team.teamId)).toEqual({ open_jobs: 0, calls_in_flight: 0, key_open_jobs: {}, key_calls_in_flight: {} });
     const served = await app.request('POST', '/v1/chat/completions', { token: team.key, body: { model: team.group, messages: [{ role: 'user', content: 'hi' }] } });
     expect(served.status, JSON.stringify(served.body)).toBe(200);
+  });
+
+  it('a count that fell below the open jobs is recounted up, and a team whose counts agree is left alone', async () => {
+    const drifted = await setupTeam(app, { credits: 10 });
+    const steady = await setupTeam(app, { credits: 10 });
+    const open = async (team: typeof drifted) =>
+      (await app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'open' } })).body.job_id as string;
+    const jobId = await open(drifted);
+    await open(steady);
+    const keyId = (await query(app, 'SELECT key_id FROM jobs WHERE id = $1', [jobId]))[0].key_id as string;
+    await query(app, `UPDATE credit_balances SET open_jobs = 0, key_open_jobs = '{}' WHERE team_id = $1`, [drifted.teamId]);
+    const recounted = await recountConcurrency(app.deps.db);
+    expect(recounted).toContain(drifted.teamId);
+    expect(recounted).not.toContain(steady.teamId);
+    expect(await counts(drifted.teamId)).toEqual({ open_jobs: 1, calls_in_flight: 0, key_open_jobs: { [keyId]: 1 }, key_calls_in_flight: {} });
+    expect(await counts(steady.teamId)).toMatchObject({ open_jobs: 1, calls_in_flight: 0 });
+    expect(await recountConcurrency(app.deps.db)).not.toContain(drifted.teamId);
   });
 });
