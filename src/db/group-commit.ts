@@ -4,8 +4,12 @@ import type { Logger } from '../lib/logger.js';
 import type { Database } from './client.js';
 import { CompiledStatement, routeStatements, type StatementRunner } from './compiled-statement.js';
 
-/** At most this many executions share a round trip. */
-const MAX_BATCH = 100;
+/**
+ * At most this many executions share a round trip. Each runs in a subtransaction that writes, so each takes a
+ * subtransaction id, and a backend caches 64 of them (PGPROC_MAX_CACHED_SUBXIDS): past that its transaction is
+ * "suboverflowed", and until it ends every snapshot in the database has to look subtransactions up in pg_subtrans.
+ */
+export const MAX_BATCH = 64;
 /**
  * Round trips of one statement in flight at once from this process; executions arriving meanwhile wait for one. One:
  * a second round trip in flight mostly waited for the first on the same team's balance row, and sent more of them
@@ -52,8 +56,8 @@ interface BatchRow {
  * hash, so instances of different versions never share one.
  */
 export class GroupCommit implements StatementRunner {
-  /** Round trips that carried more than one execution, and the executions they carried. */
-  readonly stats = { batches: 0, batchedExecutions: 0, alone: 0 };
+  /** Round trips that carried more than one execution, the executions they carried and the most in one. */
+  readonly stats = { batches: 0, batchedExecutions: 0, largestBatch: 0, alone: 0 };
   private readonly lanes = new Map<CompiledStatement<any>, Lane>();
 
   private constructor(
@@ -102,6 +106,7 @@ export class GroupCommit implements StatementRunner {
     }
     this.stats.batches++;
     this.stats.batchedExecutions += batch.length;
+    this.stats.largestBatch = Math.max(this.stats.largestBatch, batch.length);
     // Stable: executions of one team keep their arrival order. Only a batch needs the keys and the parameters: an
     // execution sent alone is run by its prepared statement from its values.
     const groupBy = lane.statement.options.groupBy!;

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectDatabase, sqlState, type DatabaseHandle } from '../../src/db/client.js';
 import { CompiledStatement } from '../../src/db/compiled-statement.js';
-import { GroupCommit } from '../../src/db/group-commit.js';
+import { GroupCommit, MAX_BATCH } from '../../src/db/group-commit.js';
 import { organizations } from '../../src/db/schema/index.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -61,6 +61,16 @@ describe('group commit of a statement', () => {
     expect(rows.map((row) => Number(row.before)).sort((a, b) => a - b)).toEqual(ids.map((_, i) => i));
     const [stored] = await query(handle.pool, `SELECT count(*)::int AS n FROM organizations WHERE id LIKE 'burst-%'`);
     expect(stored.n).toBe(40);
+  });
+
+  it('puts at most MAX_BATCH executions in one round trip (64: each takes a subtransaction id, and a backend caches 64)', async () => {
+    expect(MAX_BATCH).toBeLessThanOrEqual(64);
+    const before = { ...groupCommit.stats };
+    const ids = Array.from({ length: 3 * MAX_BATCH }, (_, i) => `many-${String(i).padStart(3, '0')}`);
+    const rows = await Promise.all(ids.map((id) => ADD_ORGANIZATION.rows<{ id: string }>(handle.db, { id, prefix: 'many-' })));
+    expect(rows.flat().map((row) => row.id).sort()).toEqual(ids);
+    expect(groupCommit.stats.largestBatch).toBe(MAX_BATCH);
+    expect(groupCommit.stats.batches - before.batches).toBeGreaterThanOrEqual(3);
   });
 
   it('runs in the caller’s transaction, never batched, when given one', async () => {
