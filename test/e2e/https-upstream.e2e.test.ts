@@ -109,7 +109,7 @@ describe('an upstream served over HTTPS', () => {
     // The TLS handshake failed, so no request reached the upstream's handler.
     expect(upstream.requests.length).toBe(before);
     expect(await creditsUsed(team.teamId)).toBe(0);
-    // The operator's log says why.
-    expect(distrusting.output()).toContain('self-signed certificate');
+    // The operator's log says why (the logger writes asynchronously: the line may follow the answer).
+    await expect.poll(() => distrusting.output(), { timeout: 10_000 }).toContain('self-signed certificate');
   });
 });
