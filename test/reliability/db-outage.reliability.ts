@@ -138,7 +138,9 @@ describe('a database outage in the middle of streams', () => {
     if (during.status === 503) {
       // It started before its hold was written (logged when the hold failed); if its upstream request got out
       // before that (a new upstream connection may take longer), creditgate aborted it.
-      expect(server.output(), 'the request during the outage started early').toContain('a call started before its hold was written, and the hold failed');
+      await expect
+        .poll(() => server.output(), { message: 'the request during the outage started early', timeout: 10_000 })
+        .toContain('a call started before its hold was written, and the hold failed');
       const early = upstream.requests.filter((request) => request.body?.messages?.at(-1)?.content === 'chunks=40');
       expect(early.length).toBeLessThanOrEqual(1);
       for (const request of early) expect((await upstream.waitForClosed(request.id)).abortedByClient, 'creditgate aborted it').toBe(true);

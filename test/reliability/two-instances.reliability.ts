@@ -117,7 +117,10 @@ describe.each(MODES)('two creditgate processes on one database, $name', ({ early
       // Calls did start before their holds were written, and some of those holds failed (each such refusal is logged).
       // Their upstream requests that got out (one waiting for a new connection may not have) were aborted before
       // their end.
-      expect(servers.some((server) => server.output().includes(EARLY_REFUSAL_LOG)), 'an early start met a refused hold').toBe(true);
+      // The logger writes asynchronously: the line may follow the answers.
+      await expect
+        .poll(() => servers.some((server) => server.output().includes(EARLY_REFUSAL_LOG)), { message: 'an early start met a refused hold', timeout: 10_000 })
+        .toBe(true);
       const closed = await Promise.all(reached.map((request) => upstream.waitForClosed(request.id)));
       expect(closed.filter((request) => request.abortedByClient)).toHaveLength(reached.length - CREDITS);
     } else {
