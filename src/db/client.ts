@@ -118,3 +118,17 @@ export function sqlState(error: unknown): string | undefined {
 }
 
 export const UNIQUE_VIOLATION = '23505';
+
+/**
+ * The statement was sent and its connection broke before the answer came: it may have committed or not. (An error
+ * with a SQLSTATE is PostgreSQL's answer, and a failure to connect or to get a connection means it was never sent.)
+ */
+export function answerLost(error: unknown): boolean {
+  if (sqlState(error) !== undefined) return false;
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const code = (current as { code?: unknown }).code;
+    if (code === 'ECONNRESET' || code === 'EPIPE') return true;
+    if (/Connection terminated unexpectedly|Query read timeout/.test(current.message)) return true;
+  }
+  return false;
+}

@@ -8,14 +8,17 @@
  * applied only after the statement or transaction that justifies them has committed.
  */
 import { eq, sql } from 'drizzle-orm';
-import { sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
+import { answerLost, sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { llmCalls } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { retryInBackground } from '../../lib/retry.js';
 import type { ServiceContext } from '../context.js';
 import { findJob, isOpen, lockJob, markJobActivity, type JobRow } from '../jobs/jobs.repository.js';
 import { creditsToMicro } from '../ledger/ledger.models.js';
+import { callUsageOf } from '../llm/call-record.js';
 import { limitCompletion, type CallHandle } from '../llm/call-relay.js';
+import { StreamAccumulator } from '../llm/stream-accumulator.js';
+import { UpstreamError } from '../../upstream/errors.js';
 import {
   insertCall,
   listCallBilling,
@@ -227,6 +230,7 @@ export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: N
   const open = async () => {
     const opened = await insertJobWithHold(ctx.db, job, range, limits, first).catch((error: unknown) => {
       ctx.limiter.cancel(admission);
+      if (answerLost(error)) releaseOneShotIfOpened(ctx, team, job, handle);
       throw error;
     });
     if (!opened) {
@@ -248,6 +252,48 @@ export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: N
   const held = new Promise((resolve) => process.nextTick(resolve)).then(open);
   held.catch(() => undefined); // the relay awaits it (and reports its refusal)
   return { held, early, admission };
+}
+
+/**
+ * A one-shot job whose opening statement lost its answer: settled failed and free if it was written (see
+ * releaseIfWritten); a sweep may have ended it first, which leaves nothing to do.
+ */
+function releaseOneShotIfOpened(ctx: ServiceContext, team: BudgetSettings, job: NewJob, handle: CallHandle): void {
+  releaseIfWritten(ctx, handle, async (record) => {
+    const row = await findJob(ctx.db, job.id);
+    if (!row) return 'absent';
+    if (!isOpen(row)) return 'released';
+    const chargeMicro = jobChargeFor(team, 'failed', consumptionOf([{ ...record, reservedMicro: 0 }]));
+    const settlement = { jobId: job.id, teamId: job.teamId, status: 'failed' as const, errorMessage: record.error ?? undefined, actor: job.actor, chargeMicro };
+    // Settled or changed by someone else meanwhile: the next attempt finds out which.
+    if (!(await trySettle(ctx.db, row, settlement, { id: handle.callId, record }))) throw new Error(`job ${job.id} changed while its lost opening was released`);
+    return 'released';
+  });
+}
+
+/** How long a write whose answer was lost is looked for before it is taken as never done. */
+const LOST_ANSWER_WINDOW_MS = 5_000;
+
+/**
+ * The write that reserved a call (with its job, for a one-shot request) was sent and its answer lost: the
+ * connection broke. It may have committed, leaving a call "in flight" that was never made (the caller was refused
+ * and the upstream request aborted); left alone, the stale-call sweep would take it for a dead instance's call and
+ * bill it at its reservation. So this instance keeps the call's lease and, as soon as the database answers (retried
+ * in the background), has `release` end what was written, the call recorded as never started and free. Not finding
+ * it ('absent') is believed only after LOST_ANSWER_WINDOW_MS: the statement may still be running on a backend that
+ * has not yet noticed its client left.
+ */
+function releaseIfWritten(ctx: ServiceContext, handle: CallHandle, release: (neverStarted: CallRecord) => Promise<'absent' | 'released'>): void {
+  ctx.leases.hold(handle.callId);
+  const lostAt = performance.now();
+  const neverStarted = UpstreamError.aborted('not_admitted', 'never started: the answer to the statement that reserved it was lost');
+  ctx.log.warn({ job_id: handle.jobId, call_id: handle.callId }, 'the answer to the write reserving a call was lost; what it wrote, if anything, is released');
+  const attempt = async () => {
+    const usage = await callUsageOf(handle, { status: 'failed', model: null, accumulator: new StreamAccumulator(), ttftMs: null, error: neverStarted, opened: false });
+    const outcome = await release(await priced(ctx, usage));
+    if (outcome === 'absent' && performance.now() - lostAt < LOST_ANSWER_WINDOW_MS) throw new Error(`call ${handle.callId} not written, or not yet`);
+  };
+  void retryInBackground(attempt, ctx.log, `release call ${handle.callId}`).finally(() => ctx.leases.release(handle.callId));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -313,6 +359,7 @@ export async function reserveCall(ctx: ServiceContext, team: BillingTeam, call: 
     await markJobActivity(tx, job.id);
   }).catch((error: unknown) => {
     ctx.limiter.cancel(admission);
+    if (answerLost(error)) releaseCallIfReserved(ctx, handle);
     throw error;
   });
   ctx.leases.hold(handle.callId);
@@ -362,6 +409,20 @@ export async function recordCall(
     }),
   );
   return { record, recorded };
+}
+
+/** A call of a multi-call job whose reservation lost its answer: recorded as never started if it was written. */
+function releaseCallIfReserved(ctx: ServiceContext, handle: CallHandle): void {
+  releaseIfWritten(ctx, handle, (record) =>
+    withTransaction(ctx.db, async (tx) => {
+      await lockJob(tx, handle.jobId);
+      const [call] = await tx.select({ status: llmCalls.status }).from(llmCalls).where(eq(llmCalls.id, handle.callId));
+      if (!call) return 'absent' as const;
+      await endCall(tx, handle.callId, record);
+      await markJobActivity(tx, handle.jobId);
+      return 'released' as const;
+    }),
+  );
 }
 
 /** Records a call still in flight, and takes it off its team's and key's counts of calls in flight. */
