@@ -263,8 +263,7 @@ function releaseOneShotIfOpened(ctx: ServiceContext, team: BudgetSettings, job: 
     const row = await findJob(ctx.db, job.id);
     if (!row) return 'absent';
     if (!isOpen(row)) return 'released';
-    const chargeMicro = jobChargeFor(team, 'failed', consumptionOf([{ ...record, reservedMicro: 0 }]));
-    const settlement = { jobId: job.id, teamId: job.teamId, status: 'failed' as const, errorMessage: record.error ?? undefined, actor: job.actor, chargeMicro };
+    const settlement = oneShotSettlement(team, job, 'failed', record, job.actor);
     // Settled or changed by someone else meanwhile: the next attempt finds out which.
     if (!(await trySettle(ctx.db, row, settlement, { id: handle.callId, record }))) throw new Error(`job ${job.id} changed while its lost opening was released`);
     return 'released';
@@ -501,6 +500,18 @@ function trySettle(db: DbOrTx, job: Pick<JobRow, 'id' | 'teamId' | 'keyId' | 'ho
   });
 }
 
+/** How a one-shot job ends with its one call: charged for what the call's record says it consumed. */
+function oneShotSettlement(
+  team: BudgetSettings,
+  job: Pick<JobRow, 'id' | 'teamId'>,
+  status: FinalJobStatus,
+  record: CallRecord,
+  actor: string,
+): Settlement & { chargeMicro: number } {
+  const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
+  return { jobId: job.id, teamId: job.teamId, status, errorMessage: record.error ?? undefined, actor, chargeMicro };
+}
+
 /**
  * Records the one call of a one-shot job and settles the job in a single autocommit statement, from what this
  * process knows (the job's hold, its one call, the team's settings) without reading them back. If the job changed
@@ -519,10 +530,9 @@ export async function settleOneShot(
 ): Promise<RecordedCall> {
   const record = await priced(ctx, usage);
   ctx.limiter.settle(admission, record.totalTokens);
-  const settlement = { jobId: job.id, teamId: job.teamId, status, errorMessage: record.error ?? undefined, actor };
-  const chargeMicro = jobChargeFor(team, status, consumptionOf([{ ...record, reservedMicro: 0 }]));
+  const settlement = oneShotSettlement(team, job, status, record, actor);
   const recorded = await whileLeased(ctx, callId, async () => {
-    if (await trySettle(ctx.db, job, { ...settlement, chargeMicro }, { id: callId, record })) return;
+    if (await trySettle(ctx.db, job, settlement, { id: callId, record })) return;
     await withTransaction(ctx.db, (tx) => endCall(tx, callId, record));
     await settleJob(ctx.db, settlement).catch((error: unknown) => {
       // Already settled by the sweeper (which billed an abandoned call at its reservation): nothing is left to do.
