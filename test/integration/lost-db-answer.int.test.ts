@@ -73,6 +73,22 @@ async function balance(teamId: string) {
   return row as { balance: string; held: number; open_jobs: number; calls_in_flight: number };
 }
 
+/** Sends `body` to `path` losing the answer of the query `lose` picks: that query runs, and the caller gets a 503. */
+async function refusedWithLostAnswer(path: string, key: string, body: unknown, lose: NonNullable<typeof loseAnswerOf>, ran: string) {
+  loseAnswerOf = lose;
+  const refused = await postRaw(app, path, key, body);
+  expect(loseAnswerOf, ran).toBeUndefined();
+  expectErrorBody({ status: refused.status, headers: refused.headers, body: JSON.parse(refused.text) }, 503, 'database_unavailable');
+}
+
+/** The team's newest job (with its call) once `released` holds for it. */
+async function newestJobOnce(teamId: string, released: (row: Record<string, unknown>) => boolean, what: string) {
+  return poll(async () => {
+    const newest = (await jobsOf(teamId)).at(-1);
+    return newest && released(newest) ? newest : undefined;
+  }, 15_000, what);
+}
+
 describe('a one-shot job whose opening statement lost its answer', () => {
   it.each([
     ['create-and-call-stream, the call started after its hold', '/api/jobs/create-and-call-stream', false],
@@ -86,17 +102,11 @@ describe('a one-shot job whose opening statement lost its answer', () => {
     const before = await balance(team.teamId);
     const upstreamBefore = app.upstream.requests.length;
 
-    loseAnswerOf = named('cg_open_job_with_call');
-    const refused = await postRaw(app, path, team.key, body);
-    expect(loseAnswerOf, 'the opening statement ran').toBeUndefined();
-    expectErrorBody({ status: refused.status, headers: refused.headers, body: JSON.parse(refused.text) }, 503, 'database_unavailable');
+    await refusedWithLostAnswer(path, team.key, body, named('cg_open_job_with_call'), 'the opening statement ran');
 
     // The statement did commit: the job is there, then released, failed and free, its call never started.
-    const jobs = await poll(async () => {
-      const rows = await jobsOf(team.teamId);
-      return rows.at(-1)?.status === 'failed' ? rows : undefined;
-    }, 15_000, 'the lost job to be released');
-    expect(jobs.at(-1)).toMatchObject({ status: 'failed', hold: 0, charged: 0, call_status: 'failed', delivered: false });
+    const lost = await newestJobOnce(team.teamId, (row) => row.status === 'failed', 'the lost job to be released');
+    expect(lost).toMatchObject({ status: 'failed', hold: 0, charged: 0, call_status: 'failed', delivered: false });
     expect(await balance(team.teamId)).toEqual({ ...before, held: 0, open_jobs: 0, calls_in_flight: 0 });
     // A sweep that takes every call in flight for abandoned finds nothing to bill.
     await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0, queueTimeoutSeconds: 3600 }, app.deps.log);
@@ -115,16 +125,10 @@ describe('a call of a multi-call job whose reservation lost its answer', () => {
     const jobId = job.body.job_id as string;
     const before = await balance(team.teamId);
 
-    loseAnswerOf = callReservationCommit();
-    const refused = await postRaw(app, `/api/jobs/${jobId}/llm-call-stream`, team.key, chat);
-    expect(loseAnswerOf, 'the reservation committed').toBeUndefined();
-    expectErrorBody({ status: refused.status, headers: refused.headers, body: JSON.parse(refused.text) }, 503, 'database_unavailable');
+    await refusedWithLostAnswer(`/api/jobs/${jobId}/llm-call-stream`, team.key, chat, callReservationCommit(), 'the reservation committed');
 
-    const rows = await poll(async () => {
-      const found = await jobsOf(team.teamId);
-      return found.at(-1)?.call_status === 'failed' ? found : undefined;
-    }, 15_000, 'the lost call to be released');
-    expect(rows.at(-1)).toMatchObject({ id: jobId, status: 'pending', charged: null, call_status: 'failed', delivered: false });
+    const lost = await newestJobOnce(team.teamId, (row) => row.call_status === 'failed', 'the lost call to be released');
+    expect(lost).toMatchObject({ id: jobId, status: 'pending', charged: null, call_status: 'failed', delivered: false });
     expect(await balance(team.teamId)).toEqual(before);
     await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0, queueTimeoutSeconds: 3600 }, app.deps.log);
     expect(await balance(team.teamId)).toEqual(before);
