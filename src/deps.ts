@@ -13,7 +13,7 @@ import { createStripeClient } from './domain/billing/stripe/stripe-client.js';
 import { startJobSweeper } from './domain/jobs/job-sweeper.js';
 import { RateLimiter } from './domain/limits/rate-limiter.js';
 import { startLowBalanceMonitor } from './domain/ledger/low-balance.js';
-import { SecretBox } from './domain/webhooks/secret-box.js';
+import { SecretBox } from './lib/secret-box.js';
 import { WebhookDispatcher } from './domain/webhooks/webhook-dispatcher.js';
 import { CallLeases } from './domain/llm/call-leases.js';
 import { loadTokenizer } from './domain/llm/token-estimate.js';
@@ -38,7 +38,9 @@ export interface Deps {
   inflight: InflightCalls;
   leases: CallLeases;
   limiter: RateLimiter;
-  webhooks: { box: SecretBox; dispatcher: WebhookDispatcher };
+  /** Seals what must be read back but not read from the database: webhook secrets, answers holding a secret. */
+  secretBox: SecretBox;
+  webhooks: { dispatcher: WebhookDispatcher };
   queue: QueueRuns;
   caches: Caches;
   /** Batches the hot statements of concurrent jobs (DB_GROUP_COMMIT); undefined when off. */
@@ -154,7 +156,8 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       inflight,
       leases,
       limiter,
-      webhooks: { box, dispatcher },
+      secretBox: box,
+      webhooks: { dispatcher },
       queue,
       caches,
       groupCommit,

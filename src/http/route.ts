@@ -48,6 +48,8 @@ export interface RouteSpec<P extends Schema | undefined = any, Q extends Schema 
    * `streamedAnswer(callId)` and are replayed from the recorded call.
    */
   idempotent?: 'transaction' | 'long';
+  /** On a `transaction` route: the answer holds a secret shown once (a virtual key, a signing secret), kept sealed for replay. */
+  secretInAnswer?: true;
   response: { status?: number; schema?: Schema; description: string; contentType?: string };
   /** Error statuses worth documenting beyond the ones every route of this auth kind can return. */
   errors?: number[];

@@ -3,7 +3,7 @@ import onHeaders from 'on-headers';
 import { serviceContext, type Deps } from '../deps.js';
 import type { Actor } from '../domain/actor.js';
 import type { DbOrTx } from '../db/client.js';
-import { requestFingerprint, runIdempotent, runIdempotentLong } from '../domain/idempotency/idempotency.service.js';
+import { keptSealed, requestFingerprint, runIdempotent, runIdempotentLong } from '../domain/idempotency/idempotency.service.js';
 import { replayCallFrames } from '../domain/llm/call-replay.js';
 import { SSE_HEADERS } from '../sse/encode.js';
 import { validationFailed } from '../lib/errors.js';
@@ -61,7 +61,13 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
       const ttl = deps.config.IDEMPOTENCY_TTL_HOURS;
       const result =
         route.idempotent === 'transaction'
-          ? await runIdempotent(deps.db, claim, ttl, async (tx) => ({ status, body: await run(tx) }))
+          ? await runIdempotent(
+              deps.db,
+              claim,
+              ttl,
+              async (tx) => ({ status, body: await run(tx) }),
+              route.secretInAnswer && keptSealed(deps.secretBox),
+            )
           : await runIdempotentLong(deps.db, claim, ttl, async (answered) => ({
               status,
               body: await run(deps.db, (body) => answered({ status, body })),

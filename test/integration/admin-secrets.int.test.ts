@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MIGRATIONS_FOLDER } from '../../src/db/client.js';
 import { JWT_SECRET_FILE } from '../../src/domain/admin/instance-secrets.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { uniqueId } from '../helpers/factories.js';
+import { createOrganization, uniqueId } from '../helpers/factories.js';
 import { poolOf } from '../helpers/postgres.js';
 
 /**
@@ -112,6 +112,63 @@ describe('with MASTER_KEY in the environment (the test default)', () => {
       expect((await whoAmI(app, token)).status).toBe(401);
     } finally {
       await configured.close();
+    }
+  });
+});
+
+describe('answers kept for an Idempotency-Key replay', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp();
+  });
+  afterAll(() => app?.close());
+
+  /** Sends `body` twice with one Idempotency-Key; returns both answers and the row the replay was read from. */
+  async function createTwice(path: string, body: unknown) {
+    const headers = { 'idempotency-key': uniqueId('create') };
+    const first = await app.request('POST', path, { body, headers });
+    const replay = await app.request('POST', path, { body, headers });
+    const stored = await poolOf(app).query<{ kept: string }>('SELECT response_body::text AS kept FROM idempotency_keys WHERE key = $1', [headers['idempotency-key']]);
+    return { first, replay, kept: stored.rows[0]!.kept };
+  }
+
+  it('replay the secret of a new team, key or webhook endpoint, which the idempotency table holds only sealed', async () => {
+    const organization = await createOrganization(app);
+    const team = await createTwice('/api/teams/create', { organization_id: organization, team_id: uniqueId('team') });
+    const key = await createTwice(`/api/teams/${team.first.body.team_id}/keys`, { name: 'ci' });
+    const endpoint = await createTwice('/api/webhooks/endpoints', { url: 'https://receiver.example/hooks' });
+    for (const [created, secret] of [
+      [team, team.first.body.virtual_key],
+      [key, key.first.body.virtual_key],
+      [endpoint, endpoint.first.body.secret],
+    ] as const) {
+      expect(created.first.status, JSON.stringify(created.first.body)).toBe(201);
+      expect(secret).toMatch(/^(sk-|whsec_)/);
+      expect(created.replay.status).toBe(201);
+      expect(created.replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(created.replay.body).toEqual(created.first.body);
+      expect(created.kept).toMatch(/^\{"sealed": "v1:/);
+      expect(created.kept).not.toContain(secret);
+    }
+    // An answer kept without a secret is stored as it is.
+    const organizationAnswer = await createTwice('/api/organizations/create', { organization_id: uniqueId('org'), name: 'plain' });
+    expect(JSON.parse(organizationAnswer.kept)).toEqual(organizationAnswer.first.body);
+  });
+
+  it('an instance with another secret cannot open a sealed answer: 409, and nothing is created twice', async () => {
+    const organization = await createOrganization(app);
+    const body = { organization_id: organization, team_id: uniqueId('team') };
+    const headers = { 'idempotency-key': uniqueId('create') };
+    expect((await app.request('POST', '/api/teams/create', { body, headers })).status).toBe(201);
+    const stranger = await createTestApp({ DATABASE_URL: app.databaseUrl, MASTER_KEY: 'mk-another-master-key-9876543210' });
+    try {
+      const replay = await stranger.request('POST', '/api/teams/create', { body, headers, token: 'mk-another-master-key-9876543210' });
+      expect(replay.status, JSON.stringify(replay.body)).toBe(409);
+      expect(replay.body.error).toMatchObject({ code: 'idempotency_answer_unreadable' });
+      const keys = await poolOf(app).query('SELECT 1 FROM api_keys WHERE team_id = $1', [body.team_id]);
+      expect(keys.rowCount).toBe(1);
+    } finally {
+      await stranger.close();
     }
   });
 });

@@ -3,6 +3,7 @@ import { and, eq, lt, sql } from 'drizzle-orm';
 import type { Database, DbOrTx, Transaction } from '../../db/client.js';
 import { idempotencyKeys } from '../../db/schema/index.js';
 import { conflict } from '../../lib/errors.js';
+import type { SecretBox } from '../../lib/secret-box.js';
 
 export interface IdempotencyClaim {
   /** Whose key space this is (a team, or the admins): the same key from two callers never collides. */
@@ -14,6 +15,35 @@ export interface IdempotencyClaim {
 export interface StoredResponse {
   status: number;
   body: unknown;
+}
+
+/** How an answer is kept for replay: as it is, or sealed when it holds a secret shown once. */
+export interface AnswerKeeping {
+  keep(body: unknown): unknown;
+  /** Throws when the kept answer cannot be given back. */
+  giveBack(kept: unknown): unknown;
+}
+
+const keptAsIs: AnswerKeeping = { keep: (body) => body, giveBack: (kept) => kept };
+
+/**
+ * For answers that hold a new virtual key or signing secret: a replay must give the caller the secret it may never
+ * have received, but the idempotency table (a backup, a replica) must not hold it readable for IDEMPOTENCY_TTL_HOURS.
+ */
+export function keptSealed(box: SecretBox): AnswerKeeping {
+  return {
+    keep: (body) => ({ sealed: box.seal(JSON.stringify(body)) }),
+    giveBack: (kept) => {
+      const opened = typeof (kept as { sealed?: unknown })?.sealed === 'string' ? box.open((kept as { sealed: string }).sealed) : undefined;
+      if (opened === undefined) {
+        throw conflict(
+          'the answer to this Idempotency-Key held a secret that can no longer be read (the instance secret changed); send the request with a new key',
+          'idempotency_answer_unreadable',
+        );
+      }
+      return JSON.parse(opened);
+    },
+  };
 }
 
 /** Fingerprint of what a request asks for: a retry must ask for exactly the same thing. */
@@ -36,7 +66,7 @@ const whereClaim = (claim: IdempotencyClaim) => and(eq(idempotencyKeys.scope, cl
  * Claims the key, or returns the stored answer to replay. An expired key is free again; the same key with a
  * different request, or while its first request is still running, is a conflict.
  */
-async function claim(db: DbOrTx, claim: IdempotencyClaim, ttlHours: number): Promise<StoredResponse | null> {
+async function claim(db: DbOrTx, claim: IdempotencyClaim, ttlHours: number, keeping: AnswerKeeping): Promise<StoredResponse | null> {
   await db.delete(idempotencyKeys).where(and(whereClaim(claim), lt(idempotencyKeys.expiresAt, sql`now()`)));
   const claimed = await db
     .insert(idempotencyKeys)
@@ -52,13 +82,13 @@ async function claim(db: DbOrTx, claim: IdempotencyClaim, ttlHours: number): Pro
   if (existing.status !== 'completed') {
     throw conflict('a request with this Idempotency-Key is still in progress', 'idempotency_key_in_progress');
   }
-  return { status: existing.responseStatus!, body: existing.responseBody };
+  return { status: existing.responseStatus!, body: keeping.giveBack(existing.responseBody) };
 }
 
-async function store(db: DbOrTx, claim: IdempotencyClaim, response: StoredResponse): Promise<void> {
+async function store(db: DbOrTx, claim: IdempotencyClaim, response: StoredResponse, keeping: AnswerKeeping): Promise<void> {
   await db
     .update(idempotencyKeys)
-    .set({ status: 'completed', responseStatus: response.status, responseBody: response.body })
+    .set({ status: 'completed', responseStatus: response.status, responseBody: keeping.keep(response.body) })
     .where(whereClaim(claim));
 }
 
@@ -72,12 +102,13 @@ export async function runIdempotent(
   idempotency: IdempotencyClaim,
   ttlHours: number,
   work: (tx: Transaction) => Promise<StoredResponse>,
+  keeping: AnswerKeeping = keptAsIs,
 ): Promise<StoredResponse & { replayed: boolean }> {
   return db.transaction(async (tx) => {
-    const replay = await claim(tx, idempotency, ttlHours);
+    const replay = await claim(tx, idempotency, ttlHours, keeping);
     if (replay) return { ...replay, replayed: true };
     const response = await work(tx);
-    await store(tx, idempotency, response);
+    await store(tx, idempotency, response, keeping);
     return { ...response, replayed: false };
   });
 }
@@ -94,17 +125,17 @@ export async function runIdempotentLong(
   ttlHours: number,
   work: (answered: (response: StoredResponse) => Promise<void>) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
-  const replay = await claim(db, idempotency, ttlHours);
+  const replay = await claim(db, idempotency, ttlHours, keptAsIs);
   if (replay) return { ...replay, replayed: true };
   let response: StoredResponse;
   try {
     // A stream stores its answer before its last frame, so a client retrying the moment it sees [DONE] replays.
-    response = await work((early) => store(db, idempotency, early));
+    response = await work((early) => store(db, idempotency, early, keptAsIs));
   } catch (error) {
     await db.delete(idempotencyKeys).where(and(whereClaim(idempotency), eq(idempotencyKeys.status, 'in_progress')));
     throw error;
   }
-  await store(db, idempotency, response);
+  await store(db, idempotency, response, keptAsIs);
   return { ...response, replayed: false };
 }
 

@@ -4,7 +4,7 @@ import { withTransaction, type Database } from '../../db/client.js';
 import { webhookDeliveries, webhookEndpoints, webhookEvents } from '../../db/schema/index.js';
 import { newId } from '../../lib/ids.js';
 import type { Logger } from '../../lib/logger.js';
-import type { SecretBox } from './secret-box.js';
+import type { SecretBox } from '../../lib/secret-box.js';
 
 export interface DispatcherOptions {
   pollMs: number;

@@ -11,7 +11,7 @@ import { webhookDeliveries, webhookEndpoints, webhookEvents } from '../../db/sch
 import { notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import type { ServiceContext } from '../context.js';
-import type { SecretBox } from './secret-box.js';
+import type { SecretBox } from '../../lib/secret-box.js';
 
 type EndpointRow = typeof webhookEndpoints.$inferSelect;
 

@@ -30,8 +30,9 @@ export const webhookRoutes = [
     tags,
     body: CreateWebhookEndpointRequest,
     idempotent: 'transaction',
+    secretInAnswer: true,
     response: { status: 201, schema: WebhookEndpointWithSecret, description: 'the endpoint and its secret' },
-    handler: ({ ctx, deps, body }) => createWebhookEndpoint(ctx, deps.webhooks.box, body),
+    handler: ({ ctx, deps, body }) => createWebhookEndpoint(ctx, deps.secretBox, body),
   }),
   defineRoute({
     method: 'get',
@@ -52,7 +53,7 @@ export const webhookRoutes = [
     body: UpdateWebhookEndpointRequest,
     response: { schema: z.union([WebhookEndpointWithSecret, WebhookEndpoint]), description: 'the endpoint; with rotate_secret, its new secret too' },
     errors: [404],
-    handler: ({ ctx, deps, params, body }) => updateWebhookEndpoint(ctx, deps.webhooks.box, params.endpoint_id, body),
+    handler: ({ ctx, deps, params, body }) => updateWebhookEndpoint(ctx, deps.secretBox, params.endpoint_id, body),
   }),
   defineRoute({
     method: 'delete',

@@ -3,9 +3,11 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:cr
 const VERSION = 'v1';
 
 /**
- * Webhook signing secrets must be readable (creditgate signs with them) but the database alone must not be enough
- * to forge webhooks to the operator's receivers: they are kept encrypted (AES-256-GCM) with a key derived from the
- * instance's own secret (the admin token key: JWT_SECRET, MASTER_KEY or the file under DATA_DIR), never stored.
+ * Secrets creditgate must read back but the database alone must not reveal: webhook signing secrets (a dump must
+ * not be enough to forge webhooks to the operator's receivers) and answers kept for an Idempotency-Key replay that
+ * hold a new virtual key or signing secret. Kept encrypted (AES-256-GCM) with a key derived from the instance's own
+ * secret (the admin token key: JWT_SECRET, MASTER_KEY or the file under DATA_DIR), never stored. The derivation's
+ * label names webhooks because they were its first use; changing it would make every sealed secret unreadable.
  */
 export class SecretBox {
   private readonly key: Buffer;
@@ -21,7 +23,7 @@ export class SecretBox {
     return [VERSION, iv.toString('base64'), cipher.getAuthTag().toString('base64'), sealed.toString('base64')].join(':');
   }
 
-  /** Undefined when it was sealed with another key (the instance secret changed): the endpoint needs a new secret. */
+  /** Undefined when it was sealed with another key (the instance secret changed). */
   open(sealed: string): string | undefined {
     const [version, iv, tag, data] = sealed.split(':');
     if (version !== VERSION || !iv || !tag || !data) return undefined;
