@@ -371,6 +371,22 @@ describe('job lifecycle', () => {
   });
 });
 
+describe('job metadata', () => {
+  it("a team's key merges keys into its own job's metadata (null removes one); another team's key gets 404 and changes nothing", async () => {
+    const owner = await setupTeam(app);
+    const stranger = await setupTeam(app);
+    const created = await app.request('POST', '/api/jobs/create', { token: owner.key, body: { team_id: owner.teamId, job_type: 'chat', metadata: { ticket: 'T-1', keep: true } } });
+    expect(created.status).toBe(201);
+    const path = `/api/jobs/${created.body.job_id}/metadata`;
+    const edited = await app.request('PATCH', path, { token: owner.key, body: { metadata: { ticket: null, stage: 'review' } } });
+    expect(edited.status, JSON.stringify(edited.body)).toBe(200);
+    expect(edited.body.metadata).toEqual({ keep: true, stage: 'review' });
+    expectErrorBody(await app.request('PATCH', path, { token: stranger.key, body: { metadata: { stage: 'stolen' } } }), 404);
+    const job = await app.request('GET', `/api/jobs/${created.body.job_id}`, { token: owner.key });
+    expect(job.body.metadata).toEqual({ keep: true, stage: 'review' });
+  });
+});
+
 describe('create-and-call', () => {
   it('creates, calls and completes a job in one request, charging one credit', async () => {
     const setup = await setupTeam(app, { credits: 5 });

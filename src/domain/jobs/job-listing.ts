@@ -2,6 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Job, JobStatus, JobSummary, UpdateJobMetadataRequest } from '../../contracts/index.js';
 import { decodeCursor, encodeCursor } from '../../lib/cursor.js';
 import { notFound, validationFailed } from '../../lib/errors.js';
+import { teamScope } from '../actor.js';
 import type { ServiceContext } from '../context.js';
 import { microToCredits } from '../ledger/ledger.models.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
@@ -106,9 +107,10 @@ export async function updateJobMetadata(ctx: ServiceContext, jobId: string, inpu
   const removed = Object.entries(input.metadata)
     .filter(([, value]) => value === null)
     .map(([key]) => key);
+  const team = teamScope(ctx.actor);
   const updated = await ctx.db.execute(sql`
     UPDATE jobs SET metadata = (metadata || ${JSON.stringify(set)}::jsonb) - ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(removed)}::jsonb))
-     WHERE id = ${jobId} RETURNING id`);
+     WHERE id = ${jobId} ${team === undefined ? sql`` : sql`AND team_id = ${team}`} RETURNING id`);
   if (updated.rows.length === 0) throw notFound('job', 'job_id');
   return getJob(ctx, jobId);
 }

@@ -102,8 +102,8 @@ export const adminListRoutes = [
   defineRoute({
     method: 'patch',
     path: '/api/jobs/{job_id}/metadata',
-    auth: 'admin',
-    summary: "Merge keys into a job's metadata (null removes a key)",
+    auth: 'team_or_admin',
+    summary: "Merge keys into a job's metadata (null removes a key); a team key reaches only its own team's jobs",
     tags: ['Jobs'],
     params: JobParams,
     body: UpdateJobMetadataRequest,
