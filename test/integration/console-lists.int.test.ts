@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balanceOf, expectErrorBody } from '../helpers/api.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
-import { createOrganization, setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
+import { createModelGroup, createOrganization, setupTeam, uniqueId, type TeamSetup } from '../helpers/factories.js';
 import { query } from '../helpers/postgres.js';
 
 /**
@@ -126,7 +126,36 @@ describe('DELETE /api/teams/{team_id}', () => {
     expectErrorBody(await app.request('PUT', `/api/teams/${setup.teamId}/resume`), 409, 'team_archived');
     expectErrorBody(await app.request('POST', `/api/teams/${setup.teamId}/keys`, { body: {} }), 409, 'team_archived');
     expectErrorBody(await app.request('POST', `/api/credits/teams/${setup.teamId}/add`, { body: { credits: 1, reason: 'x' } }), 409, 'team_archived');
+    expectErrorBody(await app.request('PATCH', `/api/teams/${setup.teamId}`, { body: { team_alias: 'revived' } }), 409, 'team_archived');
+    expectErrorBody(await app.request('PATCH', `/api/credits/teams/${setup.teamId}/budget-mode`, { body: { budget_mode: 'job_based', credits_per_job: 2 } }), 409, 'team_archived');
+    expect((await app.request('GET', `/api/teams/${setup.teamId}`)).body).toMatchObject({ team_alias: null, credits_per_job: 1, status: 'archived' });
     expectErrorBody(await app.request('DELETE', '/api/teams/ghost-team-404'), 404);
+  });
+});
+
+describe('PATCH /api/teams/{team_id}', () => {
+  it('replaces the model groups: the next call goes to the new default group, the old one is refused; an unknown group changes nothing', async () => {
+    const setup = await setupTeam(app, { credits: 10 });
+    const large = await createModelGroup(app, uniqueId('group'), ['sim-large']);
+
+    const patched = await app.request('PATCH', `/api/teams/${setup.teamId}`, { body: { model_groups: [large] } });
+    expect(patched.status, JSON.stringify(patched.body)).toBe(200);
+    expect(patched.body.model_groups).toEqual([large]);
+    const call = await app.request('POST', '/api/jobs/create-and-call', {
+      token: setup.key,
+      body: { team_id: setup.teamId, job_type: 'chat', messages: [{ role: 'user', content: 'Hello' }] },
+    });
+    expect(call.status, JSON.stringify(call.body)).toBe(201);
+    expect(call.body.metadata).toMatchObject({ model_requested: large, model_used: 'sim-large' });
+    const oldGroup = await app.request('POST', '/api/jobs/create-and-call', {
+      token: setup.key,
+      body: { team_id: setup.teamId, job_type: 'chat', model: setup.group, messages: [{ role: 'user', content: 'Hello' }] },
+    });
+    expect(expectErrorBody(oldGroup, 403).message).toContain(setup.group);
+
+    const unknown = expectErrorBody(await app.request('PATCH', `/api/teams/${setup.teamId}`, { body: { model_groups: [setup.group, 'no-such-group'] } }), 400, 'unknown_model_group');
+    expect(unknown.param).toBe('model_groups');
+    expect((await app.request('GET', `/api/teams/${setup.teamId}`)).body.model_groups).toEqual([large]);
   });
 });
 

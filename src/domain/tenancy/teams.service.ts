@@ -1,6 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
 import type { CreateTeamRequest, CreateTeamResponse, SetBudgetModeRequest, Team, UpdateTeamRequest } from '../../contracts/index.js';
-import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction } from '../../db/client.js';
+import { afterCommit, sqlState, UNIQUE_VIOLATION, withTransaction, type DbOrTx } from '../../db/client.js';
 import { organizations, teams } from '../../db/schema/index.js';
 import { conflict, notFound } from '../../lib/errors.js';
 import { issueApiKey } from '../api-keys/api-keys.service.js';
@@ -13,7 +13,7 @@ import { openBalance } from '../ledger/ledger.repository.js';
 import { getCreditBalance, grantCredits, presentBudget } from '../ledger/ledger.service.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
 import { changedBalanceAlerts, presentBalanceAlerts } from '../ledger/balance-alerts.models.js';
-import { assertNotArchived, assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam } from './teams.repository.js';
+import { assertNotArchived, assignModelGroups, listTeamModelGroups, replaceModelGroups, requireTeam, type TeamRow } from './teams.repository.js';
 
 /** Creates the team, its balance, its first grant and its first virtual key in one transaction. */
 export async function createTeam(ctx: ServiceContext, input: CreateTeamRequest): Promise<CreateTeamResponse> {
@@ -69,12 +69,21 @@ export async function getTeam(ctx: ServiceContext, teamId: string): Promise<Team
   };
 }
 
+/**
+ * The team's row, locked for the change about to be made to it, refused if the team is archived: archiving updates
+ * the same row, so an edit either waits for the archive and is refused or is committed before it.
+ */
+async function lockTeamForChange(tx: DbOrTx, teamId: string): Promise<TeamRow> {
+  const [team] = await tx.select().from(teams).where(eq(teams.id, teamId)).for('no key update');
+  if (!team) throw notFound('team', 'team_id');
+  assertNotArchived(team);
+  return team;
+}
+
 /** Suspending blocks the team's keys at once (they are checked against the team's status on every request). */
 export async function setTeamStatus(ctx: ServiceContext, teamId: string, status: 'active' | 'suspended'): Promise<Team> {
   await withTransaction(ctx.db, async (tx) => {
-    const [team] = await tx.select({ id: teams.id, status: teams.status }).from(teams).where(eq(teams.id, teamId)).for('update');
-    if (!team) throw notFound('team', 'team_id');
-    assertNotArchived(team);
+    const team = await lockTeamForChange(tx, teamId);
     // Suspending a suspended team changes nothing and tells no one.
     if (team.status === status) return;
     await tx.update(teams).set({ status, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
@@ -86,7 +95,7 @@ export async function setTeamStatus(ctx: ServiceContext, teamId: string, status:
 
 export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: SetBudgetModeRequest) {
   return withTransaction(ctx.db, async (tx) => {
-    const team = await requireTeam(tx, teamId);
+    const team = await lockTeamForChange(tx, teamId);
     const budget = resolveBudgetSettings(team, input);
     await tx.update(teams).set({ ...budget, updatedAt: sql`now()` }).where(eq(teams.id, teamId));
     await afterCommit(tx, () => ctx.caches.invalidate({ teamId }));
@@ -96,11 +105,12 @@ export async function setBudgetMode(ctx: ServiceContext, teamId: string, input: 
 
 /**
  * Edits a team: alias, metadata, model groups, billing settings and limits, in one transaction; what is omitted
- * stays. Every instance sees the change by the time this answers (its cached settings are dropped after commit).
+ * stays. Every instance sees the change by the time this answers (its cached settings are dropped after commit). An
+ * archived team is refused (409 team_archived), as its keys, credits and status are.
  */
 export async function updateTeam(ctx: ServiceContext, teamId: string, input: UpdateTeamRequest): Promise<Team> {
   await withTransaction(ctx.db, async (tx) => {
-    const team = await requireTeam(tx, teamId);
+    const team = await lockTeamForChange(tx, teamId);
     const budget = resolveBudgetSettings(team, input);
     await tx
       .update(teams)
