@@ -51,6 +51,12 @@ import type {
   UpdateModelGroupRequest,
   Usage,
   UsageQuery,
+  CreateWebhookEndpointRequest,
+  UpdateWebhookEndpointRequest,
+  WebhookDeliveriesQuery,
+  WebhookDelivery,
+  WebhookEndpoint,
+  WebhookEndpointWithSecret,
 } from './contracts.js';
 import { ApiClient, segment, type ClientOptions, type RequestOptions } from './core.js';
 import type { List, Page } from './types.js';
@@ -183,5 +189,29 @@ export class AdminClient extends ApiClient {
       this.request<Breakdown>({ method: 'GET', path: '/api/reports/breakdown', query }, options),
     lowCredits: (query: LowCreditsQuery = {}, options?: RequestOptions) =>
       this.request<LowCreditTeams>({ method: 'GET', path: '/api/reports/low-credits', query }, options),
+  };
+
+  /** Outgoing webhooks: the endpoints events are POSTed to, and each delivery of an event to one of them. */
+  readonly webhooks = {
+    /** The answer's `secret` (the Standard Webhooks signing secret) is shown only this once. */
+    createEndpoint: (body: CreateWebhookEndpointRequest, options?: RequestOptions) =>
+      this.request<WebhookEndpointWithSecret>({ method: 'POST', path: '/api/webhooks/endpoints', body }, options),
+    /** Every endpoint, never with its secret. */
+    listEndpoints: (options?: RequestOptions) => this.request<List<WebhookEndpoint>>({ method: 'GET', path: '/api/webhooks/endpoints' }, options),
+    /** Omitted fields stay as they are; `events: null` sends every type. */
+    updateEndpoint: (endpointId: string, body: UpdateWebhookEndpointRequest, options?: RequestOptions) =>
+      this.request<WebhookEndpoint>({ method: 'PATCH', path: `/api/webhooks/endpoints/${segment(endpointId)}`, body }, options),
+    /** A new signing secret, shown only in this answer; the old one stops signing at once. */
+    rotateEndpointSecret: (endpointId: string, options?: RequestOptions) =>
+      this.request<WebhookEndpointWithSecret>({ method: 'PATCH', path: `/api/webhooks/endpoints/${segment(endpointId)}`, body: { rotate_secret: true } }, options),
+    /** Deletes the endpoint and its deliveries. */
+    deleteEndpoint: (endpointId: string, options?: RequestOptions) =>
+      this.request<{ endpoint_id: string; deleted: true }>({ method: 'DELETE', path: `/api/webhooks/endpoints/${segment(endpointId)}` }, options),
+    /** Newest first: pass the previous page's `next_cursor` as `cursor`. */
+    listDeliveries: (endpointId: string, query: WebhookDeliveriesQuery = {}, options?: RequestOptions) =>
+      this.request<Page<WebhookDelivery>>({ method: 'GET', path: `/api/webhooks/endpoints/${segment(endpointId)}/deliveries`, query }, options),
+    /** Sends the delivery's event to its endpoint again (same `webhook-id`); answers the new delivery. */
+    replayDelivery: (deliveryId: string, options?: RequestOptions) =>
+      this.request<WebhookDelivery>({ method: 'POST', path: `/api/webhooks/deliveries/${segment(deliveryId)}/replay` }, options),
   };
 }

@@ -45,6 +45,11 @@ export type OverviewQuery = Partial<Out<typeof C.OverviewQuery>>;
 export type TimeSeriesQuery = Partial<Out<typeof C.TimeSeriesQuery>>;
 export type BreakdownQuery = Partial<Out<typeof C.BreakdownQuery>>;
 export type LowCreditsQuery = Partial<Out<typeof C.LowCreditsQuery>>;
+export type CreateWebhookEndpointRequest = In<typeof C.CreateWebhookEndpointRequest>;
+/** Without `rotate_secret`: `webhooks.rotateEndpointSecret` asks for that, and answers the new secret. */
+export type UpdateWebhookEndpointRequest = Omit<In<typeof C.UpdateWebhookEndpointRequest>, 'rotate_secret'>;
+/** `status`, and the page (`limit`, the previous page's `next_cursor` as `cursor`). */
+export type WebhookDeliveriesQuery = Partial<Out<typeof C.WebhookDeliveriesQuery>>;
 
 // Responses
 export type ErrorBody = Out<typeof C.ErrorBody>;
@@ -87,5 +92,9 @@ export type Overview = Out<typeof C.Overview>;
 export type TimeSeries = Out<typeof C.TimeSeries>;
 export type Breakdown = Out<typeof C.Breakdown>;
 export type LowCreditTeams = Out<typeof C.LowCreditTeams>;
+export type WebhookEventType = Out<typeof C.WebhookEventType>;
+export type WebhookEndpoint = Out<typeof C.WebhookEndpoint>;
+export type WebhookEndpointWithSecret = Out<typeof C.WebhookEndpointWithSecret>;
+export type WebhookDelivery = Out<typeof C.WebhookDelivery>;
 /** A cursor-paged list without its items: pass `next_cursor` as `cursor` to get the next page. */
 export type PageInfo = Omit<Out<ReturnType<typeof C.page>>, 'data'>;
