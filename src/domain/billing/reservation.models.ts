@@ -4,14 +4,11 @@
  * cover that worst case (or the limit is lowered to what the credits cover), in job_based mode the job's caps bound
  * it. Settlement then charges what was actually consumed.
  */
+import { NON_TEXT_PART_TOKENS, withoutNonTextParts } from '../llm/prompt-parts.js';
 import { affordableCompletionTokens, tokensCostMicro, type TokenRate } from './pricing.models.js';
 
 /** An answer shorter than this is not worth making: below it a call is refused rather than cut. */
 export const MIN_COMPLETION_TOKENS = 16;
-/** Reserved per image, audio or file part of a prompt, whose tokens cannot be bounded by its size. */
-export const NON_TEXT_PART_TOKENS = 2_500;
-
-const TEXT_PART_TYPES = new Set(['text', 'input_text', 'output_text', 'refusal']);
 
 export interface PromptParts {
   messages: unknown[];
@@ -26,13 +23,7 @@ export interface PromptParts {
  * a chat template adds per message. Non-text parts count NON_TEXT_PART_TOKENS each instead of their bytes.
  */
 export function promptTokenBound(prompt: PromptParts): number {
-  let nonTextParts = 0;
-  const messages = prompt.messages.map((message) => {
-    const content = (message as { content?: unknown }).content;
-    if (!Array.isArray(content)) return message;
-    const text = content.filter((part) => TEXT_PART_TYPES.has((part as { type?: string }).type ?? '') || (nonTextParts++, false));
-    return { ...(message as object), content: text };
-  });
+  const { messages, nonTextParts } = withoutNonTextParts(prompt.messages);
   const text = JSON.stringify({ messages, tools: prompt.tools, functions: prompt.functions, response_format: prompt.response_format });
   return Buffer.byteLength(text) + nonTextParts * NON_TEXT_PART_TOKENS;
 }

@@ -3,9 +3,9 @@ import { countTokens as bpeTokens } from 'gpt-tokenizer';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_BUDGET } from '../../../src/domain/billing/billing-settings.models.js';
 import { affordableCompletionTokens, tokenRate, tokensCostMicro } from '../../../src/domain/billing/pricing.models.js';
+import { NON_TEXT_PART_TOKENS } from '../../../src/domain/llm/prompt-parts.js';
 import {
   MIN_COMPLETION_TOKENS,
-  NON_TEXT_PART_TOKENS,
   callHoldRange,
   completionLimitUnderCap,
   completionLimitWithin,
