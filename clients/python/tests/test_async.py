@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from conftest import NewTeam, Server
 from creditgate import AsyncClient, InsufficientCreditsError, QueueEvent
-from test_streaming import MESSAGES, _closed_early
+from test_streaming import MESSAGES, _closed_early, assert_upstream_stopped, calls_in_flight
 
 
 def test_async_job_with_a_stream_is_completed_and_charged_once(server: Server, new_team: NewTeam) -> None:
@@ -54,6 +55,8 @@ def test_async_job_that_raises_is_failed_and_the_exception_goes_on(server: Serve
 
 def test_async_stream_closed_early_disconnects_and_the_call_is_recorded_cancelled(server: Server, new_team: NewTeam) -> None:
     team = new_team(3)
+    full_answer_ms = team.client.create_and_call(team.team_id, "reference", MESSAGES)["metadata"]["latency_ms"]
+    opened_at = time.monotonic()
 
     async def run() -> str:
         async with AsyncClient(server.url, team.key) as client:
@@ -61,11 +64,13 @@ def test_async_stream_closed_early_disconnects_and_the_call_is_recorded_cancelle
             async for _chunk in stream:
                 if stream.text:
                     break
+            assert calls_in_flight(server) >= 1
             await stream.aclose()
             return stream.text
 
     partial = asyncio.run(run())
     assert partial
+    assert_upstream_stopped(server, opened_at, full_answer_ms)
     job = _closed_early(team.client, team.client.get_transactions(team.team_id)["data"][0]["job_id"], settled=True)
     assert job["calls"][0]["response_content"] is not None
     assert job["calls"][0]["response_content"].startswith(partial)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import NewTeam
+from conftest import NewTeam, eventually
 from creditgate import NotFoundError
-from test_streaming import MESSAGES, eventually
+from test_streaming import MESSAGES
 
 import pytest
 

@@ -4,30 +4,35 @@ server aborts the upstream request, records the partial call and bills it by the
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
 
+import httpx
 import pytest
 
-from conftest import NewTeam
+from conftest import NewTeam, Server, eventually
 from creditgate import ChatMessage, Client, Job
-
-T = TypeVar("T")
 
 # A long question makes a long simulated answer (one word every 20 ms), so the stream is still running when closed.
 QUESTION = "Please explain, step by step and in great detail, how prepaid credits, holds and charges work for a team " * 2
 MESSAGES: list[ChatMessage] = [{"role": "user", "content": QUESTION}]
 
 
-def eventually(check: Callable[[], T], timeout: float = 10.0) -> T:
-    """The first result of `check` that raises no AssertionError, retried for up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return check()
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+def calls_in_flight(server: Server) -> float:
+    """The server's creditgate_calls_in_flight: the model calls it runs, each from its reservation until its record
+    is written, which comes after its upstream request ended."""
+    metrics = httpx.get(f"{server.url}/metrics").text
+    return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("creditgate_calls_in_flight ")))
+
+
+def assert_upstream_stopped(server: Server, opened_at: float, full_answer_ms: int) -> None:
+    """The stream's call leaves the server's calls in flight sooner after the close than its whole answer would
+    have taken (`full_answer_ms`, measured on a call of the same question): its upstream request was aborted,
+    not read to its end."""
+
+    def none_in_flight() -> None:
+        assert calls_in_flight(server) == 0
+
+    eventually(none_in_flight)
+    assert (time.monotonic() - opened_at) * 1000 < full_answer_ms
 
 
 def test_a_stream_yields_openai_chunks_and_assembles_the_text(new_team: NewTeam) -> None:
@@ -73,12 +78,14 @@ def _closed_early(client: Client, stream_job_id: str | None, *, settled: bool = 
     return eventually(recorded)
 
 
-def test_closing_a_one_shot_stream_early_aborts_the_upstream_and_bills_what_was_used(new_team: NewTeam) -> None:
+def test_closing_a_one_shot_stream_early_aborts_the_upstream_and_bills_what_was_used(server: Server, new_team: NewTeam) -> None:
     # Consumption billing: the job is charged for the tokens its partial call used, whatever its final status.
     team = new_team(10, budget_mode="consumption_tokens", tokens_per_credit=1000)
-    full = team.client.create_and_call(team.team_id, "reference", MESSAGES)["response"]["choices"][0]["message"]["content"]
+    reference = team.client.create_and_call(team.team_id, "reference", MESSAGES)
+    full = reference["response"]["choices"][0]["message"]["content"]
     before = team.client.get_balance(team.team_id)["balance"]
 
+    opened_at = time.monotonic()
     stream = team.client.create_and_call_stream(team.team_id, "closed-early", MESSAGES)
     received = 0
     for chunk in stream:
@@ -86,8 +93,10 @@ def test_closing_a_one_shot_stream_early_aborts_the_upstream_and_bills_what_was_
             received += 1
             if received == 3:
                 break
+    assert calls_in_flight(server) >= 1
     stream.close()
     partial = stream.text
+    assert_upstream_stopped(server, opened_at, reference["metadata"]["latency_ms"])
 
     job = _closed_early(team.client, stream.job_id, settled=True)
     call = job["calls"][0]

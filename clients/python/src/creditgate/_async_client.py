@@ -27,30 +27,56 @@ from ._streaming import AsyncChatStream, AsyncQueueStream
 from ._types import (
     AddCreditsResponse,
     AdminIdentity,
+    AdminSetupStatus,
     AdminUser,
     ApiKey,
+    BalanceHistory,
+    Breakdown,
+    BreakdownBy,
+    BreakdownSort,
     BudgetMode,
     ChatMessage,
+    CheckoutSession,
     CompletedJob,
     CreateAndCallResult,
     CreatedApiKey,
     CreateJobResponse,
     CreateTeamResponse,
     CreditBalance,
+    CreditRefill,
+    DeductCreditsResponse,
+    DeliveryStatus,
+    Granularity,
     GroupModel,
     Job,
     JobCosts,
+    JobStatus,
+    JobSummary,
     LlmCallResponse,
     LoginResponse,
+    LowCreditTeams,
     ModelGroup,
     ModelPrice,
     Organization,
     OrganizationPage,
+    Overview,
+    Page,
     QueueItem,
     QueueSubmitted,
+    SortOrder,
     Team,
+    TeamSort,
+    TeamStatus,
+    TeamSummary,
+    TimeSeries,
     TransactionPage,
+    TransactionType,
     Usage,
+    WebhookDelivery,
+    WebhookDeliveryPage,
+    WebhookEndpoint,
+    WebhookEndpointWithSecret,
+    WebhookEventType,
 )
 
 
@@ -98,6 +124,9 @@ class _Transport:
 
     async def stream(self, path: str, body: Any, idempotency_key: str | None = None) -> httpx.Response:
         return await self.send(ApiRequest("POST", path, body, {}, idempotency_key, stream=True))
+
+    async def text(self, path: str, *, query: dict[str, Any], accept: str) -> str:
+        return (await self.send(ApiRequest("GET", path, query=query, accept=accept))).text
 
 
 class _Closable:
@@ -317,8 +346,25 @@ class _Organizations:
     async def get(self, organization_id: str) -> Organization:
         return cast(Organization, await self._t.json("GET", f"/api/organizations/{segment(organization_id)}"))
 
-    async def usage(self, organization_id: str, *, from_: str | None = None, to: str | None = None) -> Usage:
-        return cast(Usage, await self._t.json("GET", f"/api/organizations/{segment(organization_id)}/usage", query={"from": from_, "to": to}))
+    async def usage(self, organization_id: str, *, from_: str | None = None, to: str | None = None, period: str | None = None) -> Usage:
+        """`period`: a calendar month (UTC), `YYYY-MM`, instead of `from_` and `to`."""
+        query = {"from": from_, "to": to, "period": period}
+        return cast(Usage, await self._t.json("GET", f"/api/organizations/{segment(organization_id)}/usage", query=query))
+
+    async def teams(
+        self,
+        organization_id: str,
+        *,
+        status: TeamStatus | None = None,
+        q: str | None = None,
+        sort: TeamSort | None = None,
+        order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[TeamSummary]:
+        """The organization's teams, filtered, sorted and paged as `teams.list`."""
+        query = {"status": status, "q": q, "sort": sort, "order": order, "limit": limit, "cursor": cursor}
+        return cast(Page[TeamSummary], await self._t.json("GET", f"/api/organizations/{segment(organization_id)}/teams", query=query))
 
 
 # `list` is a method name in the resource classes below.
@@ -361,14 +407,55 @@ class _Teams:
     async def get(self, team_id: str) -> Team:
         return cast(Team, await self._t.json("GET", f"/api/teams/{segment(team_id)}"))
 
+    async def list(
+        self,
+        *,
+        organization_id: str | None = None,
+        status: TeamStatus | None = None,
+        q: str | None = None,
+        sort: TeamSort | None = None,
+        order: SortOrder | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[TeamSummary]:
+        """`q` matches part of the team id or alias; archived teams are listed only with `status="archived"`."""
+        query = {"organization_id": organization_id, "status": status, "q": q, "sort": sort, "order": order, "limit": limit, "cursor": cursor}
+        return cast(Page[TeamSummary], await self._t.json("GET", "/api/teams", query=query))
+
+    async def update(self, team_id: str, **changes: Any) -> Team:
+        """Changes: team_alias, model_groups (replaces the list; the first is the default), budget_mode,
+        credits_per_job, tokens_per_credit, credits_per_dollar, limits, balance_alerts, stripe_customer_id,
+        metadata, ... Fields left out stay as they are; None clears a nullable one."""
+        return cast(Team, await self._t.json("PATCH", f"/api/teams/{segment(team_id)}", changes))
+
+    async def delete(self, team_id: str) -> Team:
+        """Archives the team: its keys are revoked, its ledger, jobs and calls kept. 409 while it has open jobs or credits."""
+        return cast(Team, await self._t.json("DELETE", f"/api/teams/{segment(team_id)}"))
+
+    async def jobs(
+        self,
+        team_id: str,
+        *,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[JobSummary]:
+        """The team's jobs, newest first."""
+        query = {"status": status, "job_type": job_type, "from": from_, "to": to, "limit": limit, "cursor": cursor}
+        return cast(Page[JobSummary], await self._t.json("GET", f"/api/teams/{segment(team_id)}/jobs", query=query))
+
     async def suspend(self, team_id: str) -> Team:
         return cast(Team, await self._t.json("PUT", f"/api/teams/{segment(team_id)}/suspend"))
 
     async def resume(self, team_id: str) -> Team:
         return cast(Team, await self._t.json("PUT", f"/api/teams/{segment(team_id)}/resume"))
 
-    async def usage(self, team_id: str, *, from_: str | None = None, to: str | None = None) -> Usage:
-        return cast(Usage, await self._t.json("GET", f"/api/teams/{segment(team_id)}/usage", query={"from": from_, "to": to}))
+    async def usage(self, team_id: str, *, from_: str | None = None, to: str | None = None, period: str | None = None) -> Usage:
+        """`period`: a calendar month (UTC), `YYYY-MM`, instead of `from_` and `to`."""
+        return cast(Usage, await self._t.json("GET", f"/api/teams/{segment(team_id)}/usage", query={"from": from_, "to": to, "period": period}))
 
 
 class _Keys:
@@ -382,8 +469,46 @@ class _Keys:
     async def list(self, team_id: str) -> list[ApiKey]:
         return cast(list[ApiKey], (await self._t.json("GET", f"/api/teams/{segment(team_id)}/keys"))["data"])
 
+    async def update(self, key_id: str, **changes: Any) -> ApiKey:
+        """Changes: name (None clears it), limits. Fields left out stay as they are."""
+        return cast(ApiKey, await self._t.json("PATCH", f"/api/keys/{segment(key_id)}", changes))
+
     async def revoke(self, key_id: str) -> ApiKey:
         return cast(ApiKey, await self._t.json("DELETE", f"/api/keys/{segment(key_id)}"))
+
+
+class _Jobs:
+    """Every team's jobs, as an admin sees them."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    async def list(
+        self,
+        *,
+        team_id: str | None = None,
+        status: JobStatus | None = None,
+        job_type: str | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[JobSummary]:
+        """Newest first; `from_` (inclusive) and `to` (exclusive) bound the creation time."""
+        query = {"team_id": team_id, "status": status, "job_type": job_type, "from": from_, "to": to, "limit": limit, "cursor": cursor}
+        return cast(Page[JobSummary], await self._t.json("GET", "/api/jobs", query=query))
+
+    async def get(self, job_id: str) -> Job:
+        """The job with its calls, in order (content and tool calls included)."""
+        return cast(Job, await self._t.json("GET", f"/api/jobs/{segment(job_id)}"))
+
+    async def cancel(self, job_id: str) -> CompletedJob:
+        """Aborts its calls in flight and ends it `cancelled`; it pays for what it delivered."""
+        return cast(CompletedJob, _with_costs(await self._t.json("POST", f"/api/jobs/{segment(job_id)}/cancel")))
+
+    async def update_metadata(self, job_id: str, metadata: dict[str, Any]) -> Job:
+        """Merges the keys into the job's metadata; a key set to None is removed."""
+        return cast(Job, await self._t.json("PATCH", f"/api/jobs/{segment(job_id)}/metadata", {"metadata": metadata}))
 
 
 class _Credits:
@@ -398,8 +523,43 @@ class _Credits:
         body = {"credits": credits, "reason": reason}
         return cast(AddCreditsResponse, await self._t.json("POST", f"/api/credits/teams/{segment(team_id)}/add", body, idempotency_key=idempotency_key))
 
-    async def transactions(self, team_id: str, *, limit: int | None = None, cursor: str | None = None) -> TransactionPage:
-        return cast(TransactionPage, await self._t.json("GET", f"/api/credits/teams/{segment(team_id)}/transactions", query={"limit": limit, "cursor": cursor}))
+    async def deduct(self, team_id: str, credits: int, reason: str, *, idempotency_key: str | None = None) -> DeductCreditsResponse:
+        """Never more than the team has available (409 `exceeds_available_credits` otherwise); retrying with the
+        same `idempotency_key` never deducts twice."""
+        body = {"credits": credits, "reason": reason}
+        return cast(DeductCreditsResponse, await self._t.json("POST", f"/api/credits/teams/{segment(team_id)}/deduct", body, idempotency_key=idempotency_key))
+
+    async def transactions(
+        self,
+        team_id: str,
+        *,
+        type: TransactionType | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TransactionPage:
+        """The ledger, newest first; `from_` (inclusive) and `to` (exclusive) bound the entries' time."""
+        query = {"type": type, "from": from_, "to": to, "limit": limit, "cursor": cursor}
+        return cast(TransactionPage, await self._t.json("GET", f"/api/credits/teams/{segment(team_id)}/transactions", query=query))
+
+    async def export_csv(
+        self,
+        team_id: str,
+        *,
+        type: TransactionType | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        period: str | None = None,
+    ) -> str:
+        """The ledger as CSV text with a header line, oldest first; `period` (`YYYY-MM`) instead of `from_` and `to`."""
+        query = {"type": type, "from": from_, "to": to, "period": period}
+        return await self._t.text(f"/api/credits/teams/{segment(team_id)}/transactions.csv", query=query, accept="text/csv")
+
+    async def balance_history(self, team_id: str, *, from_: str | None = None, to: str | None = None, period: str | None = None) -> BalanceHistory:
+        """The balance and held credits at the end of each day (UTC), with the credits that came in and went out."""
+        query = {"from": from_, "to": to, "period": period}
+        return cast(BalanceHistory, await self._t.json("GET", f"/api/credits/teams/{segment(team_id)}/balance-history", query=query))
 
     async def set_budget_mode(self, team_id: str, budget_mode: BudgetMode, **settings: Any) -> CreditBalance:
         """Settings: credits_per_job, tokens_per_credit, credits_per_dollar, ..."""
@@ -433,9 +593,123 @@ class _AdminUsers:
     async def me(self) -> AdminIdentity:
         return cast(AdminIdentity, await self._t.json("GET", "/api/admin-users/me"))
 
+    async def exists(self) -> AdminSetupStatus:
+        """Needs no credential: whether the first admin user was created yet."""
+        return cast(AdminSetupStatus, await self._t.json("GET", "/api/admin-users/exists"))
+
+
+class _Reports:
+    """Summaries, time series and breakdowns of usage, cost and margin (the console's overview)."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    async def overview(self, *, low_credits_threshold: int | None = None) -> Overview:
+        """Credits outstanding and held; usage, cost, margin, error rate and latency today, over 7 and 30 days."""
+        return cast(Overview, await self._t.json("GET", "/api/reports/overview", query={"low_credits_threshold": low_credits_threshold}))
+
+    async def timeseries(
+        self,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        period: str | None = None,
+        granularity: Granularity | None = None,
+        team_id: str | None = None,
+    ) -> TimeSeries:
+        """One point per hour or day, for every team or one (`team_id`: no latency percentiles)."""
+        query = {"from": from_, "to": to, "period": period, "granularity": granularity, "team_id": team_id}
+        return cast(TimeSeries, await self._t.json("GET", "/api/reports/timeseries", query=query))
+
+    async def breakdown(
+        self,
+        *,
+        by: BreakdownBy | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        period: str | None = None,
+        sort: BreakdownSort | None = None,
+        order: SortOrder | None = None,
+        limit: int | None = None,
+    ) -> Breakdown:
+        """One row per team, model or job type, sorted: by default the top teams by credits charged."""
+        query = {"by": by, "from": from_, "to": to, "period": period, "sort": sort, "order": order, "limit": limit}
+        return cast(Breakdown, await self._t.json("GET", "/api/reports/breakdown", query=query))
+
+    async def low_credits(self, *, threshold: int | None = None, limit: int | None = None) -> LowCreditTeams:
+        """Active teams with fewer credits available than `threshold`, the lowest first."""
+        return cast(LowCreditTeams, await self._t.json("GET", "/api/reports/low-credits", query={"threshold": threshold, "limit": limit}))
+
+
+class _Webhooks:
+    """Outgoing webhooks: the endpoints events are POSTed to, and each delivery of an event to one of them."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    async def create_endpoint(self, url: str, *, events: list[WebhookEventType] | None = None, description: str | None = None) -> WebhookEndpointWithSecret:
+        """`events` left out: every type. The answer's `secret` (the signing secret) is shown only this once."""
+        body = body_of(url=url, events=events, description=description)
+        return cast(WebhookEndpointWithSecret, await self._t.json("POST", "/api/webhooks/endpoints", body))
+
+    async def list_endpoints(self) -> list[WebhookEndpoint]:
+        """Every endpoint, never with its secret."""
+        return cast(list[WebhookEndpoint], (await self._t.json("GET", "/api/webhooks/endpoints"))["data"])
+
+    async def update_endpoint(self, endpoint_id: str, **changes: Any) -> WebhookEndpoint:
+        """Changes: url, events (None: every type), description, enabled. Fields left out stay as they are."""
+        return cast(WebhookEndpoint, await self._t.json("PATCH", f"/api/webhooks/endpoints/{segment(endpoint_id)}", changes))
+
+    async def rotate_endpoint_secret(self, endpoint_id: str) -> WebhookEndpointWithSecret:
+        """A new signing secret, shown only in this answer; the old one stops signing at once."""
+        body = {"rotate_secret": True}
+        return cast(WebhookEndpointWithSecret, await self._t.json("PATCH", f"/api/webhooks/endpoints/{segment(endpoint_id)}", body))
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        """Deletes the endpoint and its deliveries."""
+        await self._t.json("DELETE", f"/api/webhooks/endpoints/{segment(endpoint_id)}")
+
+    async def list_deliveries(self, endpoint_id: str, *, status: DeliveryStatus | None = None, limit: int | None = None, cursor: str | None = None) -> WebhookDeliveryPage:
+        """The endpoint's deliveries, newest first, with the endpoint's last answer."""
+        query = {"status": status, "limit": limit, "cursor": cursor}
+        return cast(WebhookDeliveryPage, await self._t.json("GET", f"/api/webhooks/endpoints/{segment(endpoint_id)}/deliveries", query=query))
+
+    async def replay_delivery(self, delivery_id: str) -> WebhookDelivery:
+        """Sends the delivery's event to its endpoint again (the same `webhook-id`); answers the new delivery."""
+        return cast(WebhookDelivery, await self._t.json("POST", f"/api/webhooks/deliveries/{segment(delivery_id)}/replay"))
+
+
+class _Billing:
+    """Stripe: Checkout sessions that sell a team credits, and the team's auto-refills."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    async def checkout(
+        self,
+        team_id: str,
+        success_url: str,
+        cancel_url: str,
+        *,
+        credits: int | None = None,
+        price_id: str | None = None,
+        quantity: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> CheckoutSession:
+        """A session selling `credits` at CREDIT_PRICE_USD each, or `quantity` units of a STRIPE_PRICE_CREDITS
+        price; the credits are granted when Stripe reports it paid. 409 `stripe_not_configured` without
+        STRIPE_SECRET_KEY."""
+        body = body_of(success_url=success_url, cancel_url=cancel_url, credits=credits, price_id=price_id, quantity=quantity)
+        return cast(CheckoutSession, await self._t.json("POST", f"/api/teams/{segment(team_id)}/checkout", body, idempotency_key=idempotency_key))
+
+    async def refills(self, team_id: str, *, limit: int | None = None, cursor: str | None = None) -> Page[CreditRefill]:
+        """The team's auto-refills, newest first, with their status and why any failed."""
+        return cast(Page[CreditRefill], await self._t.json("GET", f"/api/teams/{segment(team_id)}/refills", query={"limit": limit, "cursor": cursor}))
+
 
 class AsyncAdminClient(_Closable):
-    """The admin API, grouped by resource: `admin.teams.create(...)`, `admin.credits.add(...)`."""
+    """The admin API, grouped by resource: `admin.teams.create(...)`, `admin.credits.add(...)`, `admin.jobs.list()`,
+    `admin.reports.overview()`, `admin.webhooks.create_endpoint(...)`, `admin.billing.checkout(...)`."""
 
     def __init__(
         self,
@@ -453,6 +727,10 @@ class AsyncAdminClient(_Closable):
         self.model_groups = _ModelGroups(self._transport)
         self.teams = _Teams(self._transport)
         self.keys = _Keys(self._transport)
+        self.jobs = _Jobs(self._transport)
         self.credits = _Credits(self._transport)
         self.model_prices = _ModelPrices(self._transport)
         self.admin_users = _AdminUsers(self._transport)
+        self.reports = _Reports(self._transport)
+        self.webhooks = _Webhooks(self._transport)
+        self.billing = _Billing(self._transport)

@@ -33,9 +33,11 @@ class ApiRequest:
     query: Query = field(default_factory=dict)
     idempotency_key: str | None = None
     stream: bool = False
+    # The media type of a 2xx answer that is not JSON (a CSV export).
+    accept: str | None = None
 
     def to_httpx(self, client: httpx.Client | httpx.AsyncClient, api_key: str) -> httpx.Request:
-        headers = {"accept": "text/event-stream" if self.stream else "application/json"}
+        headers = {"accept": self.accept or ("text/event-stream" if self.stream else "application/json")}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         if self.method == "POST":

@@ -11,7 +11,7 @@ import httpx
 
 from ._errors import APIConnectionError, UpstreamError, error_detail
 from ._sse import LineSplitter, ServerSentEvent, SSEDecoder
-from ._types import FinalCall, QueueEvent, ToolCall
+from ._types import ChatCompletionChunk, CompletionUsage, FinalCall, QueueEvent, ToolCall
 
 _QUEUE_EVENTS = {"start", "chunk", "error", "done"}
 
@@ -33,10 +33,10 @@ class _ChatState:
         self.text = ""
         self.tool_calls: list[ToolCall] = []
         self.finish_reason: str | None = None
-        self.usage: dict[str, Any] | None = None
+        self.usage: CompletionUsage | None = None
         self.done = False
 
-    def decode(self, event: ServerSentEvent) -> dict[str, Any] | None:
+    def decode(self, event: ServerSentEvent) -> ChatCompletionChunk | None:
         """The chunk an event carries, or None; an in-band error raises UpstreamError."""
         if self.done:
             return None
@@ -47,9 +47,10 @@ class _ChatState:
         error = error_detail(payload)
         if error is not None:
             raise UpstreamError(str(error.get("message")), error=error, headers=self.response.headers)
-        chunk: dict[str, Any] = payload
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
+        chunk: ChatCompletionChunk = payload
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = usage
         choices = chunk.get("choices") or []
         if choices:
             choice = choices[0]
@@ -99,12 +100,13 @@ def _queue_event(event: ServerSentEvent) -> QueueEvent | None:
 
 
 class ChatStream:
-    """A streamed chat call: iterate it for OpenAI `chat.completion.chunk` dicts; `text`, `tool_calls` grow as
-    chunks arrive; `final_call()` reads the rest. `close()` (or leaving a `with` block) disconnects."""
+    """A streamed chat call: iterate it for OpenAI `chat.completion.chunk`s (ChatCompletionChunk); `text`,
+    `tool_calls` grow as chunks arrive; `final_call()` reads the rest. `close()` (or leaving a `with` block)
+    disconnects."""
 
     def __init__(self, response: httpx.Response, job_id: str | None = None) -> None:
         self._state = _ChatState(response, job_id)
-        self._iterator: Iterator[dict[str, Any]] | None = None
+        self._iterator: Iterator[ChatCompletionChunk] | None = None
 
     @property
     def job_id(self) -> str | None:
@@ -122,12 +124,12 @@ class ChatStream:
     def tool_calls(self) -> list[ToolCall]:
         return self._state.tool_calls
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[ChatCompletionChunk]:
         if self._iterator is None:
             self._iterator = self._chunks()
         return self._iterator
 
-    def _chunks(self) -> Iterator[dict[str, Any]]:
+    def _chunks(self) -> Iterator[ChatCompletionChunk]:
         decoder = SSEDecoder()
         try:
             for line in _lines(self._state.response.iter_text()):
@@ -166,7 +168,7 @@ class AsyncChatStream:
 
     def __init__(self, response: httpx.Response, job_id: str | None = None) -> None:
         self._state = _ChatState(response, job_id)
-        self._iterator: AsyncIterator[dict[str, Any]] | None = None
+        self._iterator: AsyncIterator[ChatCompletionChunk] | None = None
 
     @property
     def job_id(self) -> str | None:
@@ -184,12 +186,12 @@ class AsyncChatStream:
     def tool_calls(self) -> list[ToolCall]:
         return self._state.tool_calls
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    def __aiter__(self) -> AsyncIterator[ChatCompletionChunk]:
         if self._iterator is None:
             self._iterator = self._chunks()
         return self._iterator
 
-    async def _chunks(self) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self) -> AsyncIterator[ChatCompletionChunk]:
         decoder = SSEDecoder()
         try:
             async for line in _alines(self._state.response.aiter_text()):

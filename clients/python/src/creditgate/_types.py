@@ -2,12 +2,47 @@
 (the components of its OpenAPI document, GET /openapi.json; the tests check them against it)."""
 
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 JobStatus = Literal["pending", "in_progress", "completed", "failed", "cancelled", "expired"]
 BudgetMode = Literal["job_based", "consumption_tokens", "consumption_usd"]
 QueueStatus = Literal["queued", "processing", "completed", "error", "cancelled"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
+TeamStatus = Literal["active", "suspended", "archived"]
+TransactionType = Literal["grant", "adjustment", "hold", "release", "charge", "refund"]
+SortOrder = Literal["asc", "desc"]
+TeamSort = Literal["team_id", "created_at", "balance", "credits_remaining", "last_activity_at"]
+Granularity = Literal["hour", "day"]
+BreakdownBy = Literal["team", "model", "job_type"]
+BreakdownSort = Literal["credits_charged", "cost_usd", "margin_usd", "calls", "total_tokens", "error_rate"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+WebhookEventType = Literal[
+    "credits.added",
+    "credits.low",
+    "credits.depleted",
+    "credits.refill_requested",
+    "credits.refill_failed",
+    "credits.refunded",
+    "job.settled",
+    "team.suspended",
+    "team.resumed",
+    "key.created",
+    "key.revoked",
+]
+
+Item = TypeVar("Item")
+
+
+class Page(TypedDict, Generic[Item]):
+    """One page of a cursor-paged list: pass `next_cursor` as `cursor` for the next."""
+
+    data: list[Item]
+    has_more: bool
+    next_cursor: str | None
+
+
+# "from" is a Python keyword, hence the functional form; the models with a time range extend it.
+TimeRange = TypedDict("TimeRange", {"from": str, "to": str})
 
 
 class ChatMessage(TypedDict, total=False):
@@ -107,6 +142,8 @@ class LlmCallMetadata(TypedDict):
     completion_tokens: int
     total_tokens: int
     cost_usd: float
+    max_tokens: int
+    """The completion limit the call was sent with."""
     latency_ms: int
 
 
@@ -180,7 +217,7 @@ class CreditBalance(TypedDict):
 class CreditTransaction(TypedDict):
     transaction_id: str
     team_id: str
-    type: Literal["grant", "adjustment", "hold", "release", "charge", "refund"]
+    type: TransactionType
     amount: float
     held_change: float
     balance_after: float
@@ -191,17 +228,33 @@ class CreditTransaction(TypedDict):
     created_at: str
 
 
-class TransactionPage(TypedDict):
-    """One page of the ledger, newest first: pass `next_cursor` as `cursor` for the next."""
-
-    data: list[CreditTransaction]
-    has_more: bool
-    next_cursor: str | None
+# One page of the ledger, newest first.
+TransactionPage = Page[CreditTransaction]
 
 
 class AddCreditsResponse(TypedDict):
     transaction: CreditTransaction
     balance: CreditBalance
+
+
+# The same shape: the ledger entry (an `adjustment`) and the new balance.
+DeductCreditsResponse = AddCreditsResponse
+
+
+class BalancePoint(TypedDict):
+    day: str
+    """The day (UTC)."""
+    balance: float
+    held: float
+    credits_in: float
+    credits_out: float
+
+
+class BalanceHistory(TimeRange):
+    """The team's balance and held credits at the end of each day of the range."""
+
+    team_id: str
+    points: list[BalancePoint]
 
 
 class UsageTotals(TypedDict):
@@ -250,12 +303,7 @@ class Organization(TypedDict):
     updated_at: str
 
 
-class OrganizationPage(TypedDict):
-    """One page of a cursor-paged list: pass `next_cursor` as `cursor` for the next."""
-
-    data: list[Organization]
-    has_more: bool
-    next_cursor: str | None
+OrganizationPage = Page[Organization]
 
 
 class GroupModel(TypedDict):
@@ -305,7 +353,7 @@ class Team(TypedDict):
     team_id: str
     organization_id: str
     team_alias: str | None
-    status: Literal["active", "suspended", "archived"]
+    status: TeamStatus
     model_groups: list[str]
     budget_mode: BudgetMode
     credits_per_job: int
@@ -379,9 +427,242 @@ class ToolCall(TypedDict):
     """`name` and `arguments` (a JSON string)."""
 
 
+class CompletionUsage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: NotRequired[dict[str, int] | None]
+    completion_tokens_details: NotRequired[dict[str, int] | None]
+
+
+class FunctionDelta(TypedDict, total=False):
+    name: str
+    arguments: str
+    """A piece of the JSON arguments: the pieces of one call join into its arguments."""
+
+
+class ToolCallDelta(TypedDict):
+    index: int
+    id: NotRequired[str]
+    type: NotRequired[Literal["function"]]
+    function: NotRequired[FunctionDelta]
+
+
+class ChoiceDelta(TypedDict, total=False):
+    role: Literal["developer", "system", "user", "assistant", "tool"]
+    content: str | None
+    refusal: str | None
+    tool_calls: list[ToolCallDelta]
+    function_call: FunctionDelta
+
+
+class ChunkChoice(TypedDict):
+    index: int
+    delta: ChoiceDelta
+    finish_reason: FinishReason | None
+    logprobs: NotRequired[Any]
+
+
+class ChatCompletionChunk(TypedDict):
+    """An OpenAI `chat.completion.chunk` as the server relays it. The OpenAPI document has no schema for stream
+    chunks (they are SSE frames): the tests check the chunks the server sends against this model."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: NotRequired[CompletionUsage | None]
+    """Only with `stream_options={"include_usage": True}`: null on every chunk but the last one."""
+    system_fingerprint: NotRequired[str | None]
+
+
 class FinalCall(TypedDict):
     content: str
     tool_calls: list[ToolCall]
     finish_reason: str | None
-    usage: NotRequired[dict[str, Any]]
+    usage: NotRequired[CompletionUsage]
     """Only when asked for with `stream_options={"include_usage": True}`."""
+
+
+class AdminSetupStatus(TypedDict):
+    admin_users_exist: bool
+
+
+class TeamSummary(TypedDict):
+    """A team as lists show it: its balance, status, budget mode and last activity."""
+
+    team_id: str
+    organization_id: str
+    team_alias: str | None
+    status: TeamStatus
+    budget_mode: BudgetMode
+    balance: float
+    held: float
+    credits_remaining: float
+    last_activity_at: str | None
+    """When its latest job was created."""
+    created_at: str
+
+
+class JobSummary(TypedDict):
+    """A job as lists show it: its totals, without its calls."""
+
+    job_id: str
+    team_id: str
+    job_type: str
+    user_id: str | None
+    status: JobStatus
+    metadata: dict[str, Any]
+    error_message: str | None
+    total_calls: int
+    total_tokens: int
+    total_cost_usd: float
+    credits_reserved: float
+    credits_charged: float
+    created_at: str
+    completed_at: str | None
+
+
+class ReportTotals(TypedDict):
+    """Usage, cost and margin of a report's row, point or window. None: nothing to compute it from."""
+
+    jobs: int
+    calls: int
+    failed_calls: int
+    error_rate: float
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+    credits_charged: float
+    revenue_usd: float
+    margin_usd: float
+    margin_pct: float | None
+    avg_latency_ms: float | None
+    avg_ttft_ms: float | None
+
+
+class LatencyPercentiles(TypedDict):
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    ttft_p50_ms: float | None
+    ttft_p95_ms: float | None
+
+
+class WindowTotals(ReportTotals, LatencyPercentiles, TimeRange):
+    pass
+
+
+class OverviewCredits(TypedDict):
+    outstanding: float
+    held: float
+    available: float
+    teams: int
+    low_credit_teams: int
+    low_credits_threshold: float
+
+
+class OverviewWindows(TypedDict):
+    today: WindowTotals
+    last_7_days: WindowTotals
+    last_30_days: WindowTotals
+
+
+class Overview(TypedDict):
+    generated_at: str
+    credit_price_usd: str
+    credits: OverviewCredits
+    windows: OverviewWindows
+
+
+class TimeSeriesPoint(ReportTotals, LatencyPercentiles):
+    bucket: str
+    """The hour or day the point covers."""
+
+
+class TimeSeries(TimeRange):
+    granularity: Granularity
+    points: list[TimeSeriesPoint]
+
+
+class BreakdownRow(ReportTotals):
+    key: str
+    """The team id, model or job type."""
+
+
+class Breakdown(TimeRange):
+    by: BreakdownBy
+    rows: list[BreakdownRow]
+
+
+class LowCreditTeam(TypedDict):
+    team_id: str
+    organization_id: str
+    team_alias: str | None
+    balance: float
+    held: float
+    credits_remaining: float
+
+
+class LowCreditTeams(TypedDict):
+    threshold: float
+    data: list[LowCreditTeam]
+
+
+class WebhookEndpoint(TypedDict):
+    endpoint_id: str
+    url: str
+    events: list[str] | None
+    """The event types sent to it; None: every type."""
+    description: str | None
+    enabled: bool
+    created_at: str
+    updated_at: str
+
+
+class WebhookEndpointWithSecret(WebhookEndpoint):
+    secret: str
+    """The Standard Webhooks signing secret (`whsec_...`), shown only in this answer."""
+
+
+class WebhookDelivery(TypedDict):
+    delivery_id: str
+    endpoint_id: str
+    event_id: str
+    """The `webhook-id` header: the same for every attempt and replay of one event."""
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: str | None
+    created_at: str
+
+
+class WebhookDeliveryPage(TypedDict):
+    """One page of deliveries, newest first: pass `next_cursor` as `cursor` for the next (None: the last page)."""
+
+    data: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class CheckoutSession(TypedDict):
+    session_id: str
+    url: str | None
+    """The hosted payment page."""
+    credits: int
+
+
+class CreditRefill(TypedDict):
+    """An auto-refill: requested when the team's credits fell below its `auto_refill` line, then charged by Stripe."""
+
+    refill_id: str
+    team_id: str
+    credits: int
+    status: Literal["requested", "charging", "succeeded", "failed"]
+    stripe_payment_intent_id: str | None
+    error: str | None
+    created_at: str
+    updated_at: str
