@@ -59,7 +59,7 @@ import type {
   WebhookEndpointWithSecret,
 } from './contracts.js';
 import { ApiClient, segment, type ClientOptions, type RequestOptions } from './core.js';
-import type { List, Page } from './types.js';
+import type { List, Page, WebhookDeliveryPage } from './types.js';
 
 export type AdminClientOptions = Omit<ClientOptions, 'apiKey'> & {
   /** The MASTER_KEY or an admin JWT; may be omitted only to `adminUsers.login`. */
@@ -209,7 +209,7 @@ export class AdminClient extends ApiClient {
       this.request<{ endpoint_id: string; deleted: true }>({ method: 'DELETE', path: `/api/webhooks/endpoints/${segment(endpointId)}` }, options),
     /** Newest first: pass the previous page's `next_cursor` as `cursor`. */
     listDeliveries: (endpointId: string, query: WebhookDeliveriesQuery = {}, options?: RequestOptions) =>
-      this.request<Page<WebhookDelivery>>({ method: 'GET', path: `/api/webhooks/endpoints/${segment(endpointId)}/deliveries`, query }, options),
+      this.request<WebhookDeliveryPage>({ method: 'GET', path: `/api/webhooks/endpoints/${segment(endpointId)}/deliveries`, query }, options),
     /** Sends the delivery's event to its endpoint again (same `webhook-id`); answers the new delivery. */
     replayDelivery: (deliveryId: string, options?: RequestOptions) =>
       this.request<WebhookDelivery>({ method: 'POST', path: `/api/webhooks/deliveries/${segment(deliveryId)}/replay` }, options),

@@ -1,10 +1,12 @@
-import type { CompleteJobResponse, CreateAndCallResponse, ErrorBody, JobCosts, PageInfo } from './contracts.js';
+import type { CompleteJobResponse, CreateAndCallResponse, ErrorBody, JobCosts, PageInfo, WebhookDelivery } from './contracts.js';
 
 /** One page of a cursor-paged list: pass `next_cursor` as `cursor` to get the next. */
 export type Page<Item> = PageInfo & { data: Item[] };
 export interface List<Item> {
   data: Item[];
 }
+/** A page of an endpoint's deliveries, newest first: pass `next_cursor` as `cursor` to get the next (null: none). */
+export type WebhookDeliveryPage = List<WebhookDelivery> & Pick<PageInfo, 'next_cursor'>;
 
 /**
  * A settled job: the server's answer, with every field of `costs` (`credits_remaining`, `total_calls`,
