@@ -11,6 +11,7 @@ const NAV = [
   ['/console/teams', 'Teams'],
   ['/console/model-groups', 'Model groups'],
   ['/console/jobs', 'Jobs'],
+  ['/console/webhooks', 'Webhooks'],
 ] as const;
 
 export function Layout({ children }: { children: ComponentChildren }) {
@@ -165,13 +166,13 @@ export function ConfirmButton(props: { label: string; question: string; confirm:
   );
 }
 
-/** A secret shown once: readable and copyable now, never fetched again. */
-export function SecretOnce({ label, secret, onDone }: { label: string; secret: string; onDone: () => void }) {
+/** A secret shown once: readable and copyable now, never fetched again. `kept` says what creditgate keeps of it. */
+export function SecretOnce({ label, secret, onDone, kept = 'only its hash' }: { label: string; secret: string; onDone: () => void; kept?: string }) {
   const [copied, setCopied] = useState(false);
   return (
     <div class="secret" role="region" aria-label={label}>
       <p>
-        <strong>{label}</strong> — shown only this once. Copy it now: creditgate keeps only its hash.
+        <strong>{label}</strong> — shown only this once. Copy it now: creditgate keeps {kept}.
       </p>
       <div class="row">
         <input readOnly value={secret} aria-label={label} class="mono" onFocus={(event) => event.currentTarget.select()} />
@@ -182,7 +183,7 @@ export function SecretOnce({ label, secret, onDone }: { label: string; secret: s
             setCopied(true);
           }}
         >
-          {copied ? 'Copied' : 'Copy key'}
+          {copied ? 'Copied' : 'Copy'}
         </button>
         <button type="button" onClick={onDone}>
           Done

@@ -9,6 +9,7 @@ import { Overview } from './pages/overview';
 import { SignIn } from './pages/signin';
 import { TeamPage } from './pages/team';
 import { Teams } from './pages/teams';
+import { WebhookEndpointPage, Webhooks } from './pages/webhooks';
 import './styles.css';
 
 /** Routes take their ids from the path; every page is a deep link the server answers with this app. */
@@ -21,6 +22,7 @@ const withId = (Component: (props: { id: string }) => preact.JSX.Element) =>
 const TeamRoute = withId(TeamPage);
 const OrganizationRoute = withId(OrganizationPage);
 const JobRoute = withId(JobPage);
+const WebhookEndpointRoute = withId(WebhookEndpointPage);
 
 function NotFound() {
   return (
@@ -48,6 +50,8 @@ function App() {
         <Route path="/console/model-groups" component={ModelGroups} />
         <Route path="/console/jobs" component={Jobs} />
         <Route path="/console/jobs/:id" component={JobRoute} />
+        <Route path="/console/webhooks" component={Webhooks} />
+        <Route path="/console/webhooks/:id" component={WebhookEndpointRoute} />
         <Route default component={NotFound} />
       </Router>
     </Layout>

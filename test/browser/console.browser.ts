@@ -5,19 +5,22 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, TEST_MASTER_KEY, type TestApp } from '../helpers/app.js';
 import { createModelGroup, uniqueId } from '../helpers/factories.js';
+import { startWebhookReceiver, verifies, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 /**
  * The operator console end to end, in headless Chromium against the real app (the console built by
  * `npm run test:browser` first): an operator signs in with the master key, creates an organization, a model group, a
  * team and a key (copied from the page), adds credits with a double-click (applied once), finds a streamed job's
  * content on its page (as text), sees the overview change, edits the team's model groups and revokes the key, which
- * the API then refuses. Every page is found by role and label, and screenshotted into reports/console/.
+ * the API then refuses; registers a webhook endpoint at a real receiver, sees a credits.added delivered and replays
+ * it, rotates the endpoint's secret and disables it. Every page is found by role and label, and screenshotted into reports/console/.
  */
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = path.resolve('reports/console');
 
 let app: TestApp;
+let receiver: WebhookReceiver;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
@@ -26,7 +29,7 @@ const problems: string[] = [];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
   mkdirSync(SHOTS, { recursive: true });
-  app = await createTestApp();
+  [app, receiver] = await Promise.all([createTestApp(), startWebhookReceiver()]);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -48,24 +51,26 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await app?.close();
+  await receiver?.close();
 });
 
 const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 const heading = (name: string | RegExp) => page.getByRole('heading', { level: 1, name });
 const todayJobs = async () => Number((await page.getByRole('row', { name: /^Today/ }).locator('[data-metric="jobs"]').textContent())!.replace(/,/g, ''));
 
-async function copySecret(label: string): Promise<string> {
+/** The secret shown once under `label`, copied with its button: what the clipboard then holds is what was shown. */
+async function copySecret(label: string, prefix = /^sk-/): Promise<string> {
   const shown = await page.getByRole('textbox', { name: label }).inputValue();
-  await page.getByRole('button', { name: 'Copy key' }).click();
+  await page.getByRole('button', { name: 'Copy', exact: true }).click();
   await page.getByRole('button', { name: 'Copied' }).waitFor();
   const copied = await page.evaluate<string>('navigator.clipboard.readText()');
   expect(copied).toBe(shown);
-  expect(copied).toMatch(/^sk-/);
+  expect(copied).toMatch(prefix);
   return copied;
 }
 
 describe('operator console', () => {
-  it('runs an operator through sign-in, setup, credits, a streamed job, the overview, settings and revocation', async () => {
+  it('runs an operator through sign-in, setup, credits, a streamed job, the overview, settings, revocation and webhooks', async () => {
     const organizationId = uniqueId('e2e-org');
     const teamId = uniqueId('e2e-team');
     const groupName = uniqueId('e2e-fast');
@@ -192,6 +197,65 @@ describe('operator console', () => {
     await page.getByRole('searchbox', { name: 'Search teams' }).fill('e2e supp');
     await page.getByRole('row', { name: new RegExp(teamId) }).waitFor();
     await shot('09-teams-search');
+
+    // A webhook endpoint at a real receiver: its secret is shown once, and signs what the receiver gets.
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await heading('Webhooks').waitFor();
+    await page.getByLabel('Endpoint URL').fill(receiver.url);
+    await page.getByLabel('Description').fill('e2e receiver');
+    await page.getByRole('checkbox', { name: 'credits.added' }).check();
+    await shot('10-webhooks-register');
+    await page.getByRole('button', { name: 'Register endpoint' }).click();
+    const secret = await copySecret(`Signing secret of ${receiver.url}`, /^whsec_/);
+    await shot('11-webhook-secret');
+    await page.getByRole('button', { name: 'Done' }).click();
+    const endpointRow = page.getByRole('row', { name: new RegExp(`${receiver.url}.*credits\\.added.*enabled.*e2e receiver`) });
+    await endpointRow.waitFor();
+    expect(await page.content()).not.toContain(secret);
+
+    // Credits added on the team's page are announced (credits.added); the endpoint's page, a deep link, lists the
+    // delivery as delivered with the receiver's answer, and a replay sends the same event once more.
+    await page.goto(`${app.url}/console/teams/${teamId}`);
+    await page.getByLabel('Credits', { exact: true }).fill('5');
+    await page.getByLabel('Reason').fill('e2e webhook');
+    await page.getByRole('button', { name: 'Apply' }).click();
+    await page.getByRole('status').filter({ hasText: 'Added 5 credits' }).waitFor();
+    const [announced] = await receiver.waitFor(1);
+    expect(announced!.json).toMatchObject({ type: 'credits.added', data: { team_id: teamId, transaction: { amount: 5, reason: 'e2e webhook' } } });
+    expect(verifies(secret, announced!)).toBe(true);
+    await page.goto(`${app.url}/console/webhooks`);
+    await heading('Webhooks').waitFor();
+    await endpointRow.getByRole('link', { name: receiver.url }).click();
+    await heading(/^Webhook endpoint whe_/).waitFor();
+    const deliveries = page.getByRole('table', { name: 'Deliveries, newest first' }).getByRole('row', { name: new RegExp(`credits\\.added ${announced!.id}`) });
+    const delivered = deliveries.filter({ hasText: 'delivered' }).filter({ hasText: '204' });
+    await expect
+      .poll(
+        async () => {
+          await page.getByRole('button', { name: 'Refresh deliveries' }).click();
+          return delivered.count();
+        },
+        { timeout: 10_000, interval: 300 },
+      )
+      .toBe(1);
+    await deliveries.getByRole('button', { name: /^Replay/ }).click();
+    await page.getByRole('status').filter({ hasText: /^Replayed credits\.added as delivery whd_/ }).waitFor();
+    await receiver.waitFor(2);
+    expect(receiver.received.map((webhook) => webhook.id)).toEqual([announced!.id, announced!.id]);
+    // The replay shows as pending and is followed on the page until it is delivered.
+    await expect.poll(() => delivered.count(), { timeout: 10_000 }).toBe(2);
+    await shot('12-webhook-deliveries');
+
+    // Rotating the secret, after confirming, shows the new one once; disabling shows on the page.
+    await page.getByRole('button', { name: 'Rotate secret' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Rotate secret' }).click();
+    const rotated = await copySecret(`New signing secret of ${receiver.url}`, /^whsec_/);
+    expect(rotated).not.toBe(secret);
+    await page.getByRole('button', { name: 'Done' }).click();
+    await page.getByRole('button', { name: 'Disable endpoint' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Disable' }).click();
+    await page.getByRole('button', { name: 'Enable endpoint' }).waitFor();
+    expect((await app.request('GET', '/api/webhooks/endpoints')).body.data).toMatchObject([{ url: receiver.url, enabled: false }]);
 
     // Sign out ends the session.
     await page.getByRole('button', { name: 'Sign out' }).click();
