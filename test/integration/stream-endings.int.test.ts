@@ -72,7 +72,9 @@ describe('a client that leaves at any instant', () => {
     '%s: a client gone 0-30 ms after sending leaves no job in progress, no hold and no upstream socket, within a second',
     async (route) => {
       const team = await setupTeam(app, { credits: 100 });
-      app.upstream.setResponder(() => ({ ...words(5, 150) }));
+      // Three seconds of output each: an upstream request closed within a second of its client leaving was aborted.
+      app.upstream.setResponder(() => ({ ...words(20, 150) }));
+      const since = Date.now();
       try {
         const jobIds: string[] = [];
         for (const afterMs of instants.flatMap((ms) => [ms, ms])) {
@@ -93,6 +95,13 @@ describe('a client that leaves at any instant', () => {
         if (route === 'llm-call-stream') expect(jobs.every((job) => job.status === 'pending')).toBe(true);
         else expect(jobs.every((job) => job.status !== 'pending')).toBe(true);
         for (const request of app.upstream.requests.filter((r) => r.closedAt === undefined)) throw new Error(`upstream request ${request.id} still open`);
+        const ours = app.upstream.requests.filter((r) => r.startedAt >= since);
+        expect(ours.length, 'requests that reached the upstream').toBeGreaterThan(0);
+        for (const request of ours) {
+          expect(request.abortedByClient, `upstream request ${request.id} aborted`).toBe(true);
+          // It started after its client sent the request, and the client left at most 30 ms after sending.
+          expect(request.closedAt! - request.startedAt, `upstream request ${request.id} open after its client left (ms)`).toBeLessThan(1_030);
+        }
       } finally {
         app.upstream.setResponder(undefined);
       }

@@ -33,7 +33,8 @@ import { freshDatabase, stopAllServers, type FreshDatabase } from './support.js'
  * Replay: SIM_SEED=<seed> (printed at the start and in every failure) and SIM_OPS=<n> replay the same operation
  * plans; timing is the processes' own, so a replay explores the same plans, not the same interleaving.
  * Default seed: fixed under CI, random otherwise. SIM_OPS defaults to 2500 (about 2–3 minutes here); no operation
- * starts after SIM_MAX_RUN_SECONDS (default 150, 0 for none), so a busy machine runs a prefix of the same plans.
+ * starts after SIM_MAX_RUN_SECONDS (default 150, 0 for none), so a busy machine runs a prefix of the same plans;
+ * under CI at least MIN_OPS_UNDER_CI of them must have run, so a slow machine cannot quietly shrink the run.
  * A longer run is a bigger SIM_OPS with SIM_MAX_RUN_SECONDS=0. SIM_CONCURRENCY: clients at once (default 24).
  */
 
@@ -43,6 +44,8 @@ const OPS = Number(process.env.SIM_OPS ?? 2500);
 const CONCURRENCY = Number(process.env.SIM_CONCURRENCY ?? 24);
 /** Past this, no new operation starts (a busy machine runs a prefix of the same plans); 0: no limit. */
 const MAX_RUN_SECONDS = Number(process.env.SIM_MAX_RUN_SECONDS ?? 150);
+/** Under CI a run shorter than this fails: 'several thousand operations' is what the suite promises. */
+const MIN_OPS_UNDER_CI = 2_000;
 const JOB_TIMEOUT_SECONDS = 10;
 const REPLAY = `SIM_SEED=${SEED} SIM_OPS=${OPS}`;
 
@@ -190,6 +193,7 @@ describe('adversarial clients against two creditgate instances on one database',
         report.chaos.map((c) => [c.name, 'ok']),
       );
       expect(report.chaos).toHaveLength(2);
+      if (process.env.CI) expect(report.opsRun, `operations run within SIM_MAX_RUN_SECONDS (${REPLAY})`).toBeGreaterThanOrEqual(Math.min(OPS, MIN_OPS_UNDER_CI));
       expect(stats.byStatus.completed ?? 0, 'jobs completed').toBeGreaterThan(report.opsRun / 20);
       expect(stats.operationsThatSawOutput, 'operations whose client received output').toBeGreaterThan(report.opsRun / 10);
 

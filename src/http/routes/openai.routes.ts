@@ -1,5 +1,5 @@
 import { ChatCompletion, ChatCompletionRequest, ModelList } from '../../contracts/index.js';
-import { chatCompletion, chatCompletionStream, listTeamModels } from '../../domain/llm/openai-compat.service.js';
+import { chatCompletion, chatCompletionStream, listTeamModels } from '../../domain/jobs/openai-compat.service.js';
 import { createSseSink, finishStream } from '../sse-response.js';
 import { defineRoute } from '../route.js';
 

@@ -8,7 +8,7 @@ import { tagOfRequest } from './upstream-plans.js';
 
 /**
  * The invariants checked once the run is over and everything has settled, read from the database itself and
- * judged against the billing rules (see /tmp/creditgate-billing-spec.md, "What a job is charged when it ends") and
+ * judged against the billing rules (README.md, "How billing works") and
  * against what the clients saw. Each check returns violations with what is needed to debug them.
  */
 

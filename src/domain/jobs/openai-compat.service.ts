@@ -2,7 +2,7 @@ import type { ChatCompletionRequest, CreateAndCallRequest, ModelList } from '../
 import type { StreamSink } from '../../sse/sink.js';
 import { type ServiceContext } from '../context.js';
 import { teamOf } from '../actor.js';
-import { createAndCall, createAndCallStream } from '../jobs/create-and-call.service.js';
+import { createAndCall, createAndCallStream } from './create-and-call.service.js';
 import { modelsOf } from '../tenancy/model-groups.repository.js';
 import { listTeamModelGroups } from '../tenancy/teams.repository.js';
 
