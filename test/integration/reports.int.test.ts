@@ -3,6 +3,7 @@ import { expectErrorBody } from '../helpers/api.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
 import { query } from '../helpers/postgres.js';
+import { refreshUsageRollups } from '../../src/domain/reports/usage-rollups.js';
 
 /**
  * The reports the console's overview draws, over HTTP, against a database this file alone fills: every number is
@@ -108,6 +109,24 @@ describe('reports', () => {
     const after = await app.request('GET', '/api/reports/overview');
     expect(after.body.windows.today).toMatchObject({ jobs: 4, calls: 4, credits_charged: 5 });
     expect(after.body.credits.outstanding).toBe(97);
+  });
+
+  it('reads never wait for a refresh: one runs behind them, whole days of teams are then read from their daily sums, and a job settled since still shows', async () => {
+    // The reads above found changed hours and started a refresh in the background.
+    await expect.poll(async () => (await query(app, 'SELECT count(*)::int AS n FROM usage_rollup_state'))[0].n, { timeout: 10_000 }).toBe(1);
+    await refreshUsageRollups(app.deps.db);
+    // At rest: the last refresh moved forward by its look-back, so no job counts as changed since it.
+    await query(app, "UPDATE usage_rollup_state SET refreshed_at = now() + interval '2 minutes'");
+    const days = await query(app, "SELECT key, sum(credits_micro)::text AS micro FROM usage_rollups WHERE dimension = 'team_day' GROUP BY key ORDER BY key");
+    expect(days.map((row) => [row.key, Number(row.micro) / 1_000_000])).toEqual([[a.teamId, 4], [b.teamId, 2]].sort());
+    const credits = async () => (await app.request('GET', '/api/reports/breakdown?by=team')).body.rows.map((row: { key: string; credits_charged: number }) => [row.key, row.credits_charged]);
+    expect(await credits()).toEqual([[a.teamId, 4], [b.teamId, 2]]);
+
+    await oneShot(a, { prompt_tokens: 1, completion_tokens: 1 });
+    expect(await credits()).toEqual([[a.teamId, 5], [b.teamId, 2]]);
+    const overview = await app.request('GET', '/api/reports/overview');
+    expect(overview.body.windows.today).toMatchObject({ jobs: 5, calls: 5, credits_charged: 6 });
+    expect(overview.body.windows.last_30_days).toMatchObject({ jobs: 7, calls: 8, credits_charged: 7 });
   });
 
   it('refuses bad ranges and unknown teams', async () => {

@@ -2,15 +2,16 @@ import { bigint, index, integer, numeric, pgTable, primaryKey, text, timestamp }
 
 /**
  * Usage per hour, derived from jobs and their calls (domain/reports): what the console's overview reads instead of
- * scanning every call of the last 30 days. `dimension` is `all` (key ''), `team`, `model` or `job_type`. Rows are
- * recomputed whole for the hours whose jobs changed, so they never drift from the jobs they summarise.
+ * scanning every call of the last 30 days. `dimension` is `all` (key ''), `team`, `model` or `job_type`, per hour,
+ * or `team_day`, a team's hours summed per UTC day (bucket at midnight). Rows are recomputed whole for the hours whose
+ * jobs changed (and their days), so they never drift from the jobs they summarise.
  */
 export const usageRollups = pgTable(
   'usage_rollups',
   {
     dimension: text('dimension').notNull(),
     key: text('key').notNull(),
-    /** The hour (UTC) in which the jobs were created. */
+    /** The hour (UTC) in which the jobs were created; the day for `team_day`. */
     bucket: timestamp('bucket', { withTimezone: true }).notNull(),
     jobs: integer('jobs').notNull(),
     calls: integer('calls').notNull(),

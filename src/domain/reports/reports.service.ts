@@ -5,9 +5,9 @@ import { validationFailed } from '../../lib/errors.js';
 import { creditsToMicro, microToCredits } from '../ledger/ledger.models.js';
 import { requireTeam } from '../tenancy/teams.repository.js';
 import type { ServiceContext } from '../context.js';
-import { ceilTo, DAY_MS, floorTo, HOUR_MS, rangeOf, type RangeQuery, type TimeRange } from './time-range.js';
-import { addHistograms, HISTOGRAM_BUCKETS, histogramQuantile } from './usage-rollup.models.js';
-import { refreshUsageRollups } from './usage-rollups.js';
+import { ceilTo, DAY_MS, floorTo, HOUR_MS, rangeOf, splitByDay, type RangeQuery, type TimeRange } from './time-range.js';
+import { addHistograms, costUsdOf, HISTOGRAM_BUCKETS, histogramQuantile, type Dimension, type RollupRow } from './usage-rollup.models.js';
+import { TEAM_DAY, unrolledHours } from './usage-rollups.js';
 
 /** Sums of rollup rows, as read from the database (numeric and bigint columns arrive as text). */
 interface Sums {
@@ -44,24 +44,44 @@ const emptySums = (): Sums => ({
   ttftHistogram: new Array<number>(HISTOGRAM_BUCKETS).fill(0),
 });
 
+/** A rollup row as read from the database (numeric and bigint columns arrive as text) or summed by a read. */
 type RollupRecord = {
   key: string;
   bucket: Date;
   jobs: number;
   calls: number;
   failed_calls: number;
-  prompt_tokens: string;
-  completion_tokens: string;
-  total_tokens: string;
+  prompt_tokens: string | number;
+  completion_tokens: string | number;
+  total_tokens: string | number;
   cost_usd: string;
-  credits_micro: string;
-  latency_sum_ms: string;
+  credits_micro: string | number;
+  latency_sum_ms: string | number;
   latency_count: number;
-  ttft_sum_ms: string;
+  ttft_sum_ms: string | number;
   ttft_count: number;
   latency_histogram: number[] | null;
   ttft_histogram: number[] | null;
 }
+
+const recordOf = (row: RollupRow): RollupRecord => ({
+  key: row.key,
+  bucket: new Date(row.bucket),
+  jobs: row.jobs,
+  calls: row.calls,
+  failed_calls: row.failedCalls,
+  prompt_tokens: row.promptTokens,
+  completion_tokens: row.completionTokens,
+  total_tokens: row.totalTokens,
+  cost_usd: costUsdOf(row.costPico),
+  credits_micro: row.creditsMicro,
+  latency_sum_ms: row.latencySumMs,
+  latency_count: row.latencyCount,
+  ttft_sum_ms: row.ttftSumMs,
+  ttft_count: row.ttftCount,
+  latency_histogram: row.latencyHistogram,
+  ttft_histogram: row.ttftHistogram,
+});
 
 function addRecord(sums: Sums, row: Omit<RollupRecord, 'key' | 'bucket'>): Sums {
   sums.jobs += Number(row.jobs);
@@ -119,7 +139,14 @@ function hourRange(query: RangeQuery): TimeRange {
   return { from: floorTo(range.from, HOUR_MS), to: ceilTo(range.to, HOUR_MS) };
 }
 
-async function rollupRows(db: DbOrTx, dimension: string, range: TimeRange, key?: string): Promise<RollupRecord[]> {
+/** The hourly rows of one dimension (and key) in the range, exact as of now (see unrolledHours). */
+async function rollupRows(ctx: ServiceContext, dimension: Dimension, range: TimeRange, key?: string): Promise<RollupRecord[]> {
+  const unrolled = await unrolledHours(ctx.db, ctx.log, dimension, range, key);
+  const stored = await storedRows(ctx.db, dimension, range, key);
+  return [...stored.filter((row) => !unrolled.hours.has(row.bucket.getTime())), ...unrolled.rows.map(recordOf)];
+}
+
+async function storedRows(db: DbOrTx, dimension: Dimension, range: TimeRange, key?: string): Promise<RollupRecord[]> {
   const result = await db.execute<RollupRecord>(sql`
     SELECT key, bucket, jobs, calls, failed_calls, prompt_tokens, completion_tokens, total_tokens, cost_usd, credits_micro,
            latency_sum_ms, latency_count, ttft_sum_ms, ttft_count, latency_histogram, ttft_histogram
@@ -134,7 +161,6 @@ const creditPrice = (ctx: ServiceContext) => Number(ctx.config.CREDIT_PRICE_USD)
 
 /** Credits outstanding and held now, and the usage of today, the last 7 and the last 30 days. */
 export async function getOverview(ctx: ServiceContext, query: { low_credits_threshold: number }): Promise<Overview> {
-  await refreshUsageRollups(ctx.db);
   const now = new Date();
   const end = ceilTo(now, HOUR_MS);
   const windows = {
@@ -144,7 +170,7 @@ export async function getOverview(ctx: ServiceContext, query: { low_credits_thre
   };
   const thresholdMicro = creditsToMicro(query.low_credits_threshold);
   const [rows, balances] = await Promise.all([
-    rollupRows(ctx.db, 'all', windows.last_30_days),
+    rollupRows(ctx, 'all', windows.last_30_days),
     ctx.db.execute<{ balance: string; held: string; teams: string; low: string }>(sql`
       SELECT coalesce(sum(b.balance_micro), 0)::text AS balance, coalesce(sum(b.held_micro), 0)::text AS held, count(*) AS teams,
              count(*) FILTER (WHERE t.status = 'active' AND b.balance_micro - b.held_micro < ${thresholdMicro}) AS low
@@ -188,8 +214,7 @@ export async function getTimeSeries(
   if (Math.round((range.to.getTime() - range.from.getTime()) / unit) > 2000) {
     throw validationFailed(`a time series has at most 2000 points: shorten the range or use granularity=day`, 'from');
   }
-  await refreshUsageRollups(ctx.db);
-  const rows = query.team_id ? await rollupRows(ctx.db, 'team', range, query.team_id) : await rollupRows(ctx.db, 'all', range);
+  const rows = query.team_id ? await rollupRows(ctx, 'team', range, query.team_id) : await rollupRows(ctx, 'all', range);
   const byBucket = new Map<number, Sums>();
   for (let at = range.from.getTime(); at < range.to.getTime(); at += unit) byBucket.set(at, emptySums());
   for (const row of rows) addRecord(byBucket.get(floorTo(row.bucket, unit).getTime())!, row);
@@ -204,26 +229,41 @@ export async function getTimeSeries(
 
 type BreakdownSort = 'credits_charged' | 'cost_usd' | 'margin_usd' | 'calls' | 'total_tokens' | 'error_rate';
 
-/** Usage by team, model or job type over the range, sorted (e.g. the top teams by spend, margins per model). */
+/**
+ * Usage by team, model or job type over the range, sorted (e.g. the top teams by spend, margins per model). Teams
+ * are read per day for the whole days of the range and per hour for the rest; hours changed since the last refresh
+ * are summed from their jobs.
+ */
 export async function getBreakdown(
   ctx: ServiceContext,
   query: RangeQuery & { by: 'team' | 'model' | 'job_type'; sort: BreakdownSort; order: 'asc' | 'desc'; limit: number },
 ): Promise<Breakdown> {
   const range = hourRange(query);
-  await refreshUsageRollups(ctx.db);
+  const unrolled = await unrolledHours(ctx.db, ctx.log, query.by, range);
+  const { days, hours } = query.by === 'team' ? splitByDay(range, unrolled.hours) : { days: [], hours: [range] };
+  const within = (ranges: TimeRange[]) => sql.join(ranges.map((part) => sql`(bucket >= ${part.from} AND bucket < ${part.to})`), sql` OR `);
+  const changed = [...unrolled.hours].map((hour) => sql`${new Date(hour)}::timestamptz`);
+  const hourly = hours.length === 0 ? sql`false` : sql`dimension = ${query.by} AND (${within(hours)})
+       ${changed.length === 0 ? sql`` : sql`AND bucket NOT IN (${sql.join(changed, sql`, `)})`}`;
+  const daily = days.length === 0 ? sql`false` : sql`dimension = ${TEAM_DAY} AND (${within(days)})`;
   const result = await ctx.db.execute<Omit<RollupRecord, 'bucket' | 'latency_histogram' | 'ttft_histogram'>>(sql`
     SELECT key, sum(jobs) AS jobs, sum(calls) AS calls, sum(failed_calls) AS failed_calls, sum(prompt_tokens)::text AS prompt_tokens,
            sum(completion_tokens)::text AS completion_tokens, sum(total_tokens)::text AS total_tokens, sum(cost_usd)::text AS cost_usd,
            sum(credits_micro)::text AS credits_micro, sum(latency_sum_ms)::text AS latency_sum_ms, sum(latency_count) AS latency_count,
            sum(ttft_sum_ms)::text AS ttft_sum_ms, sum(ttft_count) AS ttft_count
       FROM usage_rollups
-     WHERE dimension = ${query.by} AND bucket >= ${range.from} AND bucket < ${range.to}
+     WHERE (${hourly}) OR (${daily})
      GROUP BY key`);
+  const byKey = new Map<string, Sums>();
+  const add = (row: Omit<RollupRecord, 'bucket'>) => {
+    let sums = byKey.get(row.key);
+    if (!sums) byKey.set(row.key, (sums = emptySums()));
+    addRecord(sums, row);
+  };
+  for (const row of result.rows) add({ ...row, latency_histogram: null, ttft_histogram: null });
+  for (const row of unrolled.rows) add(recordOf(row));
   const price = creditPrice(ctx);
-  const rows = result.rows.map((row) => ({
-    key: row.key,
-    ...present(addRecord(emptySums(), { ...row, latency_histogram: null, ttft_histogram: null }), price),
-  }));
+  const rows = [...byKey].map(([key, sums]) => ({ key, ...present(sums, price) }));
   const direction = query.order === 'asc' ? 1 : -1;
   rows.sort((a, b) => direction * (a[query.sort] - b[query.sort]) || a.key.localeCompare(b.key));
   return { from: range.from.toISOString(), to: range.to.toISOString(), by: query.by, rows: rows.slice(0, query.limit) };

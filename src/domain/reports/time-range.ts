@@ -29,3 +29,27 @@ export function rangeOf(query: RangeQuery, now: Date = new Date(), defaultDays =
 
 export const floorTo = (date: Date, unitMs: number) => new Date(Math.floor(date.getTime() / unitMs) * unitMs);
 export const ceilTo = (date: Date, unitMs: number) => new Date(Math.ceil(date.getTime() / unitMs) * unitMs);
+
+/**
+ * A range of whole hours split for a read of hourly and daily rows: the whole UTC days inside it that hold none of
+ * `skipHours` (read per day), and the rest (read per hour), each as few ranges as possible.
+ */
+export function splitByDay(range: TimeRange, skipHours: ReadonlySet<number>): { days: TimeRange[]; hours: TimeRange[] } {
+  const days: TimeRange[] = [];
+  const hours: TimeRange[] = [];
+  const add = (into: TimeRange[], from: number, to: number) => {
+    const last = into.at(-1);
+    if (last && last.to.getTime() === from) last.to = new Date(to);
+    else if (to > from) into.push({ from: new Date(from), to: new Date(to) });
+  };
+  const end = range.to.getTime();
+  let at = range.from.getTime();
+  while (at < end) {
+    const dayEnd = Math.min(ceilTo(new Date(at + 1), DAY_MS).getTime(), end);
+    let whole = at % DAY_MS === 0 && dayEnd - at === DAY_MS;
+    for (let hour = at; whole && hour < dayEnd; hour += HOUR_MS) whole = !skipHours.has(hour);
+    add(whole ? days : hours, at, dayEnd);
+    at = dayEnd;
+  }
+  return { days, hours };
+}

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { contiguousRanges } from '../../../src/domain/reports/usage-rollups.js';
 import { bucketValue, histogramBucket, histogramQuantile, HISTOGRAM_BUCKETS, rollUp, splitCharge, type RollupCall } from '../../../src/domain/reports/usage-rollup.models.js';
-import { rangeOf } from '../../../src/domain/reports/time-range.js';
+import { rangeOf, splitByDay } from '../../../src/domain/reports/time-range.js';
 
 const HOUR = 3_600_000;
 
@@ -101,6 +101,25 @@ describe('ranges', () => {
     const hours = [0, 1, 2, 5, 6, ...Array.from({ length: 30 }, (_, i) => 10 + i)].map((h) => h * HOUR);
     const ranges = contiguousRanges(hours).map(({ from, to }) => [from / HOUR, to / HOUR]);
     expect(ranges).toEqual([[0, 3], [5, 7], [10, 34], [34, 40]]);
+  });
+
+  it('splits a range into whole days without skipped hours and the hours left over', () => {
+    const at = (h: number) => new Date(Date.UTC(2026, 11, 1) + h * HOUR);
+    const hoursOf = ({ from, to }: { from: Date; to: Date }) => [(from.getTime() - at(0).getTime()) / HOUR, (to.getTime() - at(0).getTime()) / HOUR];
+    // From 20:00 on day 0 to 05:00 on day 5; day 3 holds a changed hour (03:00 + 72 h).
+    const { days, hours } = splitByDay({ from: at(20), to: at(125) }, new Set([at(75).getTime()]));
+    expect(days.map(hoursOf)).toEqual([[24, 72], [96, 120]]);
+    expect(hours.map(hoursOf)).toEqual([[20, 24], [72, 96], [120, 125]]);
+    expect(splitByDay({ from: at(1), to: at(5) }, new Set())).toEqual({ days: [], hours: [{ from: at(1), to: at(5) }] });
+    // Every hour of the range is in exactly one part.
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 200 }), fc.integer({ min: 1, max: 200 }), fc.array(fc.integer({ min: 0, max: 400 })), (start, length, skipped) => {
+        const split = splitByDay({ from: at(start), to: at(start + length) }, new Set(skipped.map((h) => at(h).getTime())));
+        const covered = [...split.days, ...split.hours].flatMap(({ from, to }) => Array.from({ length: (to.getTime() - from.getTime()) / HOUR }, (_, i) => from.getTime() + i * HOUR));
+        expect(covered.sort((x, y) => x - y)).toEqual(Array.from({ length }, (_, i) => at(start + i).getTime()));
+        for (const day of split.days) expect(skipped.some((h) => at(h) >= day.from && at(h) < day.to)).toBe(false);
+      }),
+    );
   });
 
   it('turns a period into its calendar month (UTC)', () => {
