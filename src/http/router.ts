@@ -22,20 +22,23 @@ function idempotencyScope(actor: Actor): string {
 }
 
 /**
- * Mounts each route as a pipeline: authenticate from the headers (public routes skip it), take an in-flight slot,
- * read and check the body, then parse params/query/body with the route's zod schemas and run its handler. A client
- * without a valid credential is refused before it takes a slot or has its body read.
+ * Mounts each route as a pipeline: authenticate from the headers (public routes skip it), refuse at once when the
+ * instance is full, read and check the body, take an in-flight slot, then parse params/query/body with the route's
+ * zod schemas and run its handler. A client without a valid credential is refused before its body is read; a body
+ * still arriving holds no slot (however slowly it comes, with whatever key), so slots go to requests ready to run.
  */
 export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
   const router = Router();
-  const slot = inflightSlots({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool });
+  const slots = inflightSlots({ maxInflight: deps.config.MAX_INFLIGHT_REQUESTS, maxDbWaiting: deps.config.MAX_DB_WAITING, pool: deps.pool });
   const readJson = express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] });
   const readRaw = express.raw({ limit: deps.config.BODY_LIMIT, type: () => true });
   for (const route of routes) {
     // A public route that takes a body does work for it (a webhook): it takes a slot like an authenticated one.
     const takesSlot = route.auth !== 'public' || route.rawBody !== undefined;
     const readBody = route.rawBody ? [readRaw] : route.body ? [readJson] : [];
-    const steps: RequestHandler[] = [identify(route, deps), ...(takesSlot ? [slot] : []), ...readBody, storableJson];
+    const steps: RequestHandler[] = takesSlot
+      ? [identify(route, deps), slots.refuseWhenFull, ...readBody, storableJson, slots.take]
+      : [identify(route, deps), ...readBody, storableJson];
     router[route.method](expressPath(route.path), ...steps, async (req: Request, res: Response) => {
       const actor = res.locals.actor as Actor;
       const input = {

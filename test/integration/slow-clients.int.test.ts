@@ -294,3 +294,60 @@ describe('header and body timeouts', () => {
     expect(await query(app, 'SELECT id FROM jobs WHERE team_id = $1', [team.teamId])).toEqual([]);
   });
 });
+
+describe('slow bodies with a valid team key', () => {
+  let app: TestApp;
+  let slowTeam: TeamSetup;
+  let otherTeam: TeamSetup;
+  beforeAll(async () => {
+    // One unauthenticated connection per address: the test knows each slow request was authenticated (and, before
+    // bodies were read ahead of the slot, would have taken a slot) when its address may open the next connection.
+    app = await createTestApp({ MAX_INFLIGHT_REQUESTS: '50', MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: '1' });
+    slowTeam = await setupTeam(app, { credits: 100 });
+    otherTeam = await setupTeam(app, { credits: 100 });
+  });
+  afterAll(async () => {
+    closeAll();
+    await app?.close();
+  });
+
+  /** A connection from `address` that the server keeps, once the address's previous one was authenticated. */
+  const keptConnection = (address: string) =>
+    poll(
+      async () => {
+        const connection = await open(app, address);
+        return (await closedWithin(connection, 100)) ? undefined : connection;
+      },
+      5_000,
+      `a connection from ${address} to be kept`,
+    );
+
+  it("60 bodies that never finish, sent with one team's key, take none of the 50 in-flight slots: another team's models and chat are answered", async () => {
+    const slow: RawConnection[] = [];
+    for (let i = 0; i < 60; i++) {
+      const connection = await keptConnection(ATTACKER);
+      connection.socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${slowTeam.key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`,
+      );
+      slow.push(connection);
+    }
+    // The 60th slow request was authenticated too.
+    await keptConnection(ATTACKER);
+
+    const models = await requestFrom(app, CLIENT, 'GET', '/v1/models', otherTeam.key);
+    expect(models.status, models.body).toBe(200);
+    expect(JSON.parse(models.body).data.map((model: { id: string }) => model.id)).toContain(otherTeam.group);
+    const chat = await requestFrom(app, CLIENT, 'POST', '/v1/chat/completions', otherTeam.key, {
+      model: otherTeam.group,
+      messages: [{ role: 'user', content: 'Hello' }],
+    });
+    expect(chat.status, chat.body).toBe(200);
+    expect(JSON.parse(chat.body).object).toBe('chat.completion');
+    // The slow team itself is served too, on a request whose body arrives.
+    const own = await requestFrom(app, CLIENT, 'GET', '/v1/models', slowTeam.key);
+    expect(own.status, own.body).toBe(200);
+
+    // The slow bodies were still unfinished and unanswered meanwhile.
+    expect(slow.filter((connection) => connection.closedAt !== undefined || connection.received !== '')).toEqual([]);
+  });
+});

@@ -10,6 +10,7 @@ import { recordEvent } from '../webhooks/webhook-events.js';
 import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models.js';
 import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
+import { teamSuspended } from './api-keys.errors.js';
 import type { Caches } from '../caches.js';
 
 type ApiKeyRow = typeof apiKeys.$inferSelect;
@@ -79,8 +80,10 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
 }
 
 /**
- * The team actor for a presented secret, or null when it is unknown, revoked, expired or its team is suspended.
- * Looked up by hash, so the secret itself is never compared or stored; recent answers come from the cache.
+ * The team actor for a presented secret, or null when it is unknown, revoked, expired or its team archived; a live
+ * key of a suspended team is refused with 403 team_suspended, so its owner asks an admin instead of rotating it.
+ * Looked up by hash in one indexed query, so the secret itself is never compared or stored and an unknown secret
+ * costs one lookup; recent answers come from the cache (a refusal is not cached: resuming a team takes effect at once).
  */
 export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string): Promise<Actor | null> {
   const keyHash = hashSecret(secret);
@@ -96,18 +99,14 @@ export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string):
         tokensPerMinute: apiKeys.tokensPerMinute,
         maxConcurrentJobs: apiKeys.maxConcurrentJobs,
         maxConcurrentCalls: apiKeys.maxConcurrentCalls,
+        teamStatus: teams.status,
       })
       .from(apiKeys)
       .innerJoin(teams, eq(teams.id, apiKeys.teamId))
-      .where(
-        and(
-          eq(apiKeys.keyHash, keyHash),
-          isNull(apiKeys.revokedAt),
-          or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`),
-          eq(teams.status, 'active'),
-        ),
-      );
-    if (!row) return undefined;
+      .where(and(eq(apiKeys.keyHash, keyHash), isNull(apiKeys.revokedAt), or(isNull(apiKeys.expiresAt), sql`${apiKeys.expiresAt} > now()`)));
+    // Thrown inside the load, so callers sharing this lookup are all refused alike.
+    if (row?.teamStatus === 'suspended') throw teamSuspended();
+    if (row?.teamStatus !== 'active') return undefined;
     await touchApiKey(db, row.keyId, row.lastUsedAt);
     const { keyId, teamId, organizationId, requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls } = row;
     const keyLimits = { requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls };

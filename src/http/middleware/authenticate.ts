@@ -3,8 +3,6 @@ import { verifyAdminToken } from '../../domain/admin/admin-auth.js';
 import { isMasterKey } from '../../domain/admin/admin-auth.js';
 import { verifyTeamKey } from '../../domain/api-keys/api-keys.service.js';
 import { TEAM_KEY_PREFIX } from '../../domain/api-keys/api-keys.models.js';
-import { teamSuspended } from '../../domain/api-keys/api-keys.errors.js';
-import { isKeyOfSuspendedTeam } from '../../domain/api-keys/suspended-team-key.js';
 import type { Actor } from '../../domain/actor.js';
 import type { Deps } from '../../deps.js';
 import { AppError } from '../../lib/errors.js';
@@ -24,10 +22,7 @@ export async function authenticate(auth: Exclude<RouteAuth, 'public'>, req: Requ
     : credential.startsWith(TEAM_KEY_PREFIX)
       ? await verifyTeamKey(deps.db, deps.caches, credential)
       : await verifyAdminToken(deps.db, deps.adminAuth, credential);
-  if (!actor) {
-    if (credential.startsWith(TEAM_KEY_PREFIX) && (await isKeyOfSuspendedTeam(deps.db, credential))) throw teamSuspended();
-    throw unauthenticated('invalid, revoked or expired credential');
-  }
+  if (!actor) throw unauthenticated('invalid, revoked or expired credential');
   if (auth === 'admin' && actor.kind !== 'admin') {
     throw new AppError('forbidden', 'this route needs the master key or an admin token', { reason: 'admin_required' });
   }

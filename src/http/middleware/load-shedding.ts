@@ -5,18 +5,33 @@ import { AppError } from '../../lib/errors.js';
 /**
  * Refuses work the instance cannot take, early and cheaply, so overload degrades into quick 503s with
  * Retry-After instead of timeouts for everyone: too many requests in flight, or too many queries already
- * waiting for a database connection. Mounted on authenticated routes after the credential was checked and before
- * the body is read, so a client without a key cannot take a slot, and a slow body does not hold one; and on public
- * routes that take a body to verify (a webhook), whose sender retries a 503.
+ * waiting for a database connection. Mounted on authenticated routes after the credential was checked, and on
+ * public routes that take a body to verify (a webhook), whose sender retries a 503.
+ *
+ * A request takes its slot only once its body has arrived (`take`, after the body is read): a client that sends
+ * its body slowly, even with a valid key, holds a connection (until REQUEST_TIMEOUT_MS at most) but no slot, so
+ * slow bodies cannot starve other clients. `refuseWhenFull` runs before the body is read, so an instance that is
+ * already full answers 503 from the headers without reading bodies it would refuse anyway.
  */
 export function inflightSlots(options: { maxInflight: number; maxDbWaiting: number; pool: pg.Pool }) {
   let inflight = 0;
-  return (_req: Request, res: Response, next: NextFunction) => {
-    if (inflight >= options.maxInflight || options.pool.waitingCount >= options.maxDbWaiting) {
-      return next(new AppError('unavailable', 'creditgate is overloaded; retry shortly', { reason: 'overloaded' }));
-    }
-    inflight++;
-    res.once('close', () => inflight--);
-    next();
+  const overloaded = () =>
+    inflight >= options.maxInflight || options.pool.waitingCount >= options.maxDbWaiting
+      ? new AppError('unavailable', 'creditgate is overloaded; retry shortly', { reason: 'overloaded' })
+      : undefined;
+  return {
+    refuseWhenFull(_req: Request, _res: Response, next: NextFunction): void {
+      next(overloaded());
+    },
+    take(_req: Request, res: Response, next: NextFunction): void {
+      const refusal = overloaded();
+      if (refusal) return next(refusal);
+      // A response already closed (the client left as its body ended) would never release a slot taken now.
+      if (!res.closed) {
+        inflight++;
+        res.once('close', () => inflight--);
+      }
+      next();
+    },
   };
 }
