@@ -246,6 +246,25 @@ describe('operator console', () => {
     await expect.poll(() => delivered.count(), { timeout: 10_000 }).toBe(2);
     await shot('12-webhook-deliveries');
 
+    // 25 deliveries to a page: More appends the older ones, and is gone once there are none left.
+    for (let grant = 1; grant <= 25; grant++) await app.request('POST', `/api/credits/teams/${teamId}/add`, { body: { credits: 1, reason: `e2e grant ${grant}` } });
+    await receiver.waitFor(27);
+    const deliveryRows = page.getByRole('table', { name: 'Deliveries, newest first' }).locator('tbody tr');
+    await expect
+      .poll(
+        async () => {
+          await page.getByRole('button', { name: 'Refresh deliveries' }).click();
+          return page.getByRole('table', { name: 'Deliveries, newest first' }).getByText('pending').count();
+        },
+        { timeout: 10_000, interval: 300 },
+      )
+      .toBe(0);
+    expect(await deliveryRows.count()).toBe(25);
+    await page.getByRole('button', { name: 'More deliveries' }).click();
+    await expect.poll(() => deliveryRows.count()).toBe(27);
+    expect(await page.getByRole('button', { name: 'More deliveries' }).count()).toBe(0);
+    expect(await delivered.count()).toBe(2);
+
     // Rotating the secret, after confirming, shows the new one once; disabling shows on the page.
     await page.getByRole('button', { name: 'Rotate secret' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Rotate secret' }).click();
