@@ -104,11 +104,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     leases.start();
     closers.push(async () => leases.stop());
 
-    const stopSweeper = startJobSweeper(
-      database.db,
-      { leaseSeconds: config.CALL_LEASE_SECONDS, queueTimeoutSeconds: config.JOB_TIMEOUT_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS },
-      log,
-    );
+    const stopSweeper = startJobSweeper(database.db, { leaseSeconds: config.CALL_LEASE_SECONDS, intervalSeconds: config.SWEEP_INTERVAL_SECONDS }, log);
     closers.push(stopSweeper);
 
     const upstreamClient = new UpstreamClient({ ...upstream, timeoutMs: config.UPSTREAM_TIMEOUT_MS });

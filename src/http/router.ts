@@ -62,6 +62,8 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
       }
       const claim = { scope: idempotencyScope(actor), key: idempotencyKey, requestHash: requestFingerprint(req.method, req.path, req.body) };
       const ttl = deps.config.IDEMPOTENCY_TTL_HOURS;
+      // A claim still unanswered this long after it was taken is freed by any sweeper, as an idle job is expired.
+      const claimTimeout = deps.config.JOB_TIMEOUT_SECONDS;
       const result =
         route.idempotent === 'transaction'
           ? await runIdempotent(
@@ -71,7 +73,7 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
               async (tx) => ({ status, body: await run(tx) }),
               route.secretInAnswer && keptSealed(deps.secretBox),
             )
-          : await runIdempotentLong(deps.db, claim, ttl, async (answered) => ({
+          : await runIdempotentLong(deps.db, claim, { ttlHours: ttl, timeoutSeconds: claimTimeout }, async (answered) => ({
               status,
               body: await run(deps.db, (body) => answered({ status, body })),
             }));

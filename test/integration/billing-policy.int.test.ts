@@ -18,7 +18,7 @@ import { poll } from '../helpers/wait.js';
 
 const CHAT = { messages: [{ role: 'user', content: 'Say hello' }] };
 const CHAT_PROMPT_BOUND = promptTokenBound(CHAT);
-const SWEEP = { leaseSeconds: 30, queueTimeoutSeconds: 10 };
+const SWEEP = { leaseSeconds: 30 };
 
 let app: TestApp;
 beforeAll(async () => {

@@ -722,7 +722,7 @@ describe('job sweeper', () => {
 
     // The background sweep already did everything: a direct sweep finds nothing to do.
     const ledgerBefore = await ledgerEntries(target, team.teamId);
-    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log)).toBe(0);
     expect(await ledgerEntries(target, team.teamId)).toEqual(ledgerBefore);
 
     const completed = await target.request('POST', `/api/jobs/${fresh}/complete`, { token: team.key, body: { status: 'completed' } });
@@ -747,8 +747,8 @@ describe('job sweeper', () => {
     await ageJobs(target, jobIds);
 
     const counts = await Promise.all([
-      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log),
-      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log),
+      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log),
+      sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log),
     ]);
     expect(counts[0] + counts[1]).toBe(3);
     const afterFirst = await ledgerEntries(target, team.teamId);
@@ -756,7 +756,7 @@ describe('job sweeper', () => {
     expect(settlements.map((e) => e.job_id).sort()).toEqual([...jobIds].sort());
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 4, held: 1, available: 3 });
 
-    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log)).toBe(0);
     expect(await ledgerEntries(target, team.teamId)).toEqual(afterFirst);
     const jobs = await jobsOf(target, team.teamId);
     expect(jobs.filter((job) => job.status === 'expired').map((job) => job.id).sort()).toEqual([...jobIds].sort());
@@ -781,7 +781,7 @@ describe('job sweeper', () => {
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 10, held: 10, available: 0 });
 
     await ageJobs(target, [used, unused]);
-    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(2);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log)).toBe(2);
     const [charge] = await ledgerEntries(target, team.teamId, { jobId: used, type: 'charge' });
     expect(charge).toMatchObject({ actor: 'system:sweeper', amount_micro: String(-3 * MICRO), held_delta_micro: String(-9 * MICRO) });
     const [release] = await ledgerEntries(target, team.teamId, { jobId: unused, type: 'release' });
@@ -789,7 +789,7 @@ describe('job sweeper', () => {
     expect((await jobsOf(target, team.teamId)).map((job) => job.status)).toEqual(['expired', 'expired']);
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
 
-    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 10 }, target.deps.log)).toBe(0);
+    expect(await sweepExpiredJobs(target.deps.db, { leaseSeconds: 30 }, target.deps.log)).toBe(0);
     expect(await expectBooksConsistent(target, team.teamId)).toEqual({ balance: 7, held: 0, available: 7 });
   });
 });

@@ -45,7 +45,7 @@ describe('concurrency counts', () => {
     await query(app, `UPDATE credit_balances SET calls_in_flight = 3, key_calls_in_flight = '{"key_x": 2}' WHERE team_id = $1`, [team.teamId]);
     const refused = await app.request('POST', '/v1/chat/completions', { token: team.key, body: { model: team.group, messages: [{ role: 'user', content: 'hi' }] } });
     expectErrorBody(refused, 429, 'concurrent_calls_limit');
-    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 3600 }, app.deps.log);
+    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 30 }, app.deps.log);
     expect(await counts(team.teamId)).toEqual({ open_jobs: 0, calls_in_flight: 0, key_open_jobs: {}, key_calls_in_flight: {} });
     const served = await app.request('POST', '/v1/chat/completions', { token: team.key, body: { model: team.group, messages: [{ role: 'user', content: 'hi' }] } });
     expect(served.status, JSON.stringify(served.body)).toBe(200);

@@ -84,7 +84,7 @@ describe('the sweeper and the calls of a job', () => {
     try {
       await locker.query('BEGIN');
       await locker.query('SELECT 1 FROM credit_balances WHERE team_id = $1 FOR UPDATE', [team.teamId]);
-      sweep = sweepExpiredJobs(app.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 3600 }, app.deps.log);
+      sweep = sweepExpiredJobs(app.deps.db, { leaseSeconds: 30 }, app.deps.log);
       await poll(async () => ((await lockWaiters(app)) >= 1 ? true : undefined), 5_000, 'the sweeper to wait for the balance row', 10);
       live.leave();
       await poll(async () => ((await lockWaiters(app)) >= 2 ? true : undefined), 5_000, "the live call's record to wait too", 10);
@@ -115,7 +115,7 @@ describe('the sweeper and the calls of a job', () => {
     await query(app, `UPDATE jobs SET status = 'in_progress' WHERE id = $1`, [stuck]);
     await query(app, `UPDATE jobs SET updated_at = now() - interval '2 hours' WHERE id = ANY($1::text[])`, [[stuck, ...idle]]);
 
-    expect(await sweepExpiredJobs(app.deps.db, { leaseSeconds: 30, queueTimeoutSeconds: 3600 }, app.deps.log)).toBe(2);
+    expect(await sweepExpiredJobs(app.deps.db, { leaseSeconds: 30 }, app.deps.log)).toBe(2);
     for (const jobId of idle) expect(await statusOf(app, jobId)).toBe('expired');
     expect(await statusOf(app, stuck)).toBe('in_progress');
   });

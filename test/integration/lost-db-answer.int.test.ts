@@ -109,7 +109,7 @@ describe('a one-shot job whose opening statement lost its answer', () => {
     expect(lost).toMatchObject({ status: 'failed', hold: 0, charged: 0, call_status: 'failed', delivered: false });
     expect(await balance(team.teamId)).toEqual({ ...before, held: 0, open_jobs: 0, calls_in_flight: 0 });
     // A sweep that takes every call in flight for abandoned finds nothing to bill.
-    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0, queueTimeoutSeconds: 3600 }, app.deps.log);
+    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0 }, app.deps.log);
     expect(await balance(team.teamId)).toEqual(before);
     await expectLedgerConsistent(app, team.teamId);
     // Whatever reached the upstream was aborted before a byte went to the caller.
@@ -130,7 +130,7 @@ describe('a call of a multi-call job whose reservation lost its answer', () => {
     const lost = await newestJobOnce(team.teamId, (row) => row.call_status === 'failed', 'the lost call to be released');
     expect(lost).toMatchObject({ id: jobId, status: 'pending', charged: null, call_status: 'failed', delivered: false });
     expect(await balance(team.teamId)).toEqual(before);
-    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0, queueTimeoutSeconds: 3600 }, app.deps.log);
+    await sweepExpiredJobs(app.deps.db, { leaseSeconds: 0 }, app.deps.log);
     expect(await balance(team.teamId)).toEqual(before);
 
     // The job goes on: a call now is served, and completing it charges the job once.

@@ -66,11 +66,17 @@ const whereClaim = (claim: IdempotencyClaim) => and(eq(idempotencyKeys.scope, cl
  * Claims the key, or returns the stored answer to replay. An expired key is free again; the same key with a
  * different request, or while its first request is still running, is a conflict.
  */
-async function claim(db: DbOrTx, claim: IdempotencyClaim, ttlHours: number, keeping: AnswerKeeping): Promise<StoredResponse | null> {
+async function claim(
+  db: DbOrTx,
+  claim: IdempotencyClaim,
+  ttlHours: number,
+  keeping: AnswerKeeping,
+  timeoutSeconds: number | null = null,
+): Promise<StoredResponse | null> {
   await db.delete(idempotencyKeys).where(and(whereClaim(claim), lt(idempotencyKeys.expiresAt, sql`now()`)));
   const claimed = await db
     .insert(idempotencyKeys)
-    .values({ ...claim, expiresAt: sql`now() + make_interval(hours => ${ttlHours})` })
+    .values({ ...claim, expiresAt: sql`now() + make_interval(hours => ${ttlHours})`, timeoutSeconds })
     .onConflictDoNothing()
     .returning({ key: idempotencyKeys.key });
   if (claimed.length > 0) return null;
@@ -117,15 +123,16 @@ export async function runIdempotent(
  * For work that calls the upstream and must not hold a transaction open meanwhile: the claim is committed
  * first (a retry meanwhile gets 409), the answer stored after (or earlier, through `answered`), and a failure
  * frees the key for a new attempt.
- * A claim orphaned by a crash is freed by the job sweeper.
+ * A claim orphaned by a crash is freed by the job sweeper once `timeoutSeconds` passed since it was taken: the
+ * claim records it, so an instance with a shorter setting never frees this one's claim while its work still runs.
  */
 export async function runIdempotentLong(
   db: Database,
   idempotency: IdempotencyClaim,
-  ttlHours: number,
+  lifetime: { ttlHours: number; timeoutSeconds: number },
   work: (answered: (response: StoredResponse) => Promise<void>) => Promise<StoredResponse>,
 ): Promise<StoredResponse & { replayed: boolean }> {
-  const replay = await claim(db, idempotency, ttlHours, keptAsIs);
+  const replay = await claim(db, idempotency, lifetime.ttlHours, keptAsIs, lifetime.timeoutSeconds);
   if (replay) return { ...replay, replayed: true };
   let response: StoredResponse;
   try {
@@ -139,13 +146,16 @@ export async function runIdempotentLong(
   return { ...response, replayed: false };
 }
 
-/** Frees claims whose request died with its process, and forgets answers past their lifetime. */
-export async function purgeIdempotencyKeys(db: DbOrTx, stuckAfterSeconds: number): Promise<number> {
+/**
+ * Frees claims whose request died with its process (past the timeout each claim recorded), and forgets answers
+ * past their lifetime. A claim without a recorded timeout (taken before it was recorded) waits for its expiry.
+ */
+export async function purgeIdempotencyKeys(db: DbOrTx): Promise<number> {
   const deleted = await db
     .delete(idempotencyKeys)
     .where(
       sql`${idempotencyKeys.expiresAt} < now()
-       OR (${idempotencyKeys.status} = 'in_progress' AND ${idempotencyKeys.createdAt} < now() - make_interval(secs => ${stuckAfterSeconds}))`,
+       OR (${idempotencyKeys.status} = 'in_progress' AND ${idempotencyKeys.createdAt} < now() - make_interval(secs => ${idempotencyKeys.timeoutSeconds}))`,
     )
     .returning({ key: idempotencyKeys.key });
   return deleted.length;

@@ -1,4 +1,4 @@
-import { and, inArray, lt, notInArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import { withTransaction, type Database } from '../../db/client.js';
 import { jobs, llmCalls, queueRequests } from '../../db/schema/index.js';
 import { AppError } from '../../lib/errors.js';
@@ -6,6 +6,7 @@ import type { Logger } from '../../lib/logger.js';
 import { settleJob } from '../billing/settlement.js';
 import { purgeIdempotencyKeys } from '../idempotency/idempotency.service.js';
 import { moveCounters, recountConcurrency } from '../ledger/ledger.repository.js';
+import { deleteOldRateWindows } from '../limits/rate-limiter.js';
 import { abandonStaleCalls, jobsWithStaleCalls } from '../llm/calls.repository.js';
 import { lockJob, markJobActivity, OPEN_JOB_STATUSES } from './jobs.repository.js';
 
@@ -15,8 +16,6 @@ const SWEEPER = 'system:sweeper';
 export interface SweepOptions {
   /** A call whose lease was not renewed for this long belongs to an instance that died. */
   leaseSeconds: number;
-  /** How long a queue item may stay open without its job. */
-  queueTimeoutSeconds: number;
 }
 
 /**
@@ -24,8 +23,12 @@ export interface SweepOptions {
  * reservation; a one-shot job left without its call is expired at once. Open jobs idle past their own recorded
  * timeout, with no call in flight, are expired: charged for what they delivered, the rest of their hold released.
  * A job with a live call is never expired, however long the call runs. A job that cannot be settled is logged and
- * skipped, never holding back the others. Runs at start-up and then periodically on every instance; SKIP LOCKED lets
- * instances share the work without waiting on each other or on live requests.
+ * skipped, never holding back the others. Queue items and Idempotency-Key claims left open by a dead instance are
+ * ended past the timeout recorded on their job or claim, and past minutes' rate limit windows deleted. Every
+ * deadline is one recorded with the work by the instance that took it, never the sweeping instance's settings: an
+ * instance with a shorter JOB_TIMEOUT_SECONDS must not end another's work that is still running. Runs at start-up
+ * and then periodically on every instance; SKIP LOCKED lets instances share the work without waiting on each other
+ * or on live requests.
  */
 export async function sweepExpiredJobs(db: Database, options: SweepOptions, log: Logger): Promise<number> {
   // An abandoned call leaves its job (pending again unless another call is in flight) and its team's and key's
@@ -84,22 +87,30 @@ export async function sweepExpiredJobs(db: Database, options: SweepOptions, log:
     // A full batch of jobs that were all skipped would be picked again and again.
     if (swept.picked < BATCH || swept.settled === 0) break;
   }
-  // A queued call whose process died never reports its end: once its job is over, so is the item.
+  // A queued call whose process died never reports its end: once its job is over, so is the item, when it is older
+  // than its job's recorded timeout (set by the instance that created the job, the one running the item when the
+  // item made its own job).
   await db
     .update(queueRequests)
     .set({ status: 'error', error: 'abandoned: the instance running it stopped', finishedAt: sql`now()` })
+    .from(jobs)
     .where(
       and(
+        eq(jobs.id, queueRequests.jobId),
         inArray(queueRequests.status, ['queued', 'processing']),
-        lt(queueRequests.createdAt, sql`now() - make_interval(secs => ${options.queueTimeoutSeconds})`),
-        notInArray(queueRequests.jobId, db.select({ id: jobs.id }).from(jobs).where(inArray(jobs.status, [...OPEN_JOB_STATUSES]))),
+        notInArray(jobs.status, [...OPEN_JOB_STATUSES]),
+        lt(queueRequests.createdAt, sql`now() - make_interval(secs => ${jobs.timeoutSeconds})`),
       ),
     );
   const recounted = await recountConcurrency(db);
   if (recounted.length > 0) log.warn({ teams: recounted }, 'concurrency counts had drifted from the jobs and calls; recounted');
-  const purged = await purgeIdempotencyKeys(db, options.queueTimeoutSeconds);
-  if (expired > 0 || purged > 0 || abandoned.length > 0) {
-    log.info({ expired_jobs: expired, abandoned_call_jobs: abandoned.length, purged_idempotency_keys: purged }, 'swept');
+  const purged = await purgeIdempotencyKeys(db);
+  const rateWindows = await deleteOldRateWindows(db);
+  if (expired > 0 || purged > 0 || abandoned.length > 0 || rateWindows > 0) {
+    log.info(
+      { expired_jobs: expired, abandoned_call_jobs: abandoned.length, purged_idempotency_keys: purged, deleted_rate_windows: rateWindows },
+      'swept',
+    );
   }
   return expired;
 }

@@ -255,6 +255,28 @@ export class RateLimiter {
   }
 }
 
+/** Minutes a window is kept after it began: any instance's clock is trusted to be off by less than this. */
+const KEEP_WINDOWS_MINUTES = 5;
+const DELETE_BATCH = 1_000;
+
+/**
+ * Deletes the shared windows of past minutes, a batch at a time (each batch a short statement, never a long lock).
+ * A window is only read within its own minute, so an old one is dead weight; one deleted while an instance whose
+ * clock lags by more than KEEP_WINDOWS_MINUTES still claims from it would start again from zero, and only for that
+ * instance's stale minute. No index on window_start: once swept, the table holds a few minutes of rows.
+ */
+export async function deleteOldRateWindows(db: DbOrTx): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const result = await db.execute(sql`
+      DELETE FROM rate_windows WHERE (subject, window_start) IN (
+        SELECT subject, window_start FROM rate_windows WHERE window_start < now() - make_interval(mins => ${KEEP_WINDOWS_MINUTES})
+         LIMIT ${DELETE_BATCH} FOR UPDATE SKIP LOCKED)`);
+    deleted += result.rowCount ?? 0;
+    if ((result.rowCount ?? 0) < DELETE_BATCH) return deleted;
+  }
+}
+
 const requestTooLarge = (subject: RateSubject, tokens: number) =>
   new AppError(
     'rate_limited',
