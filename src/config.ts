@@ -115,6 +115,14 @@ export const ConfigSchema = z.object({
     .default(200)
     .describe('queries waiting for a database connection beyond which new requests get 503 with Retry-After'),
   QUEUE_MAX_OPEN_PER_TEAM: z.coerce.number().int().min(1).default(100).describe('queued calls one team may have waiting or running; more get 429 queue_full'),
+  QUEUE_MAX_RUNNING: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(64)
+    .describe(
+      'queued calls one instance runs at once (what bounds their memory: each holds its answer until it is recorded, and nothing reads it at the pace of a client); the others wait in the queue, in the order they came, still cancellable',
+    ),
   QUEUE_ITEM_BUFFER_BYTES: z.coerce
     .number()
     .int()

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { TtlCache } from '../lib/ttl-cache.js';
+import { PgTransaction } from 'drizzle-orm/pg-core';
+import type { DbOrTx } from '../db/client.js';
+import { TtlCache, type Loaded } from '../lib/ttl-cache.js';
 import type { ModelPrice } from './billing/pricing.models.js';
 import type { Actor } from './actor.js';
 import type { TeamSnapshot } from './tenancy/team-snapshot.js';
@@ -107,4 +109,25 @@ export class Caches {
     if (change.allTeams) this.teams.clear();
     if (change.prices) this.prices.clear();
   }
+}
+
+/**
+ * `read` through `cache`, for a caller on `db`. A cache load is shared by every caller asking for the key meanwhile,
+ * and an entry read late in its life is reloaded in the background after its caller went on; so it runs on the
+ * pool only. On a caller's transaction the others would wait on that transaction, which may itself wait for a pool
+ * connection they hold (a pool-wide deadlock), and the background reload would run on a client the transaction is
+ * using or has given back. A caller inside a transaction gets the cached entry, or else reads on its transaction,
+ * for itself alone and uncached (it may see its own uncommitted change).
+ */
+export async function readThroughCache<V>(
+  cache: TtlCache<V>,
+  db: DbOrTx,
+  key: string,
+  read: (db: DbOrTx) => Promise<Loaded<V> | undefined>,
+): Promise<V | undefined> {
+  if (db instanceof PgTransaction) {
+    const cached = cache.get(key);
+    return cached !== undefined ? cached : (await read(db))?.value;
+  }
+  return cache.getOrLoad(key, () => read(db));
 }

@@ -37,7 +37,8 @@ export class TtlCache<V> {
 
   /**
    * The cached value, or what `load` finds (cached unless an invalidation happened meanwhile); undefined when
-   * `load` finds nothing, which is not cached.
+   * `load` finds nothing, which is not cached. `load` is shared with the callers that ask meanwhile and may run after
+   * its caller went on (a background reload), so it must use nothing its caller owns, such as a transaction.
    */
   async getOrLoad(key: string, load: () => Promise<Loaded<V> | undefined>): Promise<V | undefined> {
     const now = Date.now();

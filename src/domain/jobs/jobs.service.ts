@@ -26,9 +26,17 @@ import { findJob, isOpen, type JobRow } from './jobs.repository.js';
  * Creates a job and holds its opening amount in the same statement, so N concurrent jobs of a team that can
  * afford K of them leave exactly K open and N-K refused with 402 before any upstream call.
  */
-export async function createJob(ctx: ServiceContext, input: CreateJobRequest, options: { autoComplete?: boolean } = {}): Promise<CreateJobResponse> {
+export async function createJob(
+  ctx: ServiceContext,
+  input: CreateJobRequest,
+  options: {
+    autoComplete?: boolean;
+    /** The row of `input.team_id`, read before the caller's transaction (see loadTeamSnapshot). */
+    team?: TeamRow;
+  } = {},
+): Promise<CreateJobResponse> {
   assertTeamAccess(ctx.actor, input.team_id);
-  const { team } = await loadTeamSnapshot(ctx.db, ctx.caches.teams, input.team_id);
+  const team = options.team ?? (await loadTeamSnapshot(ctx.db, ctx.caches.teams, input.team_id)).team;
   const job = planJob(ctx, team, input, options.autoComplete ?? false);
   const opened = await openJob(ctx, team, job);
   return { job_id: job.id, status: 'pending', created_at: opened.createdAt.toISOString(), credits_reserved: microToCredits(opened.heldMicro) };

@@ -1,6 +1,6 @@
 import { and, count, eq, inArray, sql } from 'drizzle-orm';
 import type { LlmCallRequest, QueueItem, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
-import { withTransaction, type DbOrTx } from '../../db/client.js';
+import { withTransaction, type DbOrTx, type Transaction } from '../../db/client.js';
 import { llmCalls, queueRequests } from '../../db/schema/index.js';
 import { AppError, conflict, notFound } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
@@ -28,22 +28,31 @@ const OPEN = ['queued', 'processing'] as const;
 const QUEUE_STATUS_OF_CALL: Record<CallStatus, QueueRow['status']> = { success: 'completed', failed: 'error', cancelled: 'cancelled' };
 const POLL_MS = 200;
 
-/** Accepts a call to run server-side now; the answer names it at once, before the model is even contacted. */
+/**
+ * Accepts a call to run server-side now; the answer names it at once, before the model is even contacted. It runs
+ * as soon as one of the instance's QUEUE_MAX_RUNNING slots is free.
+ */
 export async function submitQueued(ctx: ServiceContext, input: QueueSubmitRequest): Promise<QueueSubmitResponse> {
   const teamId = teamOf(ctx.actor);
+  const maxOpen = ctx.config.QUEUE_MAX_OPEN_PER_TEAM;
   const { job_id: givenJobId, provider: _provider, stream: _stream, ...request } = input;
-  resolveModelRoute(await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamId), input.model);
+  // Read before the transaction: inside it, a wait for another pool connection could wait on this one.
+  const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches.teams, teamId);
+  resolveModelRoute(snapshot, input.model);
+  // A full queue is refused before any work; the count under the lock below is the one that decides.
+  if ((await countOpenItems(ctx.db, teamId)) >= maxOpen) throw queueFull(maxOpen);
   // The job's hold and the item commit together: a refused item leaves no credits held.
   const item = await withTransaction(ctx.db, async (tx) => {
-    await refuseWhenQueueFull(tx, teamId, ctx.config.QUEUE_MAX_OPEN_PER_TEAM);
     let jobId = givenJobId;
     if (jobId) {
       const job = await findJob(tx, jobId, teamId);
       if (!job) throw notFound('job', 'job_id');
       if (!isOpen(job)) throw conflict(`job ${jobId} is ${job.status}; create a new job`, 'job_not_open');
     } else {
-      jobId = (await createJob({ ...ctx, db: tx }, { team_id: teamId, job_type: 'queue' }, { autoComplete: true })).job_id;
+      jobId = (await createJob({ ...ctx, db: tx }, { team_id: teamId, job_type: 'queue' }, { autoComplete: true, team: snapshot.team })).job_id;
     }
+    await lockTeamQueue(tx, teamId);
+    if ((await countOpenItems(tx, teamId)) >= maxOpen) throw queueFull(maxOpen);
     const [row] = await tx
       .insert(queueRequests)
       .values({ id: newId('q'), teamId, jobId, ownsJob: !givenJobId, model: input.model, request })
@@ -62,21 +71,27 @@ export async function submitQueued(ctx: ServiceContext, input: QueueSubmitReques
 }
 
 /**
- * A team may have only so many queued calls waiting or running. The count and the new item are serialised per team
- * by a transaction-level advisory lock, so instances together never let more in.
+ * Serialises the count and the new item of one team's queue across instances, so together they never let more than
+ * QUEUE_MAX_OPEN_PER_TEAM in. Taken as the transaction's last step, it is held for the count, the insert and the
+ * commit only, never across a wait for anything but the database.
  */
-async function refuseWhenQueueFull(tx: DbOrTx, teamId: string, maxOpen: number): Promise<void> {
+async function lockTeamQueue(tx: Transaction, teamId: string): Promise<void> {
   await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtext(${`queue:${teamId}`}))`);
-  const [open] = await tx
+}
+
+async function countOpenItems(db: DbOrTx, teamId: string): Promise<number> {
+  const [open] = await db
     .select({ n: count() })
     .from(queueRequests)
     .where(and(eq(queueRequests.teamId, teamId), inArray(queueRequests.status, [...OPEN])));
-  if ((open?.n ?? 0) >= maxOpen) {
-    throw new AppError('rate_limited', `this team already has ${maxOpen} queued calls waiting or running (QUEUE_MAX_OPEN_PER_TEAM); retry when one ends`, {
-      reason: 'queue_full',
-      retryAfterSeconds: 1,
-    });
-  }
+  return open?.n ?? 0;
+}
+
+function queueFull(maxOpen: number): AppError {
+  return new AppError('rate_limited', `this team already has ${maxOpen} queued calls waiting or running (QUEUE_MAX_OPEN_PER_TEAM); retry when one ends`, {
+    reason: 'queue_full',
+    retryAfterSeconds: 1,
+  });
 }
 
 /** Runs a queued call: reserve on its job → relay into the broadcast → record → end its own job, if it has one. */
@@ -90,10 +105,14 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
       .set({ status, ...extra, ...(status !== 'processing' && { finishedAt: sql`now()` }) })
       .where(and(eq(queueRequests.id, item.id), inArray(queueRequests.status, [...OPEN])))
       .returning();
+  const releaseSlot = await ctx.queue.runSlot(ctx.config.QUEUE_MAX_RUNNING, broadcast.signal);
   try {
-    if ((await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
-      await endJob('cancelled', 'cancelled before it started');
-      await endStream(broadcast, queueFormat, { error: UpstreamError.aborted('cancelled', 'cancelled before it started'), recorded: true });
+    if (!releaseSlot || (await setStatus('processing', { startedAt: new Date() })).length === 0 || broadcast.signal.aborted) {
+      // Cancelled, or aborted by a shutdown, before it started: nothing was delivered.
+      const reason = broadcast.signal.reason instanceof UpstreamError ? broadcast.signal.reason : UpstreamError.aborted('cancelled', 'cancelled before it started');
+      await endJob('cancelled', reason.message);
+      await setStatus('cancelled', { error: reason.message });
+      await endStream(broadcast, queueFormat, { error: reason, recorded: true });
       return;
     }
     const snapshot = await loadTeamSnapshot(ctx.db, ctx.caches.teams, item.teamId);
@@ -114,6 +133,7 @@ async function runQueued(ctx: ServiceContext, item: QueueRow, broadcast: QueueBr
     await setStatus('error', { error: message });
     await endStream(broadcast, queueFormat, { error: new UpstreamError(message, 'connection', undefined, undefined, code), recorded: true });
   } finally {
+    releaseSlot?.();
     broadcast.end();
   }
 }

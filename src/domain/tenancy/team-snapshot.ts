@@ -1,5 +1,6 @@
 import type { DbOrTx } from '../../db/client.js';
 import type { TtlCache } from '../../lib/ttl-cache.js';
+import { readThroughCache } from '../caches.js';
 import { modelsOf } from './model-groups.repository.js';
 import { listTeamModelGroups, requireTeam, type TeamRow } from './teams.repository.js';
 
@@ -12,11 +13,16 @@ export interface TeamSnapshot {
   models: Map<string, { model_name: string; priority: number }[]>;
 }
 
-/** From the cache when fresh; a change of the team or of a model group drops it (see Caches). */
+/**
+ * From the cache when fresh; a change of the team or of a model group drops it (see Caches). Load it before a
+ * transaction and pass it in: inside one it is read on the transaction, uncached (see readThroughCache).
+ */
 export async function loadTeamSnapshot(db: DbOrTx, cache: TtlCache<TeamSnapshot>, teamId: string): Promise<TeamSnapshot> {
-  const snapshot = await cache.getOrLoad(teamId, async () => {
-    const [team, groups] = await Promise.all([requireTeam(db, teamId), listTeamModelGroups(db, teamId)]);
-    return { value: { team, groups, models: await modelsOf(db, groups) } };
+  const snapshot = await readThroughCache(cache, db, teamId, async (reader) => {
+    // One after the other: a miss takes one pool connection, not two, and a transaction's client runs one statement at a time anyway.
+    const team = await requireTeam(reader, teamId);
+    const groups = await listTeamModelGroups(reader, teamId);
+    return { value: { team, groups, models: await modelsOf(reader, groups) } };
   });
   return snapshot!;
 }
