@@ -8,7 +8,7 @@ import { replayCallFrames } from '../domain/llm/call-replay.js';
 import { SSE_HEADERS } from '../sse/encode.js';
 import { validationFailed } from '../lib/errors.js';
 import { authenticate } from './middleware/authenticate.js';
-import { inflightSlots } from './middleware/load-shedding.js';
+import { inflightSlots, takesInflightSlot } from './middleware/load-shedding.js';
 import { storableJson } from './middleware/storable-json.js';
 import { markAuthenticated } from './connection-guard.js';
 import { rateSubjects } from '../domain/limits/limits.models.js';
@@ -33,10 +33,8 @@ export function buildRouter(routes: RouteSpec[], deps: Deps): Router {
   const readJson = express.json({ limit: deps.config.BODY_LIMIT, type: ['application/json', 'application/*+json'] });
   const readRaw = express.raw({ limit: deps.config.BODY_LIMIT, type: () => true });
   for (const route of routes) {
-    // A public route that takes a body does work for it (a webhook): it takes a slot like an authenticated one.
-    const takesSlot = route.auth !== 'public' || route.rawBody !== undefined;
     const readBody = route.rawBody ? [readRaw] : route.body ? [readJson] : [];
-    const steps: RequestHandler[] = takesSlot
+    const steps: RequestHandler[] = takesInflightSlot(route)
       ? [identify(route, deps), slots.refuseWhenFull, ...readBody, storableJson, slots.take]
       : [identify(route, deps), ...readBody, storableJson];
     router[route.method](expressPath(route.path), ...steps, async (req: Request, res: Response) => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildOpenApiDocument } from '../../src/http/openapi.js';
 import { allRoutes } from '../../src/http/routes/index.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
+import { setupTeam } from '../helpers/factories.js';
 
 /**
  * The OpenAPI document is checked against the server itself: every route is documented, and every request
@@ -59,5 +60,27 @@ describe('OpenAPI document', () => {
       'post /api/llm/queue/stream → 404',
       'post /api/llm/queue/cancel → 404',
     ]);
+  });
+
+  it("declares the headers the server's answers carry: the rate limit headers on a team's answers, Retry-After on a 429", async () => {
+    const team = await setupTeam(app, { team: { limits: { requests_per_minute: 100, tokens_per_minute: 100_000, max_concurrent_jobs: 1 } } });
+    const createJob = () => app.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'headers' } });
+    const answers = [
+      { route: 'post /api/jobs/create', response: await createJob() },
+      { route: 'post /api/jobs/create', response: await createJob() },
+      { route: 'get /v1/models', response: await app.request('GET', '/v1/models', { token: team.key }) },
+    ];
+    expect(answers.map(({ response }) => response.status)).toEqual([201, 429, 200]);
+    expect(answers[1]!.response.body.error.code).toBe('concurrent_jobs_limit');
+    for (const { route, response } of answers) {
+      const [method, path] = route.split(' ') as [string, string];
+      const documented = (doc.paths[path]![method] as { responses: Record<string, { headers?: Record<string, unknown> }> }).responses[response.status];
+      expect(documented, `${route} documents ${response.status}`).toBeDefined();
+      const sent = [...response.headers.keys()].filter((name) => name === 'retry-after' || name.startsWith('x-ratelimit-'));
+      const declared = Object.keys(documented!.headers ?? {}).map((name) => name.toLowerCase());
+      expect(sent.length, `${route} → ${response.status} sends rate limit headers`).toBeGreaterThanOrEqual(6);
+      expect(sent.filter((name) => !declared.includes(name)), `${route} → ${response.status}: headers sent but not declared`).toEqual([]);
+    }
+    expect(answers[1]!.response.headers.get('retry-after')).toBe('1');
   });
 });

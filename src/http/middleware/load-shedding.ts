@@ -1,6 +1,10 @@
 import type { NextFunction, Request, Response } from 'express';
 import type pg from 'pg';
 import { AppError } from '../../lib/errors.js';
+import type { RouteSpec } from '../route.js';
+
+/** Routes that do work for a caller take a slot: every authenticated one, and a public one that takes a body (a webhook). */
+export const takesInflightSlot = (route: RouteSpec): boolean => route.auth !== 'public' || route.rawBody !== undefined;
 
 /**
  * Refuses work the instance cannot take, early and cheaply, so overload degrades into quick 503s with

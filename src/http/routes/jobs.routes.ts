@@ -32,7 +32,7 @@ export const jobRoutes = [
     body: CreateJobRequest,
     idempotent: 'transaction',
     response: { status: 201, schema: CreateJobResponse, description: 'the pending job' },
-    errors: [402, 404],
+    errors: [402, 404, 429],
     handler: ({ ctx, body }) => createJob(ctx, body),
   }),
   defineRoute({

@@ -15,7 +15,7 @@ export const queueRoutes = [
     body: QueueSubmitRequest,
     idempotent: 'long',
     response: { status: 202, schema: QueueSubmitResponse, description: 'accepted; the call is already running' },
-    errors: [402, 404, 409],
+    errors: [402, 404, 409, 429],
     handler: ({ ctx, body }) => submitQueued(ctx, body),
   }),
   defineRoute({
