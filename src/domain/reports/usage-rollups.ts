@@ -80,18 +80,17 @@ export async function unrolledHours(
   range: TimeRange,
   key?: string,
 ): Promise<{ hours: Set<number>; rows: RollupRow[] }> {
-  const found = await db.execute<{ hour: Date | null; refreshed_at: Date | null }>(sql`
-    WITH state AS (SELECT (SELECT refreshed_at FROM ${usageRollupState} WHERE id = 1) AS refreshed_at)
-    SELECT h.hour, state.refreshed_at FROM state LEFT JOIN LATERAL (
-      SELECT DISTINCT date_trunc('hour', created_at) AS hour FROM jobs
-       WHERE created_at >= ${range.from} AND created_at < ${range.to}
-         AND (state.refreshed_at IS NULL OR updated_at >= state.refreshed_at - ${OVERLAP})
-         ${dimension === 'team' && key !== undefined ? sql`AND team_id = ${key}` : sql``}
-    ) h ON true`);
-  const refreshedAt = found.rows[0]?.refreshed_at ?? null;
-  const hours = found.rows.flatMap((row) => (row.hour ? [new Date(row.hour).getTime()] : []));
+  const [state] = await db.select().from(usageRollupState);
+  // Two statements, so the planner sees the cutoff and reads the few changed jobs by jobs_updated_idx.
+  const found = await db.execute<{ hour: Date }>(sql`
+    SELECT DISTINCT date_trunc('hour', created_at) AS hour FROM jobs
+     WHERE created_at >= ${range.from} AND created_at < ${range.to}
+       ${state ? sql`AND updated_at >= ${state.refreshedAt}::timestamptz - ${OVERLAP}` : sql``}
+       ${dimension === 'team' && key !== undefined ? sql`AND team_id = ${key}` : sql``}`);
+  const refreshedAt = state?.refreshedAt ?? null;
+  const hours = found.rows.map((row) => new Date(row.hour).getTime());
   if (hours.length === 0) return { hours: new Set(), rows: [] };
-  refreshBehind(db, log, refreshedAt && new Date(refreshedAt));
+  refreshBehind(db, log, refreshedAt);
   const rows: RollupRow[] = [];
   for (const part of contiguousRanges(hours.sort((a, b) => a - b))) {
     const jobs = await jobsOf(db, part.from, part.to, dimension === 'team' ? key : undefined);
@@ -149,13 +148,20 @@ type JobCallRow = {
   ttft_ms: number | null;
 }
 
-/** The jobs created in [from, to) with their calls in order (of one team when given), as the rollups sum them. */
+/**
+ * The jobs created in [from, to) with their calls in order (of one team when given), as the rollups sum them: the
+ * cost follows the jobs of those hours, not the size of the tables.
+ */
 async function jobsOf(db: DbOrTx, fromMs: number, toMs: number, teamId?: string): Promise<RollupJob[]> {
   const result = await db.execute<JobCallRow>(sql`
     SELECT j.id AS job_id, (extract(epoch FROM date_trunc('hour', j.created_at)) * 1000)::bigint::text AS bucket, j.team_id, j.job_type,
            j.charged_micro::text AS charged_micro, coalesce(c.model_used, c.model_requested) AS model, c.status, c.prompt_tokens,
            c.completion_tokens, c.total_tokens, c.cost_usd::text AS cost_usd, c.latency_ms, c.ttft_ms
-      FROM jobs j LEFT JOIN llm_calls c ON c.job_id = j.id
+      FROM jobs j
+      -- OFFSET 0 keeps the calls a per-job index lookup (llm_calls_job_idx): a hash join would scan every call there is.
+      LEFT JOIN LATERAL (
+        SELECT id, created_at, model_used, model_requested, status, prompt_tokens, completion_tokens, total_tokens, cost_usd, latency_ms, ttft_ms
+          FROM llm_calls WHERE job_id = j.id OFFSET 0) c ON true
      WHERE j.created_at >= ${new Date(fromMs)} AND j.created_at < ${new Date(toMs)}
        ${teamId === undefined ? sql`` : sql`AND j.team_id = ${teamId}`}
      ORDER BY j.id, c.created_at, c.id`);
