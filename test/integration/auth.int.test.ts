@@ -211,7 +211,9 @@ async function fillPath(route: RouteSpec, override: (name: string) => string | u
 }
 
 /** A body that passes validation, for the routes whose success path a team key must reach. */
-const VALID_BODIES: Record<string, () => unknown> = {};
+const VALID_BODIES: Record<string, () => unknown> = {
+  'PATCH /api/jobs/{job_id}/metadata': () => ({ metadata: { reviewed: true } }),
+};
 
 function validBody(route: RouteSpec): unknown {
   if (!route.body) return undefined;

@@ -41,7 +41,7 @@ export const creditRoutes = [
     body: AddCreditsRequest,
     idempotent: 'transaction',
     response: { status: 201, schema: AddCreditsResponse, description: 'the ledger entry and the new balance' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params, body }) => addCredits(ctx, params.team_id, body),
   }),
   defineRoute({
@@ -68,7 +68,7 @@ export const creditRoutes = [
     params: TeamParams,
     body: SetBudgetModeRequest,
     response: { schema: CreditBalance, description: 'the balance with the new budget settings' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params, body }) => setBudgetMode(ctx, params.team_id, body),
   }),
 ];

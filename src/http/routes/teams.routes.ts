@@ -52,7 +52,7 @@ export const teamRoutes = [
     params: TeamParams,
     body: UpdateTeamRequest,
     response: { schema: Team, description: 'the team as it is now' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params, body }) => updateTeam(ctx, params.team_id, body),
   }),
   defineRoute({
@@ -63,7 +63,7 @@ export const teamRoutes = [
     tags,
     params: TeamParams,
     response: { schema: Team, description: 'the suspended team' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params }) => setTeamStatus(ctx, params.team_id, 'suspended'),
   }),
   defineRoute({
@@ -74,7 +74,7 @@ export const teamRoutes = [
     tags,
     params: TeamParams,
     response: { schema: Team, description: 'the active team' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params }) => setTeamStatus(ctx, params.team_id, 'active'),
   }),
   defineRoute({
@@ -88,7 +88,7 @@ export const teamRoutes = [
     idempotent: 'transaction',
     secretInAnswer: true,
     response: { status: 201, schema: CreatedApiKey, description: 'the new key, with its secret' },
-    errors: [404],
+    errors: [404, 409],
     handler: ({ ctx, params, body }) => createApiKey(ctx, params.team_id, body),
   }),
   defineRoute({
