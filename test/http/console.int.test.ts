@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { get as httpGet, type IncomingHttpHeaders } from 'node:http';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONSOLE_DIST } from '../../src/http/console.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
@@ -20,6 +21,18 @@ beforeAll(async () => {
 afterAll(() => app?.close());
 
 const get = (path: string) => fetch(app.url + path, { redirect: 'manual' });
+
+/** The answer's bytes as sent (fetch would decode them), asking with `acceptEncoding`. */
+function rawGet(path: string, acceptEncoding: string): Promise<{ headers: IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    httpGet(app.url + path, { headers: { 'accept-encoding': acceptEncoding } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+}
 
 describe('the console', () => {
   it('/ redirects to /console/', async () => {
@@ -64,6 +77,20 @@ describe('the console', () => {
     const missing = await get('/console/assets/nope.js');
     expect(missing.status).toBe(404);
     expect(missing.headers.get('content-type')).toMatch(/^text\/plain/);
+  });
+
+  it('sends an asset gzipped to a client that accepts it and as it is to one that does not, varying on Accept-Encoding', async () => {
+    const html = await (await get('/console/')).text();
+    const script = html.match(/src="\/console\/assets\/([\w.-]+\.js)"/)![1]!;
+    const onDisk = readFileSync(path.join(CONSOLE_DIST, 'assets', script));
+    const gzipped = await rawGet(`/console/assets/${script}`, 'gzip, deflate, br');
+    expect(gzipped.headers['content-encoding']).toBe('gzip');
+    expect(gzipped.headers.vary).toMatch(/Accept-Encoding/i);
+    expect(gzipped.body.length).toBeLessThan(onDisk.length / 2);
+    expect(gunzipSync(gzipped.body).equals(onDisk)).toBe(true);
+    const plain = await rawGet(`/console/assets/${script}`, 'identity');
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.body.equals(onDisk)).toBe(true);
   });
 
   it('keeps its JavaScript lean: under 80 kB gzip, with no CDN URL and no HTML injection of model output', () => {
