@@ -182,6 +182,14 @@ describe('jobs', () => {
     expect(job.calls[0]?.call_id).toBe(stream.callId);
   });
 
+  it("updateJobMetadata merges keys into the job's metadata and removes the ones set to null", async () => {
+    const { client, teamId } = await newTeam(2);
+    const { job_id: jobId } = await client.createJob({ team_id: teamId, job_type: 'tagged', metadata: { ticket: 'T-1', keep: true } });
+    const updated = await client.updateJobMetadata(jobId, { metadata: { ticket: null, stage: 'review' } });
+    expect(updated.metadata).toEqual({ keep: true, stage: 'review' });
+    expect((await client.getJob(jobId)).metadata).toEqual({ keep: true, stage: 'review' });
+  });
+
   it('cancelJob ends a pending job cancelled and releases its hold', async () => {
     const { client, teamId } = await newTeam(2);
     const { job_id: jobId } = await client.createJob({ team_id: teamId, job_type: 'cancel-me' });

@@ -90,6 +90,14 @@ def test_cancel_job_releases_the_hold_of_a_job_without_calls(new_team: NewTeam) 
     assert (cancelled["status"], cancelled["credits_charged"], cancelled["credits_remaining"]) == ("cancelled", 0, 2)
 
 
+def test_update_job_metadata_merges_keys_and_removes_the_ones_set_to_none(new_team: NewTeam) -> None:
+    team = new_team(2)
+    job = team.client.create_job(team.team_id, "tagged", metadata={"ticket": "T-1", "keep": True})
+    updated = team.client.update_job_metadata(job["job_id"], {"ticket": None, "stage": "review"})
+    assert updated["metadata"] == {"keep": True, "stage": "review"}
+    assert team.client.get_job(job["job_id"])["metadata"] == {"keep": True, "stage": "review"}
+
+
 def test_balance_ledger_pages_and_usage(new_team: NewTeam) -> None:
     team = new_team(4)
     team.client.create_and_call(team.team_id, "measured", MESSAGES)

@@ -15,6 +15,7 @@ import type {
   QueueItem,
   QueueSubmitRequest,
   QueueSubmitResponse,
+  UpdateJobMetadataRequest,
   Usage,
   UsageQuery,
 } from './contracts.js';
@@ -115,6 +116,11 @@ export class CreditgateClient extends ApiClient {
 
   getCosts(jobId: string, options?: RequestOptions): Promise<JobCosts> {
     return this.request({ method: 'GET', path: `/api/jobs/${segment(jobId)}/costs` }, options);
+  }
+
+  /** Merges keys into the job's metadata; a key set to null is removed. */
+  updateJobMetadata(jobId: string, body: UpdateJobMetadataRequest, options?: RequestOptions): Promise<Job> {
+    return this.request({ method: 'PATCH', path: `/api/jobs/${segment(jobId)}/metadata`, body }, options);
   }
 
   llmCall(jobId: string, body: LlmCallRequest, options?: RequestOptions): Promise<LlmCallResponse> {

@@ -249,6 +249,10 @@ class AsyncClient(_Closable):
     async def get_costs(self, job_id: str) -> JobCosts:
         return cast(JobCosts, await self._transport.json("GET", f"/api/jobs/{segment(job_id)}/costs"))
 
+    async def update_job_metadata(self, job_id: str, metadata: dict[str, Any]) -> Job:
+        """Merges the keys into the job's metadata; a key set to None is removed."""
+        return cast(Job, await self._transport.json("PATCH", f"/api/jobs/{segment(job_id)}/metadata", {"metadata": metadata}))
+
     async def llm_call(self, job_id: str, messages: list[ChatMessage], *, model: str | None = None, idempotency_key: str | None = None, **params: Any) -> LlmCallResponse:
         body = body_of(messages=messages, model=model, **params)
         return cast(LlmCallResponse, await self._transport.json("POST", f"/api/jobs/{segment(job_id)}/llm-call", body, idempotency_key=idempotency_key))

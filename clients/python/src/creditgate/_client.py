@@ -248,6 +248,10 @@ class Client(_Closable):
     def get_costs(self, job_id: str) -> JobCosts:
         return cast(JobCosts, self._transport.json("GET", f"/api/jobs/{segment(job_id)}/costs"))
 
+    def update_job_metadata(self, job_id: str, metadata: dict[str, Any]) -> Job:
+        """Merges the keys into the job's metadata; a key set to None is removed."""
+        return cast(Job, self._transport.json("PATCH", f"/api/jobs/{segment(job_id)}/metadata", {"metadata": metadata}))
+
     def llm_call(self, job_id: str, messages: list[ChatMessage], *, model: str | None = None, idempotency_key: str | None = None, **params: Any) -> LlmCallResponse:
         body = body_of(messages=messages, model=model, **params)
         return cast(LlmCallResponse, self._transport.json("POST", f"/api/jobs/{segment(job_id)}/llm-call", body, idempotency_key=idempotency_key))
