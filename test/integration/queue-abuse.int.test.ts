@@ -1,11 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedUpstream, type RecordedRequest, type SimulatedUpstream, type UpstreamScript } from '../../src/upstream/simulated-server.js';
-import { jsonRequest, createTestApp, type ApiResponse, type TestApp } from '../helpers/app.js';
+import { jsonRequest, createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
 import { expectLedgerConsistent, jobLedger } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
 import { maxOverlap } from '../helpers/upstream.js';
+import { QUEUE_ENDED, queueItem, submitQueuedOk, untilQueueItemEnded } from '../helpers/queue.js';
 import { poll, sleep } from '../helpers/wait.js';
 import { adminApi, freshDatabase, spawnServer, stopAllServers, MASTER_KEY, type FreshDatabase, type ServerProcess } from '../reliability/support.js';
 
@@ -19,38 +20,11 @@ import { adminApi, freshDatabase, spawnServer, stopAllServers, MASTER_KEY, type 
  * states.
  */
 
-const ENDED = ['completed', 'error', 'cancelled'];
 const messages = (text: string) => [{ role: 'user', content: text }];
 
 type Target = Pick<TestApp, 'request'>;
-
-function submit(target: Target, team: TeamSetup, text: string, extra: Record<string, unknown> = {}): Promise<ApiResponse> {
-  return target.request('POST', '/api/llm/complete', { token: team.key, body: { model: team.group, messages: messages(text), stream: true, ...extra } });
-}
-
-async function submitOk(target: Target, team: TeamSetup, text: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const response = await submit(target, team, text, extra);
-  expect(response.status, JSON.stringify(response.body)).toBe(202);
-  return response.body.data.queueId as string;
-}
-
-async function itemOf(target: Target, team: TeamSetup, queueId: string) {
-  const response = await target.request('GET', `/api/llm/queue/${queueId}`, { token: team.key });
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body as { status: string; jobId: string; callId: string | null; error: string | null };
-}
-
-function untilEnded(target: Target, team: TeamSetup, queueId: string, timeoutMs = 30_000) {
-  return poll(
-    async () => {
-      const item = await itemOf(target, team, queueId);
-      return ENDED.includes(item.status) ? item : undefined;
-    },
-    timeoutMs,
-    `queue item ${queueId} to end`,
-    25,
-  );
-}
+/** The flood's calls are large: an item may take longer to end than the helper's default. */
+const END_TIMEOUT_MS = 30_000;
 
 const cancel = (target: Target, team: TeamSetup, queueId: string) => target.request('POST', '/api/llm/queue/cancel', { token: team.key, body: { queueId } });
 
@@ -123,7 +97,7 @@ describe('a burst of submits over fresh teams on a small pool', () => {
       // The instance still serves, and every accepted call ends and leaves its team's ledger consistent.
       const accepted = answers.filter((answer) => answer.response.status === 202);
       for (const { team, response } of accepted) expect((await cancel(app, team, response.body.data.queueId)).status).toBe(200);
-      for (const { team, response } of accepted) expect((await untilEnded(app, team, response.body.data.queueId)).status).toBe('cancelled');
+      for (const { team, response } of accepted) expect((await untilQueueItemEnded(app, team, response.body.data.queueId, END_TIMEOUT_MS)).status).toBe('cancelled');
       for (const team of teams) await expectLedgerConsistent(app, team.teamId, { jobs: true });
       expect(await idleInTransaction(app)).toEqual([]);
     } finally {
@@ -139,18 +113,18 @@ describe('a burst of submits over fresh teams on a small pool', () => {
     try {
       const before = app.upstream.requests.length;
       const holding = [];
-      for (let i = 0; i < 4; i++) holding.push(await submitOk(app, team, `hold ${i}`));
+      for (let i = 0; i < 4; i++) holding.push(await submitQueuedOk(app, team, `hold ${i}`));
       await app.upstream.waitForRequests(before + 4);
       const waiting = [];
-      for (let i = 0; i < 3; i++) waiting.push(await submitOk(app, team, `wait ${i}`));
+      for (let i = 0; i < 3; i++) waiting.push(await submitQueuedOk(app, team, `wait ${i}`));
       await sleep(300);
-      for (const queueId of waiting) expect((await itemOf(app, team, queueId)).status).toBe('queued');
+      for (const queueId of waiting) expect((await queueItem(app, team, queueId)).status).toBe('queued');
       expect(app.deps.queue.runningCount).toBe(4);
       expect(app.deps.queue.waitingCount).toBe(3);
       expect(app.upstream.requests.length).toBe(before + 4);
 
       expect((await cancel(app, team, waiting[1]!)).body.data.status).toBe('cancelled');
-      const skipped = await untilEnded(app, team, waiting[1]!);
+      const skipped = await untilQueueItemEnded(app, team, waiting[1]!, END_TIMEOUT_MS);
       expect(skipped).toMatchObject({ status: 'cancelled', callId: null });
       expect(await jobLedger(app, skipped.jobId)).toEqual([
         { type: 'hold', amount: 0, held: 1 },
@@ -159,7 +133,7 @@ describe('a burst of submits over fresh teams on a small pool', () => {
       expect(app.deps.queue.waitingCount).toBe(2);
 
       for (const queueId of holding) await cancel(app, team, queueId);
-      for (const queueId of [waiting[0]!, waiting[2]!]) expect((await untilEnded(app, team, queueId)).status).toBe('completed');
+      for (const queueId of [waiting[0]!, waiting[2]!]) expect((await untilQueueItemEnded(app, team, queueId, END_TIMEOUT_MS)).status).toBe('completed');
       const ran = app.upstream.requests.slice(before + 4).map((request) => request.body.messages.at(-1).content);
       expect(ran).toEqual(['wait 0', 'wait 2']);
       expect(app.deps.queue.runningCount).toBe(0);
@@ -217,8 +191,8 @@ describe('a flood of queued calls with 2 MB replies and nobody attached, on a re
       Array.from({ length: 3 }, () => setupTeam(admin, { credits: 100_000, team: { budget_mode: 'consumption_tokens', tokens_per_credit: TOKENS_PER_CREDIT } })),
     );
     // Warm up (code loaded and compiled, pool connections open, one big reply through): then the baseline.
-    const warmup = await submitOk(target, teams[0]!, 'flood warmup', { max_tokens: 600_000 });
-    expect((await untilEnded(target, teams[0]!, warmup)).status).toBe('completed');
+    const warmup = await submitQueuedOk(target, teams[0]!, 'flood warmup', { max_tokens: 600_000 });
+    expect((await untilQueueItemEnded(target, teams[0]!, warmup, END_TIMEOUT_MS)).status).toBe('completed');
     await sleep(500);
     const baseline = (await rssOf(server.child.pid!)).rss;
     const upstreamBefore = upstream.requests.length;
@@ -226,7 +200,7 @@ describe('a flood of queued calls with 2 MB replies and nobody attached, on a re
     const submitted = await Promise.all(
       Array.from({ length: CALLS }, async (_, i) => {
         const team = teams[i % teams.length]!;
-        return { team, queueId: await submitOk(target, team, `flood ${i}`, { max_tokens: 600_000 }) };
+        return { team, queueId: await submitQueuedOk(target, team, `flood ${i}`, { max_tokens: 600_000 }) };
       }),
     );
     let sampledPeak = baseline;
@@ -240,7 +214,7 @@ describe('a flood of queued calls with 2 MB replies and nobody attached, on a re
       ended = await poll(
         async () => {
           const rows = await query(database.pool, `SELECT id, status::text FROM queue_requests WHERE id = ANY($1) ORDER BY array_position($1, id)`, [ids]);
-          return rows.every((row) => ENDED.includes(row.status)) ? rows : undefined;
+          return rows.every((row) => QUEUE_ENDED.includes(row.status)) ? rows : undefined;
         },
         120_000,
         'every flood call to end',

@@ -7,6 +7,7 @@ import { setupTeam, type TeamSetup } from '../helpers/factories.js';
 import { expectLedgerConsistent, ledgerSum } from '../helpers/ledger.js';
 import { query } from '../helpers/postgres.js';
 import { postRaw } from '../helpers/sse.js';
+import { queueItem, submitQueued, submitQueuedOk, untilQueueItemEnded } from '../helpers/queue.js';
 import { poll } from '../helpers/wait.js';
 
 /**
@@ -35,38 +36,6 @@ afterAll(async () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // helpers
-
-const messages = (text: string) => [{ role: 'user', content: text }];
-
-async function submit(target: TestApp, team: TeamSetup, text: string, extra: Record<string, unknown> = {}) {
-  return target.request('POST', '/api/llm/complete', { token: team.key, body: { model: team.group, messages: messages(text), stream: true, ...extra } });
-}
-
-async function submitOk(target: TestApp, team: TeamSetup, text: string): Promise<string> {
-  const response = await submit(target, team, text);
-  expect(response.status, JSON.stringify(response.body)).toBe(202);
-  return response.body.data.queueId as string;
-}
-
-const ENDED = ['completed', 'error', 'cancelled'];
-
-async function itemOf(target: TestApp, team: TeamSetup, queueId: string) {
-  const response = await target.request('GET', `/api/llm/queue/${queueId}`, { token: team.key });
-  expect(response.status, JSON.stringify(response.body)).toBe(200);
-  return response.body as { status: string; error: string | null; result: { content: string | null } | null };
-}
-
-function untilEnded(target: TestApp, team: TeamSetup, queueId: string, timeoutMs = 20_000) {
-  return poll(
-    async () => {
-      const item = await itemOf(target, team, queueId);
-      return ENDED.includes(item.status) ? item : undefined;
-    },
-    timeoutMs,
-    `queue item ${queueId} to end`,
-    25,
-  );
-}
 
 interface QueueEvent {
   event: string;
@@ -143,7 +112,7 @@ describe('a cap on queued calls per team', () => {
       const openJob = await capped.request('POST', '/api/jobs/create', { token: team.key, body: { team_id: team.teamId, job_type: 'own' } });
       expect(openJob.status).toBe(201);
       const upstreamBefore = capped.upstream.requests.length;
-      const ids = [await submitOk(capped, team, 'slow'), await submitOk(capped, team, 'slow'), await submitOk(capped, team, 'slow')];
+      const ids = [await submitQueuedOk(capped, team, 'slow'), await submitQueuedOk(capped, team, 'slow'), await submitQueuedOk(capped, team, 'slow')];
       await capped.upstream.waitForRequests(upstreamBefore + 3);
 
       const jobs = async () => (await query(capped, 'SELECT count(*)::int AS n FROM jobs WHERE team_id = $1', [team.teamId]))[0].n as number;
@@ -152,7 +121,7 @@ describe('a cap on queued calls per team', () => {
       expect(before).toMatchObject({ jobs: 4, items: 3, ledger: { held: 4 } });
 
       for (const extra of [{}, { job_id: openJob.body.job_id }]) {
-        const refused = await submit(capped, team, 'slow', extra);
+        const refused = await submitQueued(capped, team, 'slow', extra);
         const error = expectErrorBody(refused, 429, 'queue_full');
         expect(error.type).toBe('rate_limit_error');
         expect(error.message).toMatch(/3 queued calls/);
@@ -162,20 +131,20 @@ describe('a cap on queued calls per team', () => {
       expect(capped.upstream.requests.length).toBe(upstreamBefore + 3);
 
       // The cap is per team.
-      const neighbours = await submitOk(capped, neighbour, 'quick');
-      expect((await untilEnded(capped, neighbour, neighbours)).status).toBe('completed');
+      const neighbours = await submitQueuedOk(capped, neighbour, 'quick');
+      expect((await untilQueueItemEnded(capped, neighbour, neighbours)).status).toBe('completed');
 
       // One ends (cancelled): its slot is free at once.
       const cancelled = await capped.request('POST', '/api/llm/queue/cancel', { token: team.key, body: { queueId: ids[0] } });
       expect(cancelled.body.data.status).toBe('cancelled');
-      const next = await submitOk(capped, team, 'quick');
-      expect((await untilEnded(capped, team, next)).status).toBe('completed');
+      const next = await submitQueuedOk(capped, team, 'quick');
+      expect((await untilQueueItemEnded(capped, team, next)).status).toBe('completed');
       // Two still open: one more fits, the next does not.
-      ids.push(await submitOk(capped, team, 'slow'));
-      expectErrorBody(await submit(capped, team, 'slow'), 429, 'queue_full');
+      ids.push(await submitQueuedOk(capped, team, 'slow'));
+      expectErrorBody(await submitQueued(capped, team, 'slow'), 429, 'queue_full');
 
       for (const id of ids) await capped.request('POST', '/api/llm/queue/cancel', { token: team.key, body: { queueId: id } });
-      for (const id of ids) await untilEnded(capped, team, id);
+      for (const id of ids) await untilQueueItemEnded(capped, team, id);
       await poll(async () => ((await query(capped, `SELECT 1 FROM llm_calls WHERE team_id = $1 AND status = 'in_progress'`, [team.teamId])).length === 0 ? true : undefined), 5_000, 'the cancelled calls to be recorded');
       await expectLedgerConsistent(capped, team.teamId, { jobs: true });
     } finally {
@@ -206,8 +175,8 @@ describe('replay frames within a byte budget', () => {
 
     const fits = register('fits', reply('fits', 3, 1000));
     const sampler = sampleKeptBytes(small);
-    const fitsId = await submitOk(small, team, fits.label);
-    expect((await untilEnded(small, team, fitsId)).status).toBe('completed');
+    const fitsId = await submitQueuedOk(small, team, fits.label);
+    expect((await untilQueueItemEnded(small, team, fitsId)).status).toBe('completed');
     const kept = small.deps.queue.keptBytes;
     expect(kept, 'a finished call that fits is kept for late readers').toBeGreaterThan(2 * fits.content.length);
     expect(kept).toBeLessThanOrEqual(ITEM_BYTES);
@@ -218,8 +187,8 @@ describe('replay frames within a byte budget', () => {
     await poll(async () => (small.deps.queue.keptBytes === 0 ? true : undefined), LINGER_MS + 2_000, 'the frames to be freed after QUEUE_LINGER_MS', 10);
 
     const large = register('large', reply('large', 40, 1000));
-    const largeId = await submitOk(small, team, large.label);
-    expect((await untilEnded(small, team, largeId)).status).toBe('completed');
+    const largeId = await submitQueuedOk(small, team, large.label);
+    expect((await untilQueueItemEnded(small, team, largeId)).status).toBe('completed');
     expect(small.deps.queue.keptBytes, 'a call that outgrew its budget keeps nothing, even while it lingers').toBe(0);
     const samples = sampler.stop();
     expect(Math.max(...samples)).toBeLessThanOrEqual(ITEM_BYTES);
@@ -238,7 +207,7 @@ describe('replay frames within a byte budget', () => {
       register('flood-slow', reply('S', 30, 1000), { delayMs: 40 }),
     ];
     const sampler = sampleKeptBytes(small);
-    const submitted = await Promise.all(calls.map((call, i) => submitOk(small, teams[i % teams.length]!, call.label).then((id) => ({ ...call, id, team: teams[i % teams.length]! }))));
+    const submitted = await Promise.all(calls.map((call, i) => submitQueuedOk(small, teams[i % teams.length]!, call.label).then((id) => ({ ...call, id, team: teams[i % teams.length]! }))));
 
     // The slow call outgrows its 16 KB after about 9 of its 40 ms pieces: attach 500 ms into it, while it still runs.
     const slow = submitted.at(-1)!;
@@ -249,10 +218,10 @@ describe('replay frames within a byte budget', () => {
       10,
     );
     await poll(async () => (Date.now() - upstreamRequest.startedAt >= 500 ? true : undefined), 5_000, 'the slow call to outgrow its budget', 10);
-    expect((await itemOf(small, slow.team, slow.id)).status).toBe('processing');
+    expect((await queueItem(small, slow.team, slow.id)).status).toBe('processing');
     const whileRunning = attachAndRead(small, slow.team, slow.id);
 
-    for (const call of submitted) expect((await untilEnded(small, call.team, call.id)).status, call.label).toBe('completed');
+    for (const call of submitted) expect((await untilQueueItemEnded(small, call.team, call.id)).status, call.label).toBe('completed');
     await poll(async () => (small.deps.queue.keptBytes === 0 ? true : undefined), LINGER_MS + 3_000, 'every frame to be freed after QUEUE_LINGER_MS', 10);
     const samples = sampler.stop();
     const most = Math.max(...samples);
@@ -278,7 +247,7 @@ describe('replay frames within a byte budget', () => {
     // A first small piece, a pause in which the readers attach, then far more than the sockets between the call and a
     // reader that stopped can hold (about 4 MB here), a piece every millisecond.
     const huge = register('huge', [`begin `, ...reply('H', 3500, 2000)], { firstDelayMs: 1_000, delayMs: 1 });
-    const queueId = await submitOk(small, team, huge.label);
+    const queueId = await submitQueuedOk(small, team, huge.label);
 
     const reading = attachAndRead(small, team, queueId);
     const { response, text, ended } = await attachRaw(small, team, queueId);
@@ -287,7 +256,7 @@ describe('replay frames within a byte budget', () => {
     await poll(async () => (text().includes('event: chunk') ? true : undefined), 5_000, 'the first chunk', 5);
     response.pause();
     // The call runs on without waiting for its readers.
-    expect((await untilEnded(small, team, queueId, 40_000)).status).toBe('completed');
+    expect((await untilQueueItemEnded(small, team, queueId, 40_000)).status).toBe('completed');
     response.resume();
     await ended;
 
