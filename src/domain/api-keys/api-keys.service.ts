@@ -11,7 +11,7 @@ import { changedLimits, NO_LIMITS, presentLimits } from '../limits/limits.models
 import { assertNotArchived, requireTeam } from '../tenancy/teams.repository.js';
 import { displayPrefix, generateTeamKey, hashSecret, keyStatus } from './api-keys.models.js';
 import { teamSuspended } from './api-keys.errors.js';
-import type { Caches } from '../caches.js';
+import { readThroughCache, type Caches } from '../caches.js';
 
 type ApiKeyRow = typeof apiKeys.$inferSelect;
 
@@ -87,8 +87,8 @@ export async function revokeApiKey(ctx: ServiceContext, keyId: string): Promise<
  */
 export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string): Promise<Actor | null> {
   const keyHash = hashSecret(secret);
-  const actor = await caches.keys.getOrLoad(keyHash, async () => {
-    const [row] = await db
+  const actor = await readThroughCache(caches.keys, db, keyHash, async (reader) => {
+    const [row] = await reader
       .select({
         keyId: apiKeys.id,
         teamId: teams.id,
@@ -107,7 +107,7 @@ export async function verifyTeamKey(db: DbOrTx, caches: Caches, secret: string):
     // Thrown inside the load, so callers sharing this lookup are all refused alike.
     if (row?.teamStatus === 'suspended') throw teamSuspended();
     if (row?.teamStatus !== 'active') return undefined;
-    await touchApiKey(db, row.keyId, row.lastUsedAt);
+    await touchApiKey(reader, row.keyId, row.lastUsedAt);
     const { keyId, teamId, organizationId, requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls } = row;
     const keyLimits = { requestsPerMinute, tokensPerMinute, maxConcurrentJobs, maxConcurrentCalls };
     return { value: { kind: 'team' as const, teamId, organizationId, keyId, keyLimits }, until: row.expiresAt?.getTime() };

@@ -2,7 +2,7 @@ import { asc, inArray, sql } from 'drizzle-orm';
 import type { ModelPrice, SetModelPriceRequest } from '../../contracts/index.js';
 import type { DbOrTx } from '../../db/client.js';
 import { modelPrices } from '../../db/schema/index.js';
-import type { Caches } from '../caches.js';
+import { readThroughCache, type Caches } from '../caches.js';
 import type { ServiceContext } from '../context.js';
 import type { ModelPrice as Price } from './pricing.models.js';
 
@@ -29,11 +29,11 @@ export async function setModelPrice(ctx: ServiceContext, modelName: string, inpu
  * (`gpt-4o-2024-08-06`), so the exact name is tried first, then without the prefix, then without the date.
  */
 export async function findModelPrice(db: DbOrTx, caches: Caches, model: string): Promise<Price | undefined> {
-  const price = await caches.prices.getOrLoad(model, async () => {
+  const price = await readThroughCache(caches.prices, db, model, async (reader) => {
     const bare = model.includes('/') ? model.slice(model.lastIndexOf('/') + 1) : model;
     const undated = bare.replace(/-\d{4}-\d{2}-\d{2}$|-\d{8}$/, '');
     const names = [...new Set([model, bare, undated])];
-    const rows = await db.select().from(modelPrices).where(inArray(modelPrices.modelName, names));
+    const rows = await reader.select().from(modelPrices).where(inArray(modelPrices.modelName, names));
     const row = names.map((name) => rows.find((candidate) => candidate.modelName === name)).find((found) => found !== undefined);
     // "No price" is cached too: it is asked for on every call of an unpriced model.
     return { value: row ? { inputUsdPerMillion: row.inputUsdPerMillion, outputUsdPerMillion: row.outputUsdPerMillion } : null };
