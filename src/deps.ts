@@ -78,7 +78,12 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     // DATABASE_URL may go through a transaction pooler; what needs a session of its own (the migrations' advisory
     // lock, LISTEN) uses the direct connection.
     const directUrl = config.DATABASE_DIRECT_URL ?? databaseUrl;
-    const database = connectDatabase(databaseUrl, { max: config.DB_POOL_MAX, preparedStatements: config.DB_PREPARED_STATEMENTS });
+    const database = connectDatabase(databaseUrl, {
+      max: config.DB_POOL_MAX,
+      preparedStatements: config.DB_PREPARED_STATEMENTS,
+      queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
+      connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    });
     closers.push(database.close);
     await Promise.all([migrateOver(directUrl), loadTokenizer()]);
     const groupCommit = config.DB_GROUP_COMMIT ? await GroupCommit.install(database.pool, database.db, log) : undefined;
@@ -91,7 +96,7 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
       log.info({ base_url: simulated.baseURL }, 'using the built-in simulated upstream (set LLM_BASE_URL for a real one)');
     }
 
-    const notifier = new PgNotifier(directUrl, database.pool, log);
+    const notifier = new PgNotifier(directUrl, database.pool, log, { timeoutMs: config.DB_QUERY_TIMEOUT_MS, connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS });
     const inflight = new InflightCalls((key) => notifier.publish(CANCEL_CHANNEL, key));
     notifier.on(CANCEL_CHANNEL, (key) => inflight.abortHere(key));
     const caches = new Caches(config.CACHE_TTL_MS, { publish: (message) => notifier.publish(CACHE_CHANNEL, message), countListeners: () => notifier.countListeners() });

@@ -29,6 +29,15 @@ export interface ConnectOptions {
    * connection is free, where a statement prepared on another one does not exist.
    */
   preparedStatements?: boolean;
+  /**
+   * A statement unanswered this long has its connection closed and fails as a lost answer (see answerLost): a
+   * database cut off without closing its connections (a network partition, a frozen host) would otherwise hold
+   * the query, its connection and everything queued behind it until the kernel gives the connection up, which
+   * takes minutes. Unset: no limit (the migrations, whose index builds may take long).
+   */
+  queryTimeoutMs?: number;
+  /** How long opening a connection may take before the attempt fails (unset: no limit). */
+  connectTimeoutMs?: number;
 }
 
 export function connectDatabase(url: string, options: ConnectOptions = {}): DatabaseHandle {
@@ -36,7 +45,12 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
     connectionString: url,
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'creditgate',
-    ...(options.preparedStatements === false && { Client: UnnamedStatementsClient }),
+    // An idle connection to a host that vanished is noticed by TCP keepalive instead of by the next query.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+    ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
+    ...(options.connectTimeoutMs !== undefined && { connectionTimeoutMillis: options.connectTimeoutMs }),
+    Client: options.preparedStatements === false ? UnnamedStatementsClient : ClosingOnTimeoutClient,
   });
   // A connection lost while idle (pool 'error') or while checked out between two queries (the client's own
   // 'error', which node-postgres throws when nobody listens) must not crash the process: the query in flight
@@ -46,19 +60,52 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
   return { pool, db: drizzle(pool, { schema }), close: () => pool.end() };
 }
 
+const KEEPALIVE_DELAY_MS = 10_000;
+const READ_TIMEOUT = 'Query read timeout';
+
+/**
+ * pg's `query_timeout` fails the query but keeps its connection, still waiting for the unanswered statement: the
+ * next query sent on it (a transaction's ROLLBACK, the next user of the pooled client) would queue behind that
+ * statement and time out in turn. Whatever the statement did is unknown, so the connection is closed: the pool
+ * drops it, and what was queued on it fails at once as a lost answer.
+ */
+class ClosingOnTimeoutClient extends pg.Client {
+  override query(...args: any[]): any {
+    const last = args.at(-1);
+    if (typeof last === 'function') {
+      args[args.length - 1] = (error: Error | null, result: unknown) => {
+        if (error?.message === READ_TIMEOUT) this.closeConnection();
+        (last as (error: Error | null, result: unknown) => void)(error, result);
+      };
+      return (super.query as (...args: unknown[]) => unknown)(...args);
+    }
+    const result = (super.query as (...args: unknown[]) => unknown)(...args);
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if ((error as Error | undefined)?.message === READ_TIMEOUT) this.closeConnection();
+      });
+    }
+    return result;
+  }
+
+  private closeConnection(): void {
+    (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  }
+}
+
 /**
  * pg parses a named statement once per connection and from then on sends only its name, which through a
  * transaction pooler may reach a server connection that never saw it. Stripping the name here covers every caller
  * (CompiledStatement, a drizzle `.prepare(name)`) at once; each statement is then parsed in the same round trip
  * that runs it, as every unnamed query is.
  */
-class UnnamedStatementsClient extends pg.Client {
+class UnnamedStatementsClient extends ClosingOnTimeoutClient {
   override query(...args: any[]): any {
     const [config] = args;
     if (config && typeof config === 'object' && typeof config.name === 'string' && typeof config.submit !== 'function') {
       args[0] = { ...config, name: undefined };
     }
-    return (super.query as (...args: unknown[]) => unknown)(...args);
+    return super.query(...args);
   }
 }
 

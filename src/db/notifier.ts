@@ -6,6 +6,9 @@ type Handler = (payload: string) => void;
 /** The listening connection's application_name: how instances count one another (pg_stat_activity). */
 export const NOTIFIER_APPLICATION_NAME = 'creditgate-notifier';
 
+/** How often the listening connection is checked for an answer (see checkLiveness). */
+const LIVENESS_INTERVAL_MS = 5_000;
+
 /**
  * PostgreSQL LISTEN/NOTIFY between creditgate instances on one database: a dedicated connection listens and
  * reconnects after losing the server, and `publish` goes through the pool. LISTEN belongs to a session, so `url`
@@ -21,10 +24,13 @@ export class PgNotifier {
   private stopped = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
+  private livenessTimer: NodeJS.Timeout | undefined;
+
   constructor(
     private readonly url: string,
     private readonly pool: pg.Pool,
     private readonly log: Logger,
+    private readonly timeouts: { timeoutMs: number; connectTimeoutMs: number },
   ) {}
 
   on(channel: string, handler: Handler): void {
@@ -37,7 +43,13 @@ export class PgNotifier {
   }
 
   async start(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: NOTIFIER_APPLICATION_NAME });
+    const client = new pg.Client({
+      connectionString: this.url,
+      application_name: NOTIFIER_APPLICATION_NAME,
+      keepAlive: true,
+      connectionTimeoutMillis: this.timeouts.connectTimeoutMs,
+      query_timeout: this.timeouts.timeoutMs,
+    });
     client.on('notification', (message) => {
       for (const handler of this.handlers.get(message.channel) ?? []) handler(message.payload ?? '');
     });
@@ -48,6 +60,30 @@ export class PgNotifier {
     await client.connect();
     for (const channel of this.handlers.keys()) await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
     this.client = client;
+    this.checkLiveness(client);
+  }
+
+  /**
+   * A listening connection only reads: cut off without being closed (a network partition), it would wait for
+   * notifications that never come, and cancels and cache invalidations from other instances would be missed until
+   * the kernel gave the connection up. So it is asked a question every interval; one unanswered within the
+   * statement timeout closes it, and it is replaced like a connection the server closed.
+   */
+  private checkLiveness(client: pg.Client): void {
+    clearTimeout(this.livenessTimer);
+    this.livenessTimer = setTimeout(() => {
+      if (this.client !== client) return;
+      client.query('SELECT 1').then(
+        () => this.checkLiveness(client),
+        (error: unknown) => {
+          if (this.client !== client) return;
+          this.log.warn({ err: error }, 'notifier connection unresponsive; reconnecting');
+          (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+          this.reconnect();
+        },
+      );
+    }, LIVENESS_INTERVAL_MS);
+    this.livenessTimer.unref();
   }
 
   private reconnect(): void {
@@ -81,6 +117,7 @@ export class PgNotifier {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.livenessTimer);
     await this.client?.end().catch(() => undefined);
   }
 }

@@ -8,15 +8,15 @@ import { poll, sleep } from '../helpers/wait.js';
 import {
   ageOpenWork,
   api,
-  expectedContent,
+  expectChargedAsSeen,
   freshDatabase,
   fundedTeam,
   isErrorShape,
-  jobsOf,
   openCalls,
   slowStream,
   spawnServer,
   stopAllServers,
+  streamOutcomes,
   type FreshDatabase,
   type ServerProcess,
 } from './support.js';
@@ -147,20 +147,7 @@ describe('a database outage in the middle of streams', () => {
     }
 
     // Every client got its whole stream or an error event; never a silent cut.
-    const outcomes = results.map((result, i) => {
-      expect(result.transportError, `stream ${i} (${LENGTHS[i]} chunks) was cut: ${result.text.slice(-300)}`).toBeUndefined();
-      expect(result.status).toBe(200);
-      const parsed = parseSse(result.text);
-      const jobId = result.headers?.get('x-job-id') ?? '';
-      expect(jobId).toMatch(/^job_/);
-      const complete = parsed.endsWithDone && parsed.errors.length === 0;
-      const deferred =
-        parsed.endsWithDone && parsed.errors.length > 0 && parsed.errors.every((error) => (error as { code?: string }).code === 'recording_deferred');
-      if (complete || deferred) expect(parsed.content).toBe(expectedContent(LENGTHS[i]!));
-      // Soft, so the money checks below still run and report when this fails.
-      else expect.soft(parsed.errors.length, `stream ${i} (${LENGTHS[i]} chunks) ended without [DONE] and without an error event: ${result.text.slice(-300)}`).toBeGreaterThan(0);
-      return { jobId, complete, deferred, chunks: LENGTHS[i]! };
-    });
+    const outcomes = streamOutcomes(results, LENGTHS);
     expect(outcomes.some((o) => !o.complete), 'the outage hit the end of at least one stream (else this test proves nothing)').toBe(true);
     expect(outcomes.some((o) => o.complete), 'streams that ended outside the outage were served in full').toBe(true);
 
@@ -194,27 +181,9 @@ describe('a database outage in the middle of streams', () => {
       'the sweeper to settle every job the outage left open',
     );
 
-    const jobs = new Map((await jobsOf(db.pool, team.teamId)).map((job) => [job.id, job]));
-    for (const outcome of outcomes) {
-      const job = jobs.get(outcome.jobId);
-      expect(job, `job of the ${outcome.chunks}-chunk stream`).toBeDefined();
-      if (outcome.deferred) {
-        expect(['completed', 'expired'], `the ${outcome.chunks}-chunk stream was delivered, its recording deferred`).toContain(job!.status);
-        expect(job!.charges, `the ${outcome.chunks}-chunk stream: charged at most once`).toBe(job!.status === 'completed' ? 1 : 0);
-      } else if (outcome.complete) {
-        expect(job, `the ${outcome.chunks}-chunk stream saw [DONE]: its job is completed and charged once`).toMatchObject({
-          status: 'completed',
-          charges: 1,
-          charged_micro: MICRO,
-        });
-      } else {
-        expect(job!.status, `the ${outcome.chunks}-chunk stream saw an error: its job is not completed`).not.toBe('completed');
-        expect(job!.charges, `the ${outcome.chunks}-chunk stream saw an error: nothing is charged`).toBe(0);
-        expect(job!.releases).toBe(1);
-      }
-    }
+    const jobs = await expectChargedAsSeen(db.pool, team.teamId, outcomes);
     expect(await openCalls(db.pool, team.teamId)).toBe(0);
-    const completed = [...jobs.values()].filter((job) => job.status === 'completed').length;
+    const completed = jobs.filter((job) => job.status === 'completed').length;
     expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: (50 - completed) * MICRO, heldMicro: 0 });
     expect(server.exited(), 'the server survived the outage').toBe(false);
   });

@@ -2,6 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
+import { MICRO } from '../helpers/ledger.js';
+import { parseSse, type StreamResult } from '../helpers/sse.js';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { freePort, jsonRequest, type ApiResponse } from '../helpers/app.js';
 import { setupTeam, type AdminApi, type SetupTeamOptions, type TeamSetup } from '../helpers/factories.js';
@@ -278,4 +280,70 @@ export async function ageOpenWork(database: Database): Promise<void> {
   await query(database, `UPDATE jobs SET updated_at = now() - interval '1 hour' WHERE status IN ('pending', 'in_progress')`);
   await query(database, `UPDATE llm_calls SET heartbeat_at = now() - interval '1 hour' WHERE status = 'in_progress'`);
   await query(database, `UPDATE idempotency_keys SET created_at = now() - interval '1 hour' WHERE status = 'in_progress'`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Streams cut by a database failure, and what they may cost
+// ---------------------------------------------------------------------------------------------------------------
+
+/** How one create-and-call stream of `chunks` scripted words ended, as its client saw it. */
+export interface StreamOutcome {
+  jobId: string;
+  chunks: number;
+  /** `[DONE]` and no error event. */
+  complete: boolean;
+  /** The whole answer and `[DONE]`, with `recording_deferred` errors only: delivered, its record written later. */
+  deferred: boolean;
+}
+
+/**
+ * Reads each stream's ending: every client got its whole stream or an error event, never a silent cut (soft, so
+ * the money checks after it still run and report).
+ */
+export function streamOutcomes(results: StreamResult[], lengths: number[]): StreamOutcome[] {
+  return results.map((result, i) => {
+    const chunks = lengths[i]!;
+    expect(result.transportError, `stream ${i} (${chunks} chunks) was cut: ${result.text.slice(-300)}`).toBeUndefined();
+    expect(result.status).toBe(200);
+    const parsed = parseSse(result.text);
+    const jobId = result.headers?.get('x-job-id') ?? '';
+    expect(jobId).toMatch(/^job_/);
+    const complete = parsed.endsWithDone && parsed.errors.length === 0;
+    const deferred =
+      parsed.endsWithDone && parsed.errors.length > 0 && parsed.errors.every((error) => (error as { code?: string }).code === 'recording_deferred');
+    if (complete || deferred) expect(parsed.content).toBe(expectedContent(chunks));
+    else expect.soft(parsed.errors.length, `stream ${i} (${chunks} chunks) ended without [DONE] and without an error event: ${result.text.slice(-300)}`).toBeGreaterThan(0);
+    return { jobId, chunks, complete, deferred };
+  });
+}
+
+/**
+ * Once nothing is open any more: a stream that saw `[DONE]` was charged once (one credit, job_based), one whose
+ * recording was deferred once too (its output was delivered), one that saw an error not at all (its hold released).
+ * Returns the jobs.
+ */
+export async function expectChargedAsSeen(database: Database, teamId: string, outcomes: StreamOutcome[]): Promise<JobSummary[]> {
+  const all = await jobsOf(database, teamId);
+  const jobs = new Map(all.map((job) => [job.id, job]));
+  for (const outcome of outcomes) {
+    const job = jobs.get(outcome.jobId);
+    expect(job, `job of the ${outcome.chunks}-chunk stream`).toBeDefined();
+    if (outcome.deferred) {
+      // Its output was delivered: charged once, when its record was written (completed) or, if the record never
+      // could be, at its reservation when its call was abandoned (expired). Never given away, never twice.
+      expect(['completed', 'expired'], `the ${outcome.chunks}-chunk stream was delivered, its recording deferred`).toContain(job!.status);
+      expect(job!.charges, `the ${outcome.chunks}-chunk stream was delivered: charged once`).toBe(1);
+    } else if (outcome.complete) {
+      expect(job, `the ${outcome.chunks}-chunk stream saw [DONE]: its job is completed and charged once`).toMatchObject({
+        status: 'completed',
+        charges: 1,
+        charged_micro: MICRO,
+      });
+    } else {
+      expect(job!.status, `the ${outcome.chunks}-chunk stream saw an error: its job is not completed`).not.toBe('completed');
+      expect(job!.charges, `the ${outcome.chunks}-chunk stream saw an error: nothing is charged`).toBe(0);
+      expect(job!.releases).toBe(1);
+    }
+  }
+  return all;
 }

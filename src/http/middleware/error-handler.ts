@@ -43,12 +43,12 @@ export function toAppError(error: unknown): AppError {
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
 
-/** Losing the database is transient: the client should retry, not read it as a bug (SQLSTATE class 08 too). */
+/** Losing the database (refused, closed, or silent past DB_QUERY_TIMEOUT_MS) is transient: the client should retry, not read it as a bug (SQLSTATE class 08 too). */
 function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error; current instanceof Error; current = current.cause) {
     const code = (current as { code?: unknown }).code;
     if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || code.startsWith('08'))) return true;
-    if (/Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not currently accepting connections|the database system is (starting up|shutting down)/i.test(current.message)) {
+    if (/Connection terminated|Query read timeout|Client was closed and is not queryable|timeout exceeded when trying to connect|Client has encountered a connection error|not currently accepting connections|the database system is (starting up|shutting down)/i.test(current.message)) {
       return true;
     }
   }

@@ -1,0 +1,71 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP relay that can be partitioned: while cut, it keeps every connection open and forwards nothing either way
+ * (bytes wait in the relay, as packets would in a network that drops them and is retried), and new connections
+ * are accepted but not connected through. Healed, what waited flows on. A side that closes closes its pair, and
+ * what was waiting for it is dropped: as after a partition in which one end gave the connection up.
+ */
+export interface PartitionableRelay {
+  port: number;
+  /** host:port replaced by the relay's in a connection string. */
+  url(target: string): string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+export async function startPartitionableRelay(targetHost: string, targetPort: number): Promise<PartitionableRelay> {
+  let partitioned = false;
+  const waiting: (() => void)[] = [];
+  const sockets = new Set<Socket>();
+
+  /** Sends `data` on `to` now, or once the partition heals. */
+  const forward = (to: Socket, data: Buffer) => {
+    if (!partitioned) to.write(data);
+    else waiting.push(() => to.writable && to.write(data));
+  };
+
+  const pair = (client: Socket) => {
+    const server = connect(targetPort, targetHost);
+    sockets.add(server);
+    server.on('close', () => sockets.delete(server));
+    client.on('data', (data) => forward(server, data));
+    server.on('data', (data) => forward(client, data));
+    client.on('close', () => server.destroy());
+    server.on('close', () => client.destroy());
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+  };
+
+  const relay: Server = createServer((client) => {
+    sockets.add(client);
+    client.on('close', () => sockets.delete(client));
+    client.on('error', () => undefined);
+    if (partitioned) waiting.push(() => !client.destroyed && pair(client));
+    else pair(client);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const port = (relay.address() as { port: number }).port;
+
+  return {
+    port,
+    url(target) {
+      const url = new URL(target);
+      url.hostname = '127.0.0.1';
+      url.port = String(port);
+      return url.toString();
+    },
+    cut() {
+      partitioned = true;
+    },
+    heal() {
+      partitioned = false;
+      for (const send of waiting.splice(0)) send();
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+    },
+  };
+}
