@@ -56,7 +56,7 @@ export const ConfigSchema = z.object({
     .min(100)
     .default(30_000)
     .describe(
-      'a statement unanswered this long fails and its connection is closed (a database cut off without closing its connections); a hold or settlement whose answer was lost is reconciled when the database answers again',
+      'a statement unanswered this long fails and its connection is closed (a database cut off without closing its connections), and a transaction idle this long on the server is ended by it; a hold or settlement whose answer was lost is reconciled when the database answers again',
     ),
   DB_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000).describe('how long opening a PostgreSQL connection may take before it fails'),
   IDEMPOTENCY_TTL_HOURS: z.coerce.number().int().min(24).default(24).describe('how long Idempotency-Key answers are kept'),

@@ -33,7 +33,8 @@ export interface ConnectOptions {
    * A statement unanswered this long has its connection closed and fails as a lost answer (see answerLost): a
    * database cut off without closing its connections (a network partition, a frozen host) would otherwise hold
    * the query, its connection and everything queued behind it until the kernel gives the connection up, which
-   * takes minutes. Unset: no limit (the migrations, whose index builds may take long).
+   * takes minutes. A transaction may also sit idle on the server no longer than this between its statements.
+   * Unset: no limit (the migrations, whose index builds may take long).
    */
   queryTimeoutMs?: number;
   /** How long opening a connection may take before the attempt fails (unset: no limit). */
@@ -50,7 +51,7 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
     keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     ...(options.queryTimeoutMs !== undefined && { query_timeout: options.queryTimeoutMs }),
     ...(options.connectTimeoutMs !== undefined && { connectionTimeoutMillis: options.connectTimeoutMs }),
-    Client: options.preparedStatements === false ? UnnamedStatementsClient : ClosingOnTimeoutClient,
+    Client: pooledClient({ unnamedStatements: options.preparedStatements === false, idleInTransactionMs: options.queryTimeoutMs }),
   });
   // A connection lost while idle (pool 'error') or while checked out between two queries (the client's own
   // 'error', which node-postgres throws when nobody listens) must not crash the process: the query in flight
@@ -62,51 +63,58 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
 
 const KEEPALIVE_DELAY_MS = 10_000;
 const READ_TIMEOUT = 'Query read timeout';
+const BEGIN = /^\s*begin\s*$/i;
 
 /**
- * pg's `query_timeout` fails the query but keeps its connection, still waiting for the unanswered statement: the
- * next query sent on it (a transaction's ROLLBACK, the next user of the pooled client) would queue behind that
- * statement and time out in turn. Whatever the statement did is unknown, so the connection is closed: the pool
- * drops it, and what was queued on it fails at once as a lost answer.
+ * The pool's client: what creditgate asks of every connection, whoever sends the statement (drizzle, a
+ * CompiledStatement, group commit).
+ *
+ * - A statement whose read times out (`queryTimeoutMs`) closes its connection. pg's `query_timeout` fails the query
+ *   but keeps the connection, still waiting for the unanswered statement: the next query on it (a transaction's
+ *   ROLLBACK, the next user of the pooled client) would queue behind that statement and time out in turn. What the
+ *   statement did is unknown, so the connection is closed: the pool drops it, and what was queued fails at once.
+ * - Each transaction limits how long it may sit idle on the server (`SET LOCAL idle_in_transaction_session_timeout`,
+ *   sent with its BEGIN in the same round trip, and scoped to the transaction so it also holds through a transaction
+ *   pooler): an instance cut off between two statements of a transaction would otherwise leave it open with its row
+ *   locks (a team's balance row) until the server noticed the connection was gone, which TCP alone takes hours to do.
+ * - With `unnamedStatements`, names are stripped: pg parses a named statement once per connection and from then on
+ *   sends only its name, which through a transaction pooler may reach a server connection that never saw it.
+ *   Stripping the name here covers every caller at once; each statement is then parsed in the round trip that runs
+ *   it, as every unnamed query is.
  */
-class ClosingOnTimeoutClient extends pg.Client {
-  override query(...args: any[]): any {
-    const last = args.at(-1);
-    if (typeof last === 'function') {
-      args[args.length - 1] = (error: Error | null, result: unknown) => {
-        if (error?.message === READ_TIMEOUT) this.closeConnection();
-        (last as (error: Error | null, result: unknown) => void)(error, result);
-      };
-      return (super.query as (...args: unknown[]) => unknown)(...args);
+function pooledClient(options: { unnamedStatements: boolean; idleInTransactionMs: number | undefined }): typeof pg.Client {
+  const begin = options.idleInTransactionMs === undefined ? undefined : `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.round(options.idleInTransactionMs)}`;
+  // Not named "...Pool...": drizzle takes any object whose class name contains "Pool" for a pool.
+  return class CreditgateClient extends pg.Client {
+    override query(...args: any[]): any {
+      const [config] = args;
+      if (begin !== undefined && typeof config === 'string' && BEGIN.test(config)) args[0] = begin;
+      else if (config && typeof config === 'object' && typeof config.submit !== 'function') {
+        const values = args[1] ?? config.values;
+        if (begin !== undefined && typeof config.text === 'string' && BEGIN.test(config.text) && !(values?.length > 0)) args[0] = { ...config, text: begin };
+        if (options.unnamedStatements && typeof config.name === 'string') args[0] = { ...args[0], name: undefined };
+      }
+      const last = args.at(-1);
+      if (typeof last === 'function') {
+        args[args.length - 1] = (error: Error | null, result: unknown) => {
+          if (error?.message === READ_TIMEOUT) this.closeConnection();
+          (last as (error: Error | null, result: unknown) => void)(error, result);
+        };
+        return (super.query as (...args: unknown[]) => unknown)(...args);
+      }
+      const result = (super.query as (...args: unknown[]) => unknown)(...args);
+      if (result instanceof Promise) {
+        result.catch((error: unknown) => {
+          if ((error as Error | undefined)?.message === READ_TIMEOUT) this.closeConnection();
+        });
+      }
+      return result;
     }
-    const result = (super.query as (...args: unknown[]) => unknown)(...args);
-    if (result instanceof Promise) {
-      result.catch((error: unknown) => {
-        if ((error as Error | undefined)?.message === READ_TIMEOUT) this.closeConnection();
-      });
-    }
-    return result;
-  }
 
-  private closeConnection(): void {
-    (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-  }
-}
-
-/**
- * pg parses a named statement once per connection and from then on sends only its name, which through a
- * transaction pooler may reach a server connection that never saw it. Stripping the name here covers every caller
- * (CompiledStatement, a drizzle `.prepare(name)`) at once; each statement is then parsed in the same round trip
- * that runs it, as every unnamed query is.
- */
-class UnnamedStatementsClient extends ClosingOnTimeoutClient {
-  override query(...args: any[]): any {
-    const [config] = args;
-    if (config && typeof config === 'object' && typeof config.name === 'string' && typeof config.submit !== 'function') {
-      args[0] = { ...config, name: undefined };
+    private closeConnection(): void {
+      (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
     }
-    return super.query(...args);
-  }
+  };
 }
 
 /**

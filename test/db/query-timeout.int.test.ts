@@ -1,12 +1,15 @@
 import { sql } from 'drizzle-orm';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { answerLost, connectDatabase, type DatabaseHandle } from '../../src/db/client.js';
 import { startPartitionableRelay, type PartitionableRelay } from '../helpers/tcp-partition.js';
+import { poll } from '../helpers/wait.js';
 
 /**
  * DB_QUERY_TIMEOUT_MS and DB_CONNECT_TIMEOUT_MS against a database that stops answering without closing anything
- * (a relay that forwards nothing while cut): a statement fails as a lost answer, and its connection is closed and
- * dropped by the pool instead of being handed to the next caller still waiting for that statement.
+ * (a relay that forwards nothing while cut, closes included): a statement fails as a lost answer, and its connection
+ * is closed and dropped by the pool instead of being handed to the next caller still waiting for that statement; a
+ * transaction the client can no longer reach is ended by the server, with its locks.
  */
 const QUERY_TIMEOUT_MS = 300;
 
@@ -61,5 +64,33 @@ describe('a statement or a connection the database never answers', () => {
     expect(performance.now() - started).toBeLessThan(5 * QUERY_TIMEOUT_MS);
     relay.heal();
     await expect(handle.pool.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
+  });
+
+  it('has the server end a transaction whose client was cut off between two statements, releasing its locks', async () => {
+    const lock = Math.floor(Math.random() * 1_000_000_000);
+    const direct = new pg.Client({ connectionString: inject('postgresServerUrl') });
+    await direct.connect();
+    try {
+      const failure = await handle.db
+        .transaction(async (tx) => {
+          await tx.execute(sql`SELECT pg_advisory_xact_lock(${lock})`);
+          relay.cut();
+          await tx.execute(sql`SELECT 1`);
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(answerLost(failure), String(failure)).toBe(true);
+      // Still cut: the server never heard the client go, yet the transaction's lock is free once it sat idle too long.
+      await poll(
+        async () => ((await direct.query<{ free: boolean }>('SELECT pg_try_advisory_lock($1) AS free', [lock])).rows[0]!.free ? true : undefined),
+        10 * QUERY_TIMEOUT_MS,
+        'the server to end the idle transaction and free its lock',
+      );
+      await direct.query('SELECT pg_advisory_unlock($1)', [lock]);
+    } finally {
+      await direct.end();
+    }
   });
 });

@@ -3,8 +3,8 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 /**
  * A TCP relay that can be partitioned: while cut, it keeps every connection open and forwards nothing either way
  * (bytes wait in the relay, as packets would in a network that drops them and is retried), and new connections
- * are accepted but not connected through. Healed, what waited flows on. A side that closes closes its pair, and
- * what was waiting for it is dropped: as after a partition in which one end gave the connection up.
+ * are accepted but not connected through, and a side that closes does not close its pair (its FIN is lost too).
+ * Healed, what waited flows on, and closes reach the other side.
  */
 export interface PartitionableRelay {
   port: number;
@@ -26,16 +26,22 @@ export async function startPartitionableRelay(targetHost: string, targetPort: nu
     else waiting.push(() => to.writable && to.write(data));
   };
 
+  /** A side that closed closes its pair: at once, or, while cut, once healed (its FIN is lost too). */
+  const closeAfterPartition = (other: Socket) => {
+    if (!partitioned) other.destroy();
+    else waiting.push(() => other.destroy());
+  };
+
   const pair = (client: Socket) => {
     const server = connect(targetPort, targetHost);
     sockets.add(server);
     server.on('close', () => sockets.delete(server));
     client.on('data', (data) => forward(server, data));
     server.on('data', (data) => forward(client, data));
-    client.on('close', () => server.destroy());
-    server.on('close', () => client.destroy());
-    client.on('error', () => server.destroy());
-    server.on('error', () => client.destroy());
+    client.on('close', () => closeAfterPartition(server));
+    server.on('close', () => closeAfterPartition(client));
+    client.on('error', () => closeAfterPartition(server));
+    server.on('error', () => closeAfterPartition(client));
   };
 
   const relay: Server = createServer((client) => {
