@@ -41,13 +41,17 @@ export function toAppError(error: unknown): AppError {
   return new AppError('internal', 'internal server error', { cause: error });
 }
 
-const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
+/**
+ * Connection failures, and PostgreSQL refusals that pass: shut down or restarting (57P0x), out of connections, disk
+ * or memory (53xxx), read-only (25006: a standby, or a database set read-only for maintenance).
+ */
+const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53100', '53200', '53300', '25006']);
 
 /** Losing the database (refused, closed, or silent past DB_QUERY_TIMEOUT_MS) is transient: the client should retry, not read it as a bug (SQLSTATE class 08 too). */
 function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error; current instanceof Error; current = current.cause) {
     const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && (CONNECTION_ERRORS.has(code) || code.startsWith('08'))) return true;
+    if (typeof code === 'string' && (UNAVAILABLE.has(code) || code.startsWith('08'))) return true;
     if (/Connection terminated|Query read timeout|Client was closed and is not queryable|timeout exceeded when trying to connect|Client has encountered a connection error|not currently accepting connections|the database system is (starting up|shutting down)/i.test(current.message)) {
       return true;
     }
