@@ -38,6 +38,19 @@ export const ConfigSchema = z.object({
     .describe('pino log level'),
   BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i).default('1mb').describe('largest accepted JSON body'),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(500).default(20).describe('PostgreSQL pool size'),
+  DB_POOL_MIN: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(500)
+    .default(4)
+    .describe('PostgreSQL connections opened at start and kept open however idle (at most DB_POOL_MAX), so a burst after a quiet spell does not wait for new connections'),
+  DB_POOL_IDLE_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(60_000)
+    .describe('how long a PostgreSQL connection beyond DB_POOL_MIN may stay idle before it is closed'),
   DB_PREPARED_STATEMENTS: z
     .stringbool()
     .default(true)

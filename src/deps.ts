@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type Stripe from 'stripe';
-import { connectDatabase, migrateDatabase, type Database } from './db/client.js';
+import { connectDatabase, migrateDatabase, openConnections, type Database } from './db/client.js';
 import { startEmbeddedPostgres } from './db/embedded-postgres.js';
 import { GroupCommit } from './db/group-commit.js';
 import type { Actor } from './domain/actor.js';
@@ -80,12 +80,14 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const directUrl = config.DATABASE_DIRECT_URL ?? databaseUrl;
     const database = connectDatabase(databaseUrl, {
       max: config.DB_POOL_MAX,
+      min: config.DB_POOL_MIN,
+      idleTimeoutMs: config.DB_POOL_IDLE_TIMEOUT_MS,
       preparedStatements: config.DB_PREPARED_STATEMENTS,
       queryTimeoutMs: config.DB_QUERY_TIMEOUT_MS,
       connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
     });
     closers.push(database.close);
-    await Promise.all([migrateOver(directUrl), loadTokenizer()]);
+    await Promise.all([migrateOver(directUrl), loadTokenizer(), openConnections(database.pool, config.DB_POOL_MIN)]);
     const groupCommit = config.DB_GROUP_COMMIT ? await GroupCommit.install(database.pool, database.db, log) : undefined;
 
     let upstream = { baseURL: config.LLM_BASE_URL ?? '', apiKey: config.LLM_API_KEY ?? 'unused' };

@@ -22,6 +22,9 @@ export interface DatabaseHandle {
 
 export interface ConnectOptions {
   max?: number;
+  /** Connections kept open however idle (see openConnections); more close after `idleTimeoutMs` idle. */
+  min?: number;
+  idleTimeoutMs?: number;
   applicationName?: string;
   /**
    * false: every statement is sent unnamed, whatever name its caller gave it. A transaction pooler (PgBouncer in
@@ -45,6 +48,8 @@ export function connectDatabase(url: string, options: ConnectOptions = {}): Data
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 20,
+    min: Math.min(options.min ?? 0, options.max ?? 20),
+    ...(options.idleTimeoutMs !== undefined && { idleTimeoutMillis: options.idleTimeoutMs }),
     application_name: options.applicationName ?? 'creditgate',
     // An idle connection to a host that vanished is noticed by TCP keepalive instead of by the next query.
     keepAlive: true,
@@ -115,6 +120,17 @@ function pooledClient(options: { unnamedStatements: boolean; idleInTransactionMs
       (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
     }
   };
+}
+
+/**
+ * Opens `count` connections now (at most the pool's size), so the first requests do not wait for them. A pool with
+ * `min` keeps that many however idle: a new connection costs a handshake, authentication (SCRAM is deliberately
+ * slow), a cold server backend and the statements prepared again, which a burst after a quiet spell would otherwise
+ * pay all at once, in its tail.
+ */
+export async function openConnections(pool: pg.Pool, count: number): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: Math.min(count, pool.options.max) }, () => pool.connect()));
+  for (const client of clients) client.release();
 }
 
 /**
