@@ -104,6 +104,8 @@ export async function createDeps(config: Config, log: Logger): Promise<Deps> {
     const caches = new Caches(config.CACHE_TTL_MS, { publish: (message) => notifier.publish(CACHE_CHANNEL, message), countListeners: () => notifier.countListeners() });
     notifier.on(CACHE_CHANNEL, (message) => caches.receive(message));
     notifier.onReconnect(() => caches.dropAll());
+    const stopKeepingWarm = caches.keepWarm();
+    closers.push(async () => stopKeepingWarm());
     await notifier.start();
     closers.push(() => notifier.stop());
 

@@ -6,6 +6,19 @@ export interface Loaded<V> {
 
 /** Entries older than this share of their life are reloaded in the background when read, so hot ones never expire. */
 const REFRESH_AFTER = 0.8;
+/** At most this many entries are reloaded per keep-warm pass, whatever the cache holds (a bound on its queries). */
+const KEEP_WARM_BATCH = 100;
+
+type Load<V> = () => Promise<Loaded<V> | undefined>;
+
+interface Entry<V> {
+  value: V;
+  loadedAt: number;
+  until: number;
+  /** When getOrLoad last asked for it, and how it loads it: what keeps it warm (see keepWarm). */
+  askedAt: number;
+  load: Load<V> | undefined;
+}
 
 /**
  * A map whose entries live at most `ttlMs` (or until their own deadline), bounded in size.
@@ -13,17 +26,42 @@ const REFRESH_AFTER = 0.8;
  * Invalidation is versioned: every delete bumps a generation, and a load that started before an invalidation never
  * stores its result. Without that, a lookup that read a row just before a revoke could put the stale row back
  * after the revoke cleared it (a revoked key working for another TTL). Concurrent loads of one key share one
- * query, and an entry read late in its life is refreshed in the background, so a busy key never pays a miss.
+ * query, and an entry read late in its life is refreshed in the background, so a busy key never pays a miss. With
+ * `keepWarm` running, an entry asked for recently is also refreshed before it expires when nobody reads it, so a
+ * key, team or price in use does not miss after a pause shorter than `keepWarmMs` either (each refresh reads the
+ * database afresh, so the TTL still bounds how stale an entry can be).
  */
 export class TtlCache<V> {
-  private readonly entries = new Map<string, { value: V; loadedAt: number; until: number }>();
+  private readonly entries = new Map<string, Entry<V>>();
   private readonly loading = new Map<string, Promise<V | undefined>>();
   private generation = 0;
 
   constructor(
     private readonly ttlMs: number,
     private readonly maxEntries = 100_000,
+    private readonly keepWarmMs = 30_000,
   ) {}
+
+  /**
+   * Refreshes, every tenth of the TTL (half the span in which an entry counts as late), the entries asked for
+   * within `keepWarmMs` that are late in their life (at most KEEP_WARM_BATCH a pass). Returns what stops it.
+   */
+  keepWarm(): () => void {
+    if (this.ttlMs <= 0) return () => undefined;
+    const timer = setInterval(() => this.refreshWarm(), Math.max(50, this.ttlMs / 10));
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private refreshWarm(now = Date.now()): void {
+    let started = 0;
+    for (const [key, entry] of this.entries) {
+      if (started >= KEEP_WARM_BATCH) return;
+      if (!entry.load || now - entry.askedAt > this.keepWarmMs || now - entry.loadedAt <= this.ttlMs * REFRESH_AFTER || entry.until <= now) continue;
+      started++;
+      void this.loadOnce(key, entry.load).catch(() => undefined);
+    }
+  }
 
   get(key: string, now = Date.now()): V | undefined {
     const entry = this.entries.get(key);
@@ -40,23 +78,33 @@ export class TtlCache<V> {
    * `load` finds nothing, which is not cached. `load` is shared with the callers that ask meanwhile and may run after
    * its caller went on (a background reload), so it must use nothing its caller owns, such as a transaction.
    */
-  async getOrLoad(key: string, load: () => Promise<Loaded<V> | undefined>): Promise<V | undefined> {
+  async getOrLoad(key: string, load: Load<V>): Promise<V | undefined> {
     const now = Date.now();
     const entry = this.entries.get(key);
     if (entry && entry.until > now) {
+      entry.askedAt = now;
+      entry.load = load;
       if (now - entry.loadedAt > this.ttlMs * REFRESH_AFTER) void this.loadOnce(key, load).catch(() => undefined);
       return entry.value;
     }
-    return this.loadOnce(key, load);
+    return this.loadOnce(key, load, now);
   }
 
-  private loadOnce(key: string, load: () => Promise<Loaded<V> | undefined>): Promise<V | undefined> {
+  private loadOnce(key: string, load: Load<V>, askedAt?: number): Promise<V | undefined> {
     const pending = this.loading.get(key);
     if (pending) return pending;
     const generation = this.generation;
     const loading = load()
       .then((loaded) => {
-        if (loaded && generation === this.generation) this.set(key, loaded.value, loaded.until);
+        if (loaded && generation === this.generation) {
+          const asked = askedAt ?? this.entries.get(key)?.askedAt;
+          this.set(key, loaded.value, loaded.until);
+          const entry = this.entries.get(key);
+          if (entry) {
+            entry.load = load;
+            entry.askedAt = asked ?? entry.askedAt;
+          }
+        }
         return loaded?.value;
       })
       .finally(() => {
@@ -69,7 +117,7 @@ export class TtlCache<V> {
   set(key: string, value: V, deadline?: number, now = Date.now()): void {
     if (this.ttlMs <= 0) return;
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { value, loadedAt: now, until: Math.min(now + this.ttlMs, deadline ?? Infinity) });
+    this.entries.set(key, { value, loadedAt: now, until: Math.min(now + this.ttlMs, deadline ?? Infinity), askedAt: now, load: undefined });
   }
 
   delete(key: string): void {

@@ -67,4 +67,42 @@ describe('TtlCache', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     expect(cache.get('k')).toBe(2);
   });
+
+  it('keeps an entry asked for recently fresh through a pause with no reads, and lets it go after keepWarmMs', async () => {
+    const cache = new TtlCache<number>(500, 1_000, 1_200);
+    const stop = cache.keepWarm();
+    try {
+      let version = 0;
+      const load = async () => ({ value: ++version });
+      expect(await cache.getOrLoad('k', load)).toBe(1);
+      // Twice the TTL without a read: refreshed in the background, never missing, never older than the TTL.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(cache.get('k')).toBeGreaterThan(1);
+      // Past keepWarmMs since the last ask: no more refreshes, and the entry expires.
+      await new Promise((resolve) => setTimeout(resolve, 800));
+      const settled = version;
+      expect(cache.get('k')).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(version).toBe(settled);
+    } finally {
+      stop();
+    }
+  });
+
+  it('keeps warm only what it can load again, and never what an invalidation removed', async () => {
+    const cache = new TtlCache<number>(200, 1_000, 1_000);
+    const stop = cache.keepWarm();
+    try {
+      cache.set('set directly', 1);
+      let loads = 0;
+      await cache.getOrLoad('revoked', async () => ({ value: ++loads }));
+      cache.delete('revoked');
+      await new Promise((resolve) => setTimeout(resolve, 450));
+      expect(cache.get('set directly')).toBeUndefined();
+      expect(cache.get('revoked')).toBeUndefined();
+      expect(loads).toBe(1);
+    } finally {
+      stop();
+    }
+  });
 });
