@@ -2,7 +2,7 @@
  * creditgate's benchmark (`npm run bench`; never a timed unit test). See bench/README.md.
  *
  * Env: BENCH_SECONDS (measured seconds per level, default 5), BENCH_QUICK=1 (smoke run), BENCH_LEVELS
- * ("1,16,64,100"), BENCH_SAT_LEVELS ("16,64"), BENCH_OPEN_STREAMS (1000), BENCH_PHASES ("paced,saturation,memory"),
+ * ("1,16,64,100"), BENCH_SAT_LEVELS ("16,64"), BENCH_OPEN_STREAMS (1000), BENCH_PHASES ("paced,saturation,idle,memory"),
  * BENCH_ARMS (all of ARM_IDS in bench/arms.ts),
  * BENCH_CPU_PROF=1 (profile the creditgate process), DATABASE_URL (else an embedded PostgreSQL in a temporary
  * directory that is deleted afterwards).
@@ -32,6 +32,7 @@ import {
   type ServerVariant,
   type UpstreamMode,
 } from './arms.js';
+import { measureIdleGaps, type IdleGapRecord } from './idle.js';
 import { createClientAgent, openHeldStreams, runClosedLoop, type LevelResult } from './load.js';
 import { formatHeapGrowth, heapGrowth } from './heap.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.js';
@@ -58,7 +59,7 @@ function envLevels(name: string, fallback: number[]): number[] {
 }
 
 function envPhases(): Set<string> {
-  const all = ['paced', 'saturation', 'memory'];
+  const all = ['paced', 'saturation', 'idle', 'memory'];
   const raw = process.env.BENCH_PHASES;
   if (!raw) return new Set(all);
   const phases = raw.split(',').map((part) => part.trim());
@@ -85,6 +86,10 @@ const SETTINGS = {
   saturationLevels: envLevels('BENCH_SAT_LEVELS', QUICK ? [16] : [16, 64]),
   openStreams: envNumber('BENCH_OPEN_STREAMS', QUICK ? 200 : 1000, 1, 5000),
   openStreamsPaceMs: QUICK ? 500 : 2000,
+  /** The idle phase: bursts of this many paced streams before and after a gap of this long, so many times. */
+  idleBurst: 16,
+  idleGapMs: envNumber('BENCH_IDLE_GAP_SECONDS', 12, 1, 600) * 1000,
+  idleReps: QUICK ? 1 : 3,
   streamTimeoutMs: 30_000,
   /** Teams the creditgate arms bill, worker i billing team i mod teams (1: all contend for one balance row). */
   teams: envNumber('BENCH_TEAMS', 1, 1, 200),
@@ -794,6 +799,18 @@ function resourceTable(records: PhaseRecord[]): string {
 }
 
 /** Item 3 of issue 17: what a billed job costs next to what the bare proxy costs per stream, at saturation. */
+function idleTable(records: IdleGapRecord[]): string {
+  const med = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+  const rows = records.map((r) => [
+    r.armLabel,
+    `${fmt(med(r.reps.map((rep) => rep.warmP50)))} / ${fmt(med(r.reps.map((rep) => rep.warmMax)))}`,
+    `${fmt(med(r.reps.map((rep) => rep.afterP50)))} / ${fmt(med(r.reps.map((rep) => rep.afterMax)))}`,
+    `${signed(r.addedP50)} / ${signed(r.addedMax)}`,
+    String(r.errors),
+  ]);
+  return renderTable(['arm', 'warm TTFT p50 / max', 'after the gap p50 / max', 'added by the gap p50 / max', 'errors'], rows);
+}
+
 function costTable(saturation: PhaseRecord[]): string {
   const rows = saturation
     .filter((r) => r.kind === 'creditgate')
@@ -1155,6 +1172,19 @@ async function main(): Promise<void> {
   for (const concurrency of PHASES.has('saturation') ? SETTINGS.saturationLevels : []) {
     for (const arm of arms) saturation.push(await runPhase(ctx, arm, concurrency, 'saturation', 'zero'));
   }
+  let idle: IdleGapRecord[] = [];
+  const idleArms = arms.filter((arm) => arm.id === 'proxy' || arm.id === 'create-and-call-stream');
+  if (PHASES.has('idle') && idleArms.length > 0) {
+    process.stdout.write(`after a quiet spell (${SETTINGS.idleGapMs / 1000} s idle, bursts of ${SETTINGS.idleBurst} paced streams):\n`);
+    upstream.setMode('paced');
+    const teamBefore = await ledger.teamCharges();
+    idle = await measureIdleGaps(idleArms, agent, { gapMs: SETTINGS.idleGapMs, burst: SETTINGS.idleBurst, reps: SETTINGS.idleReps, timeoutMs: SETTINGS.streamTimeoutMs });
+    for (const record of idle) if (record.arm !== 'proxy') counters.creditgateOkStreams += record.okStreams;
+    const charged = (await ledger.teamCharges()) - teamBefore;
+    const okStreams = idle.reduce((sum, record) => sum + (record.arm === 'proxy' ? 0 : record.okStreams), 0);
+    if (charged !== okStreams) process.stdout.write(`  CHARGES MISMATCH in the idle phase: ${charged} charges for ${okStreams} successful streams\n`);
+    upstream.forgetRequests();
+  }
   const logBytes = Object.fromEntries(await Promise.all(variants.map(async (variant) => [variant, await (servers[variant] as ServerProcess).logBytes()] as const)));
   const serverConfigs: Partial<Record<ServerVariant, EffectiveConfig>> = Object.fromEntries(
     variants.flatMap((variant) => (servers[variant]?.config ? [[variant, servers[variant]?.config]] : [])),
@@ -1304,6 +1334,10 @@ async function main(): Promise<void> {
       `transaction holds), idle in transaction (waiting for Node's next statement) or idle, sampled from pg_stat_activity every 100 ms`,
       ...activityLines,
     ]),
+    ...section(idle.length > 0, [
+      `AFTER A QUIET SPELL: TTFT of a burst of ${SETTINGS.idleBurst} paced streams right before, and right after, ${SETTINGS.idleGapMs / 1000} s with nothing running (medians over ${SETTINGS.idleReps})`,
+      idleTable(idle),
+    ]),
     ...section(memory.length > 0, [
       `MEMORY PER OPEN STREAM (${SETTINGS.openStreams} streams held open after their first chunk; RSS after GC, fresh process)`,
       memoryTable,
@@ -1340,6 +1374,7 @@ async function main(): Promise<void> {
     targets: TARGETS,
     paced,
     saturation,
+    idle,
     memory,
     runCheck,
     targetResults: targets,

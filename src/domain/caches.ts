@@ -13,6 +13,9 @@ export type Invalidation = { keyId: string } | { teamId: string } | { allTeams: 
 
 export type TeamActor = Extract<Actor, { kind: 'team' }>;
 
+/** How long a team's available credits seen at its last hold here are trusted as a hint (see availableCredits). */
+const AVAILABLE_HINT_MS = 60_000;
+
 /** How long an invalidation waits for every instance to confirm it before it answers anyway. */
 const ACK_TIMEOUT_MS = 2_000;
 
@@ -38,7 +41,11 @@ export class Caches {
   /**
    * What each team had available right after this instance's last hold for it, in micro-credits. Only a hint
    * (other instances spend too): it decides whether a one-shot call may contact the upstream while its hold is
-   * still being written; the hold itself always decides who is served.
+   * still being written; the hold itself always decides who is served. Kept AVAILABLE_HINT_MS (with caching on),
+   * longer than the caches: expired after a pause of a few seconds, the first calls after it waited for their holds
+   * (12 ms more to the first token of a burst after 12 s idle, bench "after a quiet spell"). The hint only says the
+   * team could afford EARLY_UPSTREAM_MIN_HOLDS holds at its last one; if it spent that since, elsewhere, one early
+   * call's hold is refused, its upstream request aborted before anything reached its client, and the hint dropped.
    */
   readonly availableCredits: TtlCache<number>;
 
@@ -49,7 +56,7 @@ export class Caches {
     this.keys = new TtlCache(ttlMs);
     this.teams = new TtlCache(ttlMs, 10_000);
     this.prices = new TtlCache(ttlMs, 10_000);
-    this.availableCredits = new TtlCache(ttlMs, 10_000);
+    this.availableCredits = new TtlCache(ttlMs > 0 ? Math.max(ttlMs, AVAILABLE_HINT_MS) : 0, 10_000);
   }
 
   /**

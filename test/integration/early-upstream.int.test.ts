@@ -273,6 +273,37 @@ describe('early upstream start (EARLY_UPSTREAM_MIN_HOLDS default)', () => {
 // A refused early hold: instance A believes the team can afford 2 holds, instance B has spent them
 // ---------------------------------------------------------------------------------------------------------------
 
+describe('the early start after a pause longer than the caches live (CACHE_TTL_MS=200)', () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await createTestApp({ CACHE_TTL_MS: '200' });
+  });
+  afterAll(() => app?.close());
+
+  it('still contacts the upstream while the hold waits: what the team could afford is kept longer than the caches', async () => {
+    const team = await setupTeam(app, ample);
+    app.upstream.enqueue(words(['Learn ', 'first']));
+    await streamToTheEnd(app, team, 'first request', 'Learn first');
+    await sleep(1_000);
+
+    const before = app.upstream.requests.length;
+    app.upstream.enqueue(words(['After ', 'a ', 'pause']));
+    const lock = await lockBalances(app, team.teamId);
+    const call = rawPost(app, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'early', ...say('after a pause') });
+    try {
+      await lock.blocking();
+      expect((await upstreamRequest(app, before, 2_000)).body.messages).toEqual(say('after a pause').messages);
+      await lock.release();
+      const answer = await call.read();
+      expect(parseSse(answer.text, { strict: true })).toMatchObject({ content: 'After a pause', errors: [], endsWithDone: true });
+      await expectChargedOnce(app, team, answer.headers.get('x-job-id')!, 'After a pause');
+    } finally {
+      call.abort();
+      await lock.close();
+    }
+  });
+});
+
 describe('a refused early hold (EARLY_UPSTREAM_MIN_HOLDS=2, two instances)', () => {
   let a: TestApp;
   let b: TestApp;
