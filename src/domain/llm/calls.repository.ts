@@ -145,9 +145,21 @@ export async function listCallBilling(db: DbOrTx, jobId: string): Promise<CallBi
 }
 
 /** One statement per instance and interval, whatever the number of calls: the lease of each call still running here. */
+/**
+ * Renews the leases of `callIds`, skipping the rows another transaction has locked: those calls are being recorded
+ * right now (a lapse needs `leaseSeconds` without a renewal, and the next one comes long before). Waiting for them
+ * would tie this many-row update into the lock order of the group-commit batches that record calls one after the
+ * other: each holding a row the other wanted, PostgreSQL resolves that only after deadlock_timeout (1 s), with every
+ * job of the batch, and every one queued behind it, waiting meanwhile.
+ */
 export async function renewCallLeases(db: DbOrTx, callIds: string[]): Promise<void> {
   if (callIds.length === 0) return;
-  await db.update(llmCalls).set({ heartbeatAt: sql`now()` }).where(and(inArray(llmCalls.id, callIds), eq(llmCalls.status, 'in_progress')));
+  const free = db
+    .select({ id: llmCalls.id })
+    .from(llmCalls)
+    .where(and(inArray(llmCalls.id, callIds), eq(llmCalls.status, 'in_progress')))
+    .for('no key update', { skipLocked: true });
+  await db.update(llmCalls).set({ heartbeatAt: sql`now()` }).where(inArray(llmCalls.id, free));
 }
 
 /** The jobs that have a call whose instance stopped renewing its lease (it died). */
