@@ -2,8 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { expect, inject } from 'vitest';
-import { MICRO } from '../helpers/ledger.js';
-import { parseSse, type StreamResult } from '../helpers/sse.js';
+import { MICRO, expectLedgerConsistent } from '../helpers/ledger.js';
+import { openStream, parseSse, type StreamResult } from '../helpers/sse.js';
+import { poll } from '../helpers/wait.js';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { freePort, jsonRequest, type ApiResponse } from '../helpers/app.js';
 import { setupTeam, type AdminApi, type SetupTeamOptions, type TeamSetup } from '../helpers/factories.js';
@@ -346,4 +347,30 @@ export async function expectChargedAsSeen(database: Database, teamId: string, ou
     }
   }
   return all;
+}
+
+/**
+ * After a database failure: the instance serves a new stream, whatever the failure left open is swept (its clock
+ * moved past the timeout), every stream was charged as its client saw it, and the balance is the credits less the
+ * charges, with nothing held.
+ */
+export async function expectRecovered(server: ServerProcess, db: FreshDatabase, team: TeamSetup, credits: number, outcomes: StreamOutcome[]): Promise<void> {
+  const after = await openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'after', messages: [{ role: 'user', content: 'chunks=3' }] }).done;
+  expect(after.status, after.text).toBe(200);
+  expect(parseSse(after.text).endsWithDone).toBe(true);
+
+  await ageOpenWork(db.pool);
+  await poll(
+    async () => {
+      const [row] = await query(db.pool, `SELECT count(*)::int AS n FROM jobs WHERE status IN ('pending', 'in_progress')`);
+      return row.n === 0 ? true : undefined;
+    },
+    20_000,
+    'the sweeper to settle every job the failure left open',
+  );
+  const jobs = await expectChargedAsSeen(db.pool, team.teamId, outcomes);
+  expect(await openCalls(db.pool, team.teamId)).toBe(0);
+  const charged = jobs.reduce((sum, job) => sum + job.charges, 0);
+  expect(await expectLedgerConsistent(db.pool, team.teamId, { jobs: true })).toEqual({ balanceMicro: (credits - charged) * MICRO, heldMicro: 0 });
+  expect(server.exited(), 'the server survived').toBe(false);
 }
