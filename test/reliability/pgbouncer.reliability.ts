@@ -32,7 +32,7 @@ import {
  * statements) in front of one PostgreSQL, as docs/operations.md describes: DATABASE_URL through PgBouncer with
  * DB_PREPARED_STATEMENTS=false, DATABASE_DIRECT_URL straight to PostgreSQL for LISTEN and migrations.
  *
- * 150 create-and-call-stream for a team that can afford 60 jobs, spread over the three, with multi-call jobs whose
+ * 150 create-and-call-stream for a team that can afford 60 jobs, spread over the three (c's first), with multi-call jobs whose
  * streams run on one instance cancelled through another; one instance is killed with -9 in the middle and started
  * again. Then: exactly 60 jobs sold (what the dead instance held is swept, whatever it gave back is sold after),
  * no job settled twice, every balance equal to its ledger, nothing held or in flight, cancels crossing instances
@@ -231,27 +231,33 @@ describe('three creditgate processes behind PgBouncer in transaction mode', () =
       }
     })().catch(() => undefined); // after a failed assertion the pool is gone; a sampler that failed leaves the peak at 0
 
-    // Each instance's paid streams are told apart at the upstream by their message.
-    const load = Array.from({ length: REQUESTS }, (_, i) => {
+    // Each instance's paid streams are told apart at the upstream by their message. c's requests go first: with group
+    // commit an instance's 50 requests are one or two batches, and the instance whose batch commits last may find the
+    // 60 credits gone, while c must die with paid streams of its own. a's and b's follow once c's flow.
+    const send = (i: number) => {
       const server = servers[i % 3]!;
       const content = `load-${'abc'[i % 3]}-${i}`;
       const stream = openStream(server, '/api/jobs/create-and-call-stream', team.key, { team_id: team.teamId, job_type: 'load', user_id: `u${i}`, messages: [{ role: 'user', content }] });
       return { server, stream };
-    });
+    };
+    const indexes = Array.from({ length: REQUESTS }, (_, i) => i);
+    const load = indexes.filter((i) => i % 3 === 2).map(send);
     // Streams running on a and b, each to be cancelled through the other, while the load runs.
     const cancels = Promise.all(
       Array.from({ length: CANCELS }, (_, i) => crossInstanceCancel(cancelTeam, i % 2 === 0 ? a : b, i % 2 === 0 ? b : a, `cancel-${i}`)),
     );
     cancels.catch(() => undefined);
 
-    // c dies with paid streams of its own flowing, and starts again at once.
-    const flowingOnC = () => upstream.requests.filter((request) => lastMessage(request).startsWith('load-c-') && request.closedAt === undefined).length;
-    const cEnded = Promise.all(load.filter((l) => l.server === c).map((l) => l.stream.done)).then((ended) => {
+    // c dies with paid streams of its own flowing, a's and b's too, and starts again at once.
+    const flowing = (prefix: string) => upstream.requests.filter((request) => lastMessage(request).startsWith(prefix) && request.closedAt === undefined).length;
+    const cEnded = Promise.all(load.map((l) => l.stream.done)).then((ended) => {
       const statuses = ended.map((result) => `${result.status} ${result.text.slice(0, 120)}`);
       throw new Error(`every request to c ended before two of its streams flowed:\n${[...new Set(statuses)].join('\n')}`);
     });
     cEnded.catch(() => undefined); // it does end once c is killed
-    await Promise.race([poll(async () => (flowingOnC() >= 2 ? true : undefined), 30_000, 'paid streams flowing on c'), cEnded]);
+    await Promise.race([poll(async () => (flowing('load-c-') >= 2 ? true : undefined), 30_000, 'paid streams flowing on c'), cEnded]);
+    load.push(...indexes.filter((i) => i % 3 !== 2).map(send));
+    await poll(async () => (flowing('load-a-') + flowing('load-b-') >= 2 ? true : undefined), 30_000, 'paid streams flowing on a and b');
     await c.kill9();
     const restarting = start();
     restarting.catch(() => undefined); // awaited below; a failed assertion before must not leave it unhandled
