@@ -15,9 +15,6 @@ interface Entry<V> {
   value: V;
   loadedAt: number;
   until: number;
-  /** When getOrLoad last asked for it, and how it loads it: what keeps it warm (see keepWarm). */
-  askedAt: number;
-  load: Load<V> | undefined;
 }
 
 /**
@@ -35,6 +32,13 @@ export class TtlCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
   private readonly loading = new Map<string, Promise<V | undefined>>();
   private generation = 0;
+  /**
+   * While keepWarm runs: the cached keys getOrLoad was asked for, the least recently asked first, with how each
+   * loads. A pass walks only these (the ones asked long ago are dropped from the front), not the whole cache, and
+   * a key nobody could load (an unknown secret) never gets here.
+   */
+  private readonly asked = new Map<string, { at: number; load: Load<V> }>();
+  private keepingWarm = false;
 
   constructor(
     private readonly ttlMs: number,
@@ -48,19 +52,43 @@ export class TtlCache<V> {
    */
   keepWarm(): () => void {
     if (this.ttlMs <= 0) return () => undefined;
+    this.keepingWarm = true;
     const timer = setInterval(() => this.refreshWarm(), Math.max(50, this.ttlMs / 10));
     timer.unref();
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      this.keepingWarm = false;
+      this.asked.clear();
+    };
   }
 
   private refreshWarm(now = Date.now()): void {
     let started = 0;
-    for (const [key, entry] of this.entries) {
+    for (const [key, ask] of this.asked) {
+      if (now - ask.at > this.keepWarmMs) {
+        this.asked.delete(key);
+        continue;
+      }
       if (started >= KEEP_WARM_BATCH) return;
-      if (!entry.load || now - entry.askedAt > this.keepWarmMs || now - entry.loadedAt <= this.ttlMs * REFRESH_AFTER || entry.until <= now) continue;
+      const entry = this.entries.get(key);
+      if (!entry || entry.until <= now || now - entry.loadedAt <= this.ttlMs * REFRESH_AFTER) continue;
       started++;
-      void this.loadOnce(key, entry.load).catch(() => undefined);
+      void this.loadOnce(key, ask.load).catch(() => undefined);
     }
+  }
+
+  /** Moves `key` to the back of `asked` (on the request path: the record is reused, not allocated again). */
+  private noteAsked(key: string, load: Load<V>, now: number): void {
+    if (!this.keepingWarm) return;
+    const ask = this.asked.get(key);
+    if (!ask) {
+      this.asked.set(key, { at: now, load });
+      return;
+    }
+    this.asked.delete(key);
+    ask.at = now;
+    ask.load = load;
+    this.asked.set(key, ask);
   }
 
   get(key: string, now = Date.now()): V | undefined {
@@ -82,29 +110,22 @@ export class TtlCache<V> {
     const now = Date.now();
     const entry = this.entries.get(key);
     if (entry && entry.until > now) {
-      entry.askedAt = now;
-      entry.load = load;
+      this.noteAsked(key, load, now);
       if (now - entry.loadedAt > this.ttlMs * REFRESH_AFTER) void this.loadOnce(key, load).catch(() => undefined);
       return entry.value;
     }
-    return this.loadOnce(key, load, now);
+    const value = await this.loadOnce(key, load);
+    if (value !== undefined && this.entries.has(key)) this.noteAsked(key, load, now);
+    return value;
   }
 
-  private loadOnce(key: string, load: Load<V>, askedAt?: number): Promise<V | undefined> {
+  private loadOnce(key: string, load: Load<V>): Promise<V | undefined> {
     const pending = this.loading.get(key);
     if (pending) return pending;
     const generation = this.generation;
     const loading = load()
       .then((loaded) => {
-        if (loaded && generation === this.generation) {
-          const asked = askedAt ?? this.entries.get(key)?.askedAt;
-          this.set(key, loaded.value, loaded.until);
-          const entry = this.entries.get(key);
-          if (entry) {
-            entry.load = load;
-            entry.askedAt = asked ?? entry.askedAt;
-          }
-        }
+        if (loaded && generation === this.generation) this.set(key, loaded.value, loaded.until);
         return loaded?.value;
       })
       .finally(() => {
@@ -117,7 +138,7 @@ export class TtlCache<V> {
   set(key: string, value: V, deadline?: number, now = Date.now()): void {
     if (this.ttlMs <= 0) return;
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { value, loadedAt: now, until: Math.min(now + this.ttlMs, deadline ?? Infinity), askedAt: now, load: undefined });
+    this.entries.set(key, { value, loadedAt: now, until: Math.min(now + this.ttlMs, deadline ?? Infinity) });
   }
 
   delete(key: string): void {
