@@ -99,27 +99,30 @@ function pooledClient(options: { unnamedStatements: boolean; idleInTransactionMs
         if (begin !== undefined && typeof config.text === 'string' && BEGIN.test(config.text) && !(values?.length > 0)) args[0] = { ...config, text: begin };
         if (options.unnamedStatements && typeof config.name === 'string') args[0] = { ...args[0], name: undefined };
       }
+      const closeOnTimeout = (error: unknown) => {
+        if ((error as Error | null | undefined)?.message === READ_TIMEOUT) closeConnection(this);
+      };
       const last = args.at(-1);
       if (typeof last === 'function') {
         args[args.length - 1] = (error: Error | null, result: unknown) => {
-          if (error?.message === READ_TIMEOUT) this.closeConnection();
+          closeOnTimeout(error);
           (last as (error: Error | null, result: unknown) => void)(error, result);
         };
         return (super.query as (...args: unknown[]) => unknown)(...args);
       }
       const result = (super.query as (...args: unknown[]) => unknown)(...args);
-      if (result instanceof Promise) {
-        result.catch((error: unknown) => {
-          if ((error as Error | undefined)?.message === READ_TIMEOUT) this.closeConnection();
-        });
-      }
+      if (result instanceof Promise) result.catch(closeOnTimeout);
       return result;
     }
-
-    private closeConnection(): void {
-      (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-    }
   };
+}
+
+/**
+ * Drops a connection at once, whatever it is waiting for: the socket is destroyed, the query in flight and those
+ * queued fail as a lost connection, and a pool removes the client. (pg has no public call for this: `end()` waits.)
+ */
+export function closeConnection(client: pg.Client): void {
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 }
 
 /**

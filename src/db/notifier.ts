@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../lib/logger.js';
+import { closeConnection } from './client.js';
 
 type Handler = (payload: string) => void;
 
@@ -78,7 +79,7 @@ export class PgNotifier {
         (error: unknown) => {
           if (this.client !== client) return;
           this.log.warn({ err: error }, 'notifier connection unresponsive; reconnecting');
-          (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+          closeConnection(client);
           this.reconnect();
         },
       );

@@ -144,13 +144,13 @@ export async function listCallBilling(db: DbOrTx, jobId: string): Promise<CallBi
     .where(eq(llmCalls.jobId, jobId));
 }
 
-/** One statement per instance and interval, whatever the number of calls: the lease of each call still running here. */
 /**
- * Renews the leases of `callIds`, skipping the rows another transaction has locked: those calls are being recorded
- * right now (a lapse needs `leaseSeconds` without a renewal, and the next one comes long before). Waiting for them
- * would tie this many-row update into the lock order of the group-commit batches that record calls one after the
- * other: each holding a row the other wanted, PostgreSQL resolves that only after deadlock_timeout (1 s), with every
- * job of the batch, and every one queued behind it, waiting meanwhile.
+ * One statement per instance and interval, whatever the number of calls: renews the lease of each call still running
+ * here (`callIds`), skipping the rows another transaction has locked: those calls are being recorded right now (a
+ * lapse needs `leaseSeconds` without a renewal, and the next one comes long before). Waiting for them would tie this
+ * many-row update into the lock order of the group-commit batches that record calls one after the other: each
+ * holding a row the other wanted, PostgreSQL resolves that only after deadlock_timeout (1 s), with every job of the
+ * batch, and every one queued behind it, waiting meanwhile.
  */
 export async function renewCallLeases(db: DbOrTx, callIds: string[]): Promise<void> {
   if (callIds.length === 0) return;

@@ -47,7 +47,10 @@ export function toAppError(error: unknown): AppError {
  */
 const UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53100', '53200', '53300', '25006']);
 
-/** Losing the database (refused, closed, or silent past DB_QUERY_TIMEOUT_MS) is transient: the client should retry, not read it as a bug (SQLSTATE class 08 too). */
+/**
+ * Losing the database (refused, closed, or silent past DB_QUERY_TIMEOUT_MS) is transient: the client should retry,
+ * not read it as a bug (SQLSTATE class 08 too).
+ */
 function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error; current instanceof Error; current = current.cause) {
     const code = (current as { code?: unknown }).code;
