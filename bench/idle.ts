@@ -22,7 +22,7 @@ export interface IdleGapRecord {
   okStreams: number;
 }
 
-const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
+export const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 async function burst(arm: Arm, agent: http.Agent, size: number, timeoutMs: number) {
   const results = await Promise.all(Array.from({ length: size }, (_, i) => runStream(arm.targets[i % arm.targets.length]!, agent, { timeoutMs })));

@@ -32,7 +32,7 @@ import {
   type ServerVariant,
   type UpstreamMode,
 } from './arms.js';
-import { measureIdleGaps, type IdleGapRecord } from './idle.js';
+import { measureIdleGaps, median, type IdleGapRecord } from './idle.js';
 import { createClientAgent, openHeldStreams, runClosedLoop, type LevelResult } from './load.js';
 import { formatHeapGrowth, heapGrowth } from './heap.js';
 import { formatProfile, summariseProfile, type ProfileSummary } from './profile.js';
@@ -798,19 +798,18 @@ function resourceTable(records: PhaseRecord[]): string {
   );
 }
 
-/** Item 3 of issue 17: what a billed job costs next to what the bare proxy costs per stream, at saturation. */
 function idleTable(records: IdleGapRecord[]): string {
-  const med = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
   const rows = records.map((r) => [
     r.armLabel,
-    `${fmt(med(r.reps.map((rep) => rep.warmP50)))} / ${fmt(med(r.reps.map((rep) => rep.warmMax)))}`,
-    `${fmt(med(r.reps.map((rep) => rep.afterP50)))} / ${fmt(med(r.reps.map((rep) => rep.afterMax)))}`,
+    `${fmt(median(r.reps.map((rep) => rep.warmP50)))} / ${fmt(median(r.reps.map((rep) => rep.warmMax)))}`,
+    `${fmt(median(r.reps.map((rep) => rep.afterP50)))} / ${fmt(median(r.reps.map((rep) => rep.afterMax)))}`,
     `${signed(r.addedP50)} / ${signed(r.addedMax)}`,
     String(r.errors),
   ]);
   return renderTable(['arm', 'warm TTFT p50 / max', 'after the gap p50 / max', 'added by the gap p50 / max', 'errors'], rows);
 }
 
+/** Item 3 of issue 17: what a billed job costs next to what the bare proxy costs per stream, at saturation. */
 function costTable(saturation: PhaseRecord[]): string {
   const rows = saturation
     .filter((r) => r.kind === 'creditgate')
@@ -1179,9 +1178,9 @@ async function main(): Promise<void> {
     upstream.setMode('paced');
     const teamBefore = await ledger.teamCharges();
     idle = await measureIdleGaps(idleArms, agent, { gapMs: SETTINGS.idleGapMs, burst: SETTINGS.idleBurst, reps: SETTINGS.idleReps, timeoutMs: SETTINGS.streamTimeoutMs });
-    for (const record of idle) if (record.arm !== 'proxy') counters.creditgateOkStreams += record.okStreams;
-    const charged = (await ledger.teamCharges()) - teamBefore;
     const okStreams = idle.reduce((sum, record) => sum + (record.arm === 'proxy' ? 0 : record.okStreams), 0);
+    counters.creditgateOkStreams += okStreams;
+    const charged = (await ledger.teamCharges()) - teamBefore;
     if (charged !== okStreams) process.stdout.write(`  CHARGES MISMATCH in the idle phase: ${charged} charges for ${okStreams} successful streams\n`);
     upstream.forgetRequests();
   }
