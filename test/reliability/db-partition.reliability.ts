@@ -26,7 +26,7 @@ import {
  * What this checks:
  * - No client waits for the database to come back: every stream and request ends while the network is still cut,
  *   complete, with an in-band error event, or with a JSON error, within a few statement timeouts.
- * - Money as with any outage: `[DONE]` charged once, a deferred recording at most once, an error never; every
+ * - Money as with any outage: `[DONE]` charged once, a deferred recording once too, an error never; every
  *   statement whose answer was lost is reconciled once the database answers (nothing left held or open).
  * - Healed, the instance serves again without a restart, and its listening connection was replaced.
  */

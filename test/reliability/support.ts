@@ -323,7 +323,7 @@ export function streamOutcomes(results: StreamResult[], lengths: number[]): Stre
  * recording was deferred once too (its output was delivered), one that saw an error not at all (its hold released).
  * Returns the jobs.
  */
-export async function expectChargedAsSeen(database: Database, teamId: string, outcomes: StreamOutcome[]): Promise<JobSummary[]> {
+async function expectChargedAsSeen(database: Database, teamId: string, outcomes: StreamOutcome[]): Promise<JobSummary[]> {
   const all = await jobsOf(database, teamId);
   const jobs = new Map(all.map((job) => [job.id, job]));
   for (const outcome of outcomes) {
