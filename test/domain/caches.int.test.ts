@@ -6,6 +6,7 @@ import { findModelPrice } from '../../src/domain/billing/model-prices.service.js
 import { Caches } from '../../src/domain/caches.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
+import { within } from '../helpers/wait.js';
 
 /**
  * Every read-through cache of the hot path is safe to ask from inside a transaction: on a pool whose connections
@@ -30,16 +31,13 @@ describe('cached lookups inside a transaction', () => {
 
   const freshCaches = () => new Caches(60_000, { publish: async () => undefined, countListeners: async () => 0 });
 
-  /** Fails instead of hanging the test if the lookup on the transaction waits for the pool. */
-  const within = <T>(promise: Promise<T>, ms = 5_000): Promise<T> =>
-    Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms))]);
 
   it('verifies a key on the transaction while a pool lookup of the same key waits for its connection', async () => {
     const caches = freshCaches();
     let onPool: Promise<unknown> | undefined;
     await handle.db.transaction(async (tx) => {
       onPool = verifyTeamKey(handle.db, caches, team.key);
-      const actor = await within(verifyTeamKey(tx, caches, team.key));
+      const actor = await within(verifyTeamKey(tx, caches, team.key), 5_000);
       expect(actor).toMatchObject({ kind: 'team', teamId: team.teamId });
     });
     // The pool's own lookup ran once the transaction gave the connection back, and its answer is cached.
@@ -52,7 +50,7 @@ describe('cached lookups inside a transaction', () => {
     let onPool: Promise<unknown> | undefined;
     await handle.db.transaction(async (tx) => {
       onPool = findModelPrice(handle.db, caches, 'sim-small');
-      const price = await within(findModelPrice(tx, caches, 'sim-small'));
+      const price = await within(findModelPrice(tx, caches, 'sim-small'), 5_000);
       expect(price).toEqual({ inputUsdPerMillion: '0.500000', outputUsdPerMillion: '1.500000' });
     });
     await expect(onPool).resolves.toEqual({ inputUsdPerMillion: '0.500000', outputUsdPerMillion: '1.500000' });

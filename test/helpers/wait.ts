@@ -10,3 +10,12 @@ export async function poll<T>(check: () => Promise<T | undefined>, timeoutMs: nu
     await sleep(everyMs);
   }
 }
+
+/** `promise`, or a failure naming how long it waited if it has not settled within `ms` (instead of a hung test). */
+export function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
