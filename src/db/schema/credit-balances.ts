@@ -10,6 +10,8 @@ import { teams } from './teams.js';
 export const creditBalances = pgTable(
   'credit_balances',
   {
+    // The foreign key is DEFERRABLE INITIALLY DEFERRED (migration 0020; drizzle cannot declare it): checked once per
+    // transaction, not again at each of a batch's updates of the row.
     teamId: text('team_id')
       .primaryKey()
       .references(() => teams.id),
