@@ -57,7 +57,7 @@ describe('the constraints and indexes the hot statements pay for', () => {
     expect(rows).toHaveLength(0);
   });
 
-  it('keeps only open jobs in the sweeper’s index, and the sweeper’s query uses it', async () => {
+  it('keeps only open jobs in the sweeper’s index, and the sweeper’s query is planned on an index of open jobs', async () => {
     const { rows: definition } = await client.query<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_open_idx'`);
     expect(definition[0]!.indexdef).toMatch(/WHERE \(status = ANY \(ARRAY\['pending'::job_status, 'in_progress'::job_status\]\)\)/);
     await client.query(`
