@@ -51,14 +51,19 @@ export class ChatStreamTransport {
 
   /** Resolves once the upstream answered 200 (the chunks are read from the stream); rejects with UpstreamError. */
   open(request: ChatStreamRequest): Promise<UpstreamChunkStream> {
-    const payload = JSON.stringify(request.body);
-    return this.attempt(request, payload, true);
+    return this.attempt(request, { payload: JSON.stringify(request.body) }, true);
   }
 
-  private attempt(request: ChatStreamRequest, payload: string, mayRetry: boolean): Promise<UpstreamChunkStream> {
+  /**
+   * `body.payload` is kept for a retry until the upstream answers, then let go: the request's listeners live as
+   * long as the stream, and a payload they could reach would hold a second copy of the prompt for all that time
+   * (so no listener refers to the executor's `payload` either).
+   */
+  private attempt(request: ChatStreamRequest, body: { payload?: string }, mayRetry: boolean): Promise<UpstreamChunkStream> {
     const { model, signal } = request;
     if (signal.aborted) return Promise.reject(abortError(signal));
     return new Promise((resolve, reject) => {
+      const payload = body.payload ?? '';
       const req = this.send(this.url, {
         method: 'POST',
         agent: this.agent,
@@ -76,13 +81,14 @@ export class ChatStreamTransport {
         signal.removeEventListener('abort', onAbort);
         // A kept-alive socket the upstream closed just as it was reused: the request never reached it.
         if (mayRetry && req.reusedSocket && error.code === 'ECONNRESET' && !signal.aborted) {
-          this.attempt(request, payload, false).then(resolve, reject);
+          this.attempt(request, body, false).then(resolve, reject);
           return;
         }
         reject(new UpstreamError(`model ${model} is unreachable`, 'connection', undefined, error));
       });
       req.on('response', (res) => {
         responded = true;
+        body.payload = undefined;
         signal.removeEventListener('abort', onAbort);
         if (res.statusCode !== 200) {
           readErrorBody(res).then((detail) => reject(new UpstreamError(`model ${model} failed with HTTP ${res.statusCode}`, 'http', res.statusCode, detail)));

@@ -205,6 +205,44 @@ describe('ChatStreamTransport: keep-alive', () => {
       expect(connections).toBe(1);
     },
   );
+
+  it('sends a request again, whole, on a new connection when the kept-alive one is reset as it is reused', async () => {
+    const sse = `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":null}]}\n\ndata: [DONE]\n\n`;
+    const bodies: string[] = [];
+    const requestsOnSocket = new Map<Socket, number>();
+    const server = createServer((req, res) => {
+      const seen = (requestsOnSocket.get(req.socket) ?? 0) + 1;
+      requestsOnSocket.set(req.socket, seen);
+      // The second request on a kept-alive connection: reset, as an upstream that had just closed it would.
+      if (seen === 2) {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      let text = '';
+      req.setEncoding('utf8');
+      req.on('data', (part: string) => (text += part));
+      req.on('end', () => {
+        bodies.push(text);
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.end(sse);
+      });
+    });
+    servers.push(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const transport = newTransport(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+    const prompts = ['first', 'second '.repeat(10_000)];
+    for (const prompt of prompts) {
+      const body = { ...BODY, messages: [{ role: 'user', content: prompt }], stream: true };
+      const stream = await transport.open({ body, model: MODEL, signal: new AbortController().signal, idleTimeoutMs: 2000 });
+      expect((await readAll(stream)).map((item) => item.chunk.choices[0]?.delta.content)).toEqual(['x']);
+      stream.close();
+      await sleep(20);
+    }
+    // The reset request reached nobody; its retry, on a connection of its own, carried the whole body.
+    expect(bodies.map((text) => JSON.parse(text).messages[0].content)).toEqual(prompts);
+    expect(requestsOnSocket.size).toBe(2);
+  });
 });
 
 describe('ChatStreamTransport: HTTP errors before the stream', () => {
