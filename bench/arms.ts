@@ -75,7 +75,18 @@ export interface Arm {
   targets: StreamTarget[];
 }
 
-const MESSAGES = [{ role: 'user', content: 'Say twenty words.' }];
+const PROMPT = 'Say twenty words. ';
+
+/** The user message every arm sends: BENCH_PROMPT_BYTES long when set (a realistic prompt), else one short sentence. */
+function promptContent(): string {
+  const raw = process.env.BENCH_PROMPT_BYTES;
+  if (!raw) return PROMPT.trim();
+  const bytes = Number(raw);
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 900_000) throw new Error(`BENCH_PROMPT_BYTES must be an integer in [1, 900000], got "${raw}"`);
+  return PROMPT.repeat(Math.ceil(bytes / PROMPT.length)).slice(0, bytes);
+}
+
+const MESSAGES = [{ role: 'user', content: promptContent() }];
 
 export interface BenchTeam {
   teamId: string;

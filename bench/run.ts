@@ -3,7 +3,7 @@
  *
  * Env: BENCH_SECONDS (measured seconds per level, default 5), BENCH_QUICK=1 (smoke run), BENCH_LEVELS
  * ("1,16,64,100"), BENCH_SAT_LEVELS ("16,64"), BENCH_OPEN_STREAMS (1000), BENCH_PHASES ("paced,saturation,idle,memory"),
- * BENCH_ARMS (all of ARM_IDS in bench/arms.ts),
+ * BENCH_ARMS (all of ARM_IDS in bench/arms.ts), BENCH_PROMPT_BYTES (the user message's length; a short sentence),
  * BENCH_CPU_PROF=1 (profile the creditgate process), DATABASE_URL (else an embedded PostgreSQL in a temporary
  * directory that is deleted afterwards).
  */
