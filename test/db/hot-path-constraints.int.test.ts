@@ -3,11 +3,12 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDatabaseFromTemplate } from '../helpers/postgres.js';
 
 /**
- * Migration 0020: the schema's constraints and indexes cost the hot statements as little as they can while holding
- * what they held. The balance row's foreign key is checked at commit, once per transaction (a group-commit batch
- * updates one team's row once per job), and the sweeper's index keeps open jobs only.
+ * Migrations 0020 and 0021: the schema costs the hot statements as little as it can while holding what it held. The
+ * balance row's foreign key is checked at commit, once per transaction (a group-commit batch updates one team's row
+ * once per job), the sweeper's index keeps open jobs only, and prompts and answers are compressed with lz4 where the
+ * server has it.
  */
-describe('the constraints and indexes the hot statements pay for', () => {
+describe('the constraints, indexes and compression the hot statements pay for', () => {
   let database: { url: string; drop(): Promise<void> };
   let client: pg.Client;
 
@@ -55,6 +56,27 @@ describe('the constraints and indexes the hot statements pay for', () => {
     await expect(client.query('COMMIT')).rejects.toMatchObject({ code: '23503' });
     const { rows } = await client.query(`SELECT 1 FROM credit_balances WHERE team_id = 'no-such-team'`);
     expect(rows).toHaveLength(0);
+  });
+
+  it('compresses prompts and answers with lz4 where PostgreSQL has it, and migrates a server without it all the same', async () => {
+    const lz4 = await client.query('CREATE TEMP TABLE lz4_probe (a text COMPRESSION lz4)').then(
+      () => true,
+      (error: { code?: string }) => {
+        if (error.code !== '0A000') throw error;
+        return false;
+      },
+    );
+    const { rows } = await client.query<{ column: string; compression: string }>(`
+      SELECT attrelid::regclass || '.' || attname AS column, attcompression AS compression FROM pg_attribute
+       WHERE (attrelid, attname) IN (('llm_calls'::regclass, 'request_messages'), ('llm_calls'::regclass, 'response_content'),
+             ('llm_calls'::regclass, 'tool_calls'), ('queue_requests'::regclass, 'request'), ('idempotency_keys'::regclass, 'response_body'))
+       ORDER BY 1`);
+    // 'l': lz4; '': the server's default_toast_compression (pglz unless an operator changed it).
+    expect(rows).toEqual(
+      ['idempotency_keys.response_body', 'llm_calls.request_messages', 'llm_calls.response_content', 'llm_calls.tool_calls', 'queue_requests.request'].map(
+        (column) => ({ column, compression: lz4 ? 'l' : '' }),
+      ),
+    );
   });
 
   it('keeps only open jobs in the sweeper’s index, and the sweeper’s query is planned on an index of open jobs', async () => {
