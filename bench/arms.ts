@@ -75,15 +75,27 @@ export interface Arm {
   targets: StreamTarget[];
 }
 
-const PROMPT = 'Say twenty words. ';
+const VOCABULARY = 'the a of to and in customer invoice refund order shipping account policy report quarter revenue summarize explain following document section table please answer question about which when'.split(' ');
 
-/** The user message every arm sends: BENCH_PROMPT_BYTES long when set (a realistic prompt), else one short sentence. */
+/**
+ * The user message every arm sends: one short sentence, or with BENCH_PROMPT_BYTES a prompt that long of words drawn
+ * from a small vocabulary, some with numbers (the same text every run): it compresses about as prose does, so what
+ * the database spends storing it is realistic, where one repeated sentence would compress to nothing.
+ */
 function promptContent(): string {
   const raw = process.env.BENCH_PROMPT_BYTES;
-  if (!raw) return PROMPT.trim();
+  if (!raw) return 'Say twenty words.';
   const bytes = Number(raw);
   if (!Number.isInteger(bytes) || bytes < 1 || bytes > 900_000) throw new Error(`BENCH_PROMPT_BYTES must be an integer in [1, 900000], got "${raw}"`);
-  return PROMPT.repeat(Math.ceil(bytes / PROMPT.length)).slice(0, bytes);
+  let seed = 1;
+  const next = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31);
+  const words: string[] = [];
+  for (let length = 0; length < bytes; ) {
+    const word = VOCABULARY[next() % VOCABULARY.length]! + (next() % 10 < 3 ? String(next() % 1000) : '');
+    words.push(word);
+    length += word.length + 1;
+  }
+  return words.join(' ').slice(0, bytes);
 }
 
 const MESSAGES = [{ role: 'user', content: promptContent() }];
