@@ -270,7 +270,7 @@ describe('early upstream start (EARLY_UPSTREAM_MIN_HOLDS default)', () => {
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// A refused early hold: instance A believes the team can afford 2 holds, instance B has spent them
+// After a pause: the caches (CACHE_TTL_MS=200) expire, what the team could afford is kept for a minute
 // ---------------------------------------------------------------------------------------------------------------
 
 describe('the early start after a pause longer than the caches live (CACHE_TTL_MS=200)', () => {
@@ -303,6 +303,10 @@ describe('the early start after a pause longer than the caches live (CACHE_TTL_M
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------------------------
+// A refused early hold: instance A believes the team can afford 2 holds, instance B has spent them
+// ---------------------------------------------------------------------------------------------------------------
 
 describe('a refused early hold (EARLY_UPSTREAM_MIN_HOLDS=2, two instances)', () => {
   let a: TestApp;
