@@ -71,10 +71,15 @@ export class TtlCache<V> {
       }
       if (started >= KEEP_WARM_BATCH) return;
       const entry = this.entries.get(key);
-      if (!entry || entry.until <= now || now - entry.loadedAt <= this.ttlMs * REFRESH_AFTER) continue;
+      if (!entry || entry.until <= now || !this.isLate(entry, now)) continue;
       started++;
       void this.loadOnce(key, ask.load).catch(() => undefined);
     }
+  }
+
+  /** Past REFRESH_AFTER of its life: reloaded in the background, by a read or a keep-warm pass. */
+  private isLate(entry: Entry<V>, now: number): boolean {
+    return now - entry.loadedAt > this.ttlMs * REFRESH_AFTER;
   }
 
   /** Moves `key` to the back of `asked` (on the request path: the record is reused, not allocated again). */
@@ -111,7 +116,7 @@ export class TtlCache<V> {
     const entry = this.entries.get(key);
     if (entry && entry.until > now) {
       this.noteAsked(key, load, now);
-      if (now - entry.loadedAt > this.ttlMs * REFRESH_AFTER) void this.loadOnce(key, load).catch(() => undefined);
+      if (this.isLate(entry, now)) void this.loadOnce(key, load).catch(() => undefined);
       return entry.value;
     }
     const value = await this.loadOnce(key, load);
