@@ -160,7 +160,9 @@ describe('a live stream is never swept', () => {
     try {
       // The stream runs on `other`, whose leases stop being renewed, as if the instance had died; `app` sweeps.
       other.deps.leases.stop();
-      other.upstream.enqueue({ ...words(30, 200), usage: { prompt_tokens: 5, completion_tokens: 30 } });
+      // 12 s of stream: the lease lapses after 3, and the sweeper (every second) must act before the stream's own
+      // record arrives at its end; under a loaded CI machine a 6 s stream sometimes ended first.
+      other.upstream.enqueue({ ...words(60, 200), usage: { prompt_tokens: 5, completion_tokens: 60 } });
       const response = await postStream(other, '/api/jobs/create-and-call-stream', team.key, {
         team_id: team.teamId,
         job_type: 'orphan',
