@@ -137,11 +137,18 @@ describe('a burst of submits over fresh teams on a small pool', () => {
       ]);
       expect(app.deps.queue.waitingCount).toBe(2);
 
-      for (const queueId of holding) await cancel(app, team, queueId);
+      // Slots are freed one at a time, each next start awaited, so the order seen upstream is the order they took
+      // the slots: two freed together start in order but may reach the upstream in either order.
+      await cancel(app, team, holding[0]!);
+      await app.upstream.waitForRequests(before + 5);
+      await cancel(app, team, holding[1]!);
+      await app.upstream.waitForRequests(before + 6);
+      for (const queueId of holding.slice(2)) await cancel(app, team, queueId);
       for (const queueId of [waiting[0]!, waiting[2]!]) expect((await untilQueueItemEnded(app, team, queueId, END_TIMEOUT_MS)).status).toBe('completed');
       const ran = app.upstream.requests.slice(before + 4).map((request) => request.body.messages.at(-1).content);
       expect(ran).toEqual(['wait 0', 'wait 2']);
-      expect(app.deps.queue.runningCount).toBe(0);
+      for (const queueId of holding) expect((await untilQueueItemEnded(app, team, queueId, END_TIMEOUT_MS)).status).toBe('cancelled');
+      await poll(async () => (app.deps.queue.runningCount === 0 ? true : undefined), END_TIMEOUT_MS, 'every running slot to be given back');
       await expectLedgerConsistent(app, team.teamId, { jobs: true });
     } finally {
       app.upstream.setResponder(undefined);
