@@ -426,6 +426,8 @@ interface Resources {
   cpuUsPerJob: number | null;
   /** Bytes the server's logger wrote per successful stream. */
   logBytesPerStream: number | null;
+  /** The server process's read and write system calls per successful stream (sockets, its log file, its IPC). */
+  syscallsPerStream: { reads: number; writes: number } | null;
   /** The bench process itself: load generator + scripted upstream. */
   benchCpuPct: number;
   /** Every PostgreSQL process, in % of one core. */
@@ -560,6 +562,13 @@ async function runPhase(ctx: Context, arm: Arm, concurrency: number, phase: Phas
     cpuUsPerJob:
       isServer && result.ok > 0 ? round((serverCpuUs + (arm.kind === 'creditgate' ? (dbCpuUs ?? NaN) : 0)) / result.ok, 0) : null,
     logBytesPerStream: isServer && result.ok > 0 ? round((logAfter - logBefore) / result.ok, 0) : null,
+    syscallsPerStream:
+      isServer && result.ok > 0 && after.syscalls.reads > 0
+        ? {
+            reads: round((after.syscalls.reads - before.syscalls.reads) / result.ok, 1) ?? 0,
+            writes: round((after.syscalls.writes - before.syscalls.writes) / result.ok, 1) ?? 0,
+          }
+        : null,
     benchCpuPct: round(benchCpuPct, 1) ?? 0,
     dbCpuPct: dbCpuPct === undefined ? null : round(dbCpuPct, 1),
     // The machine's busy share is of all its cores; the others are in % of one core.
@@ -766,6 +775,7 @@ function resourceTable(records: PhaseRecord[]): string {
       r.kind === 'creditgate' ? fmt(r.resources.dbQueriesPerStream, 2) : r.kind === 'proxy' ? '0' : '—',
       fmt(r.resources.dbQueryMeanMs, 2),
       fmt(r.resources.logBytesPerStream, 0),
+      r.resources.syscallsPerStream ? `${fmt(r.resources.syscallsPerStream.reads, 1)} / ${fmt(r.resources.syscallsPerStream.writes, 1)}` : '—',
       fmt(r.resources.serverRssMiB, 0),
       fmt(r.resources.benchCpuPct, 0),
       fmt(r.resources.dbCpuPct, 0),
@@ -787,6 +797,7 @@ function resourceTable(records: PhaseRecord[]): string {
       'DB trips/job',
       'DB query ms',
       'log B/stream',
+      'srv reads / writes per stream',
       'srv RSS MiB',
       'bench CPU %',
       'DB CPU %',

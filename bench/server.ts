@@ -7,6 +7,7 @@
  * database pool included, is src/config.ts's default, as with `npm start`. The bench points this process's stdout
  * (where the logger writes, as in production) at a file. It answers the parent's stats/gc/close requests over IPC.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -52,11 +53,24 @@ export interface ServerStats {
   /** Every query creditgate sent to PostgreSQL (BEGIN and COMMIT included) and their summed latency. */
   dbQueries: number;
   dbQueryMs: number;
+  /** Read and write system calls so far (Linux: syscr and syscw of /proc/self/io; 0 elsewhere). */
+  syscalls: { reads: number; writes: number };
 }
 
 export type ServerMessage =
   | { type: 'ready'; creditgateUrl: string; proxyUrl: string; config: EffectiveConfig | null }
   | { type: 'reply'; id: number; stats?: ServerStats; queries?: QueryCounts; error?: string };
+
+/** Syscalls are counted by the kernel, not sampled: they compare creditgate's socket work with the proxy's exactly. */
+function syscallCounts(): ServerStats['syscalls'] {
+  try {
+    const io = readFileSync('/proc/self/io', 'utf8');
+    const field = (name: string) => Number(io.match(new RegExp(`^${name}: (\\d+)$`, 'm'))?.[1] ?? 0);
+    return { reads: field('syscr'), writes: field('syscw') };
+  } catch {
+    return { reads: 0, writes: 0 };
+  }
+}
 
 const queryCounts = new Map<string, { n: number; ms: number }>();
 /** Normalised SQL by raw text: drizzle sends the same few texts again and again. */
@@ -179,6 +193,7 @@ function serve(servers: http.Server[], closeDeps: () => Promise<unknown>, ready:
       external: memory.external,
       dbQueries: queryTotals.n,
       dbQueryMs: queryTotals.ms,
+      syscalls: syscallCounts(),
     };
   };
   const send = (message: ServerMessage) => process.send?.(message);
