@@ -1,5 +1,6 @@
 import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { abandonCallsOfStoppedInstances } from '../../src/domain/jobs/job-sweeper.js';
 import type { UpstreamScript } from '../../src/upstream/simulated-server.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { setupTeam, type TeamSetup } from '../helpers/factories.js';
@@ -188,6 +189,44 @@ describe('a live stream is never swept', () => {
       await expectNothingLeft(app, team.teamId);
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe('a call abandoned while its stream still runs', () => {
+  it("is billed at its reservation by its job's settle, whatever its late record says, and leaves the calls in flight once", async () => {
+    // An instance too busy to renew a lease in time is, to the sweeper, one that died. Its stream goes on, and its
+    // settle may come between the sweep's two steps: the call abandoned (the job pending again), the job not yet
+    // expired. That settle must not charge the record it can no longer write.
+    const lone = await createTestApp({ SWEEP_INTERVAL_SECONDS: '3600' });
+    try {
+      lone.deps.leases.stop();
+      const team = await setupTeam(lone, { credits: 100, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 100 } });
+      lone.upstream.enqueue({ ...words(10, 300), usage: { prompt_tokens: 5, completion_tokens: 10 } });
+      const response = await postStream(lone, '/api/jobs/create-and-call-stream', team.key, {
+        team_id: team.teamId,
+        job_type: 'late',
+        messages: [{ role: 'user', content: 'x' }],
+        max_tokens: 100,
+      });
+      const jobId = response.headers.get('x-job-id')!;
+      const reading = response.text();
+      const [{ hold_micro: hold }] = await query(lone, 'SELECT hold_micro::text FROM jobs WHERE id = $1', [jobId]);
+      await query(lone, `UPDATE llm_calls SET heartbeat_at = now() - interval '1 minute' WHERE job_id = $1`, [jobId]);
+      expect(await abandonCallsOfStoppedInstances(lone.deps.db, { leaseSeconds: 3 })).toEqual([jobId]);
+
+      const parsed = parseSse(await reading);
+      expect(parsed.endsWithDone).toBe(true);
+      expect(parsed.content).toBe(Array.from({ length: 10 }, (_, i) => `w${i} `).join(''));
+      expect(await settledJob(lone, jobId)).toEqual({ status: 'completed', charged_micro: hold });
+      const [call] = await query(lone, 'SELECT status::text, usage_source::text FROM llm_calls WHERE job_id = $1', [jobId]);
+      expect(call).toEqual({ status: 'failed', usage_source: 'reserved' });
+      expect((await jobLedger(lone, jobId)).map((entry) => entry.type)).toEqual(['hold', 'charge']);
+      const [counts] = await query(lone, 'SELECT open_jobs, calls_in_flight FROM credit_balances WHERE team_id = $1', [team.teamId]);
+      expect(counts).toEqual({ open_jobs: 0, calls_in_flight: 0 });
+      await expectNothingLeft(lone, team.teamId);
+    } finally {
+      await lone.close();
     }
   });
 });

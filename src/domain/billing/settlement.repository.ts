@@ -245,9 +245,18 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
   // A job is settled only as the process saw it: open, with this hold and, unless this statement records its one
   // call, with no call in flight (status pending: a job is in_progress exactly while a call is in flight). The job
   // row is read FOR UPDATE, which waits for a call being opened on it and re-checks its newest version; a check of
-  // llm_calls here would read the statement's snapshot and miss a call begun meanwhile.
+  // llm_calls here would read the statement's snapshot and miss a call begun meanwhile. The call this statement
+  // records must still be in flight, its row locked (after the job's, as the sweeper locks them) and re-checked the
+  // same way: a call the sweeper abandoned meanwhile is billed at its reservation by the general settle, never at a
+  // record this statement would not write.
   const statuses = withCallRecord ? sql`'pending', 'in_progress'` : sql`'pending'`;
-  const settleable = sql`EXISTS (
+  const settleable = withCallRecord
+    ? sql`EXISTS (
+    SELECT 1 FROM ${jobs} JOIN ${llmCalls} ON ${llmCalls.jobId} = ${jobs.id}
+     WHERE ${jobs.id} = ${v.jobId}::text AND ${jobs.status} IN (${statuses}) AND ${jobs.holdMicro} = ${v.holdMicro}::bigint
+       AND ${llmCalls.id} = ${v.callId}::text AND ${llmCalls.status} = 'in_progress'
+    FOR UPDATE)`
+    : sql`EXISTS (
     SELECT 1 FROM ${jobs} WHERE id = ${v.jobId}::text AND status IN (${statuses}) AND hold_micro = ${v.holdMicro}::bigint
     FOR UPDATE)`;
   // The one call is recorded with the settlement or not at all, so the count of calls in flight follows it.

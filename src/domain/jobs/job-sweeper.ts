@@ -31,22 +31,7 @@ export interface SweepOptions {
  * or on live requests.
  */
 export async function sweepExpiredJobs(db: Database, options: SweepOptions, log: Logger): Promise<number> {
-  // An abandoned call leaves its job (pending again unless another call is in flight) and its team's and key's
-  // counts of calls in flight, in one transaction that locks the job first, as a call's own record does. Without the
-  // lock, the job's status would be read from a snapshot that misses another call of the job being recorded
-  // meanwhile (whose transaction read this one as still in flight): the job would stay in_progress with no call in
-  // flight, which no settle accepts.
-  const abandoned: string[] = [];
-  for (const jobId of await jobsWithStaleCalls(db, options.leaseSeconds)) {
-    const calls = await withTransaction(db, async (tx) => {
-      await lockJob(tx, jobId);
-      const calls = await abandonStaleCalls(tx, jobId, options.leaseSeconds);
-      for (const call of calls) await moveCounters(tx, call.teamId, { jobs: 0, calls: -1, keyId: call.keyId });
-      if (calls.length > 0) await markJobActivity(tx, jobId);
-      return calls;
-    });
-    if (calls.length > 0) abandoned.push(jobId);
-  }
+  const abandoned = await abandonCallsOfStoppedInstances(db, options);
   let expired = 0;
   for (;;) {
     const swept = await db.transaction(async (tx) => {
@@ -113,6 +98,28 @@ export async function sweepExpiredJobs(db: Database, options: SweepOptions, log:
     );
   }
   return expired;
+}
+
+/**
+ * The sweep's first step: the calls whose lease lapsed are abandoned, each job's in one transaction that locks the
+ * job first, as a call's own record does, and leaves its team's and key's counts of calls in flight; the job is
+ * pending again unless another call is in flight. Without the lock, the job's status would be read from a snapshot
+ * that misses another call of the job being recorded meanwhile (whose transaction read this one as still in flight):
+ * the job would stay in_progress with no call in flight, which no settle accepts. Returns the jobs that had one.
+ */
+export async function abandonCallsOfStoppedInstances(db: Database, options: SweepOptions): Promise<string[]> {
+  const abandoned: string[] = [];
+  for (const jobId of await jobsWithStaleCalls(db, options.leaseSeconds)) {
+    const calls = await withTransaction(db, async (tx) => {
+      await lockJob(tx, jobId);
+      const calls = await abandonStaleCalls(tx, jobId, options.leaseSeconds);
+      for (const call of calls) await moveCounters(tx, call.teamId, { jobs: 0, calls: -1, keyId: call.keyId });
+      if (calls.length > 0) await markJobActivity(tx, jobId);
+      return calls;
+    });
+    if (calls.length > 0) abandoned.push(jobId);
+  }
+  return abandoned;
 }
 
 /** Sweeps now and then every `intervalSeconds`; the returned function stops it. */
