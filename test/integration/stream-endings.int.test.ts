@@ -194,7 +194,7 @@ describe('a live stream is never swept', () => {
 });
 
 describe('a call abandoned while its stream still runs', () => {
-  it("is billed at its reservation by its job's settle, whatever its late record says, and leaves the calls in flight once", async () => {
+  it("is billed at its reservation by its job's settle, whatever its late record says, and is counted out of the calls in flight once", async () => {
     // An instance too busy to renew a lease in time is, to the sweeper, one that died. Its stream goes on, and its
     // settle may come between the sweep's two steps: the call abandoned (the job pending again), the job not yet
     // expired. That settle must not charge the record it can no longer write.
