@@ -41,6 +41,19 @@ function settledJob(target: TestApp, jobId: string): Promise<{ status: string; c
   );
 }
 
+/** A one-shot stream of `script` (max_tokens 100) on `target`: its job and the reading of its body. */
+async function startStreamOfAtMost100Tokens(target: TestApp, team: TeamSetup, jobType: string, script: UpstreamScript) {
+  target.upstream.enqueue(script);
+  const response = await postStream(target, '/api/jobs/create-and-call-stream', team.key, {
+    team_id: team.teamId,
+    job_type: jobType,
+    messages: [{ role: 'user', content: 'x' }],
+    max_tokens: 100,
+  });
+  const jobId = response.headers.get('x-job-id')!;
+  return { jobId, reading: response.text() };
+}
+
 /** A POST on a connection of its own that is destroyed `afterMs` after the request was written. */
 function postAndLeave(target: TestApp, path: string, token: string, body: unknown, afterMs: number): Promise<void> {
   const url = new URL(target.url + path);
@@ -163,15 +176,10 @@ describe('a live stream is never swept', () => {
       other.deps.leases.stop();
       // 12 s of stream: the lease lapses after 3, and the sweeper (every second) must act before the stream's own
       // record arrives at its end; under a loaded CI machine a 6 s stream sometimes ended first.
-      other.upstream.enqueue({ ...words(60, 200), usage: { prompt_tokens: 5, completion_tokens: 60 } });
-      const response = await postStream(other, '/api/jobs/create-and-call-stream', team.key, {
-        team_id: team.teamId,
-        job_type: 'orphan',
-        messages: [{ role: 'user', content: 'x' }],
-        max_tokens: 100,
+      const { jobId, reading } = await startStreamOfAtMost100Tokens(other, team, 'orphan', {
+        ...words(60, 200),
+        usage: { prompt_tokens: 5, completion_tokens: 60 },
       });
-      const jobId = response.headers.get('x-job-id')!;
-      const reading = response.text();
       const [{ hold_micro: hold }] = await query(app, 'SELECT hold_micro::text FROM jobs WHERE id = $1', [jobId]);
       const settled = await poll(
         async () => (await query(app, `SELECT status::text, charged_micro::text FROM jobs WHERE id = $1 AND status = 'expired'`, [jobId]))[0],
@@ -202,15 +210,10 @@ describe('a call abandoned while its stream still runs', () => {
     try {
       lone.deps.leases.stop();
       const team = await setupTeam(lone, { credits: 100, team: { budget_mode: 'consumption_tokens', tokens_per_credit: 100 } });
-      lone.upstream.enqueue({ ...words(10, 300), usage: { prompt_tokens: 5, completion_tokens: 10 } });
-      const response = await postStream(lone, '/api/jobs/create-and-call-stream', team.key, {
-        team_id: team.teamId,
-        job_type: 'late',
-        messages: [{ role: 'user', content: 'x' }],
-        max_tokens: 100,
+      const { jobId, reading } = await startStreamOfAtMost100Tokens(lone, team, 'late', {
+        ...words(10, 300),
+        usage: { prompt_tokens: 5, completion_tokens: 10 },
       });
-      const jobId = response.headers.get('x-job-id')!;
-      const reading = response.text();
       const [{ hold_micro: hold }] = await query(lone, 'SELECT hold_micro::text FROM jobs WHERE id = $1', [jobId]);
       await query(lone, `UPDATE llm_calls SET heartbeat_at = now() - interval '1 minute' WHERE job_id = $1`, [jobId]);
       expect(await abandonCallsOfStoppedInstances(lone.deps.db, { leaseSeconds: 3 })).toEqual([jobId]);
