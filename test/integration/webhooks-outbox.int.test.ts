@@ -148,8 +148,11 @@ describe('no endpoint subscribed', () => {
           body: { team_id: team.teamId, job_type: 'quiet', model: team.group, messages: [{ role: 'user', content: 'hi' }] },
         });
         expect(call.status, JSON.stringify(call.body)).toBe(201);
-        // The monitor noticed the team below its thresholds (its refill row is written whatever the webhooks).
-        await poll(async () => ((await query(quiet, 'SELECT 1 FROM credit_refills WHERE team_id = $1', [team.teamId])).length ? true : undefined), 10_000, 'the refill');
+        // The monitor noticed the team below both its thresholds (its refill row is written whatever the webhooks).
+        // Each crossing is its own statement: a resume between them has the refill noticed one check before the
+        // low balance, which must not be noticed only once an endpoint is registered below.
+        const noticed = `SELECT 1 FROM credit_balances b WHERE b.team_id = $1 AND b.low_notified AND EXISTS (SELECT 1 FROM credit_refills r WHERE r.team_id = b.team_id)`;
+        await poll(async () => ((await query(quiet, noticed, [team.teamId])).length ? true : undefined), 10_000, 'the low balance and the refill');
         return team.teamId;
       };
       await activity();
