@@ -250,14 +250,12 @@ function settleSql(v: Placeholders<SettleValues>, charges: boolean, withCallReco
   // same way: a call the sweeper abandoned meanwhile is billed at its reservation by the general settle, never at a
   // record this statement would not write.
   const statuses = withCallRecord ? sql`'pending', 'in_progress'` : sql`'pending'`;
-  const settleable = withCallRecord
-    ? sql`EXISTS (
-    SELECT 1 FROM ${jobs} JOIN ${llmCalls} ON ${llmCalls.jobId} = ${jobs.id}
+  const itsCallInFlight = withCallRecord
+    ? sql` JOIN ${llmCalls} ON ${llmCalls.jobId} = ${jobs.id} AND ${llmCalls.id} = ${v.callId}::text AND ${llmCalls.status} = 'in_progress'`
+    : sql``;
+  const settleable = sql`EXISTS (
+    SELECT 1 FROM ${jobs}${itsCallInFlight}
      WHERE ${jobs.id} = ${v.jobId}::text AND ${jobs.status} IN (${statuses}) AND ${jobs.holdMicro} = ${v.holdMicro}::bigint
-       AND ${llmCalls.id} = ${v.callId}::text AND ${llmCalls.status} = 'in_progress'
-    FOR UPDATE)`
-    : sql`EXISTS (
-    SELECT 1 FROM ${jobs} WHERE id = ${v.jobId}::text AND status IN (${statuses}) AND hold_micro = ${v.holdMicro}::bigint
     FOR UPDATE)`;
   // The one call is recorded with the settlement or not at all, so the count of calls in flight follows it.
   const recorded = withCallRecord ? sql`, recorded AS (${callRecordSql(v as Placeholders<CallRecordValues>, sql`EXISTS (SELECT 1 FROM moved)`)})` : sql``;
