@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../lib/logger.js';
-import type { Database } from './client.js';
+import { sqlState, type Database } from './client.js';
 import { CompiledStatement, routeStatements, type StatementRunner } from './compiled-statement.js';
 
 /**
- * At most this many executions share a round trip. Each runs in a subtransaction that writes, so each takes a
- * subtransaction id, and a backend caches 64 of them (PGPROC_MAX_CACHED_SUBXIDS): past that its transaction is
- * "suboverflowed", and until it ends every snapshot in the database has to look subtransactions up in pg_subtrans.
+ * At most this many executions share a round trip: a batch holds its teams' balance rows until it commits, and a
+ * batch that fails is run again execution by execution.
  */
 export const MAX_BATCH = 64;
 /**
@@ -35,29 +34,41 @@ interface Lane {
 
 interface BatchRow {
   cg_index: number;
-  cg_ok: boolean;
-  cg_error: string | null;
-  cg_row: Record<string, unknown> | null;
+  cg_row: Record<string, unknown>;
 }
+
+/**
+ * SQLSTATE classes of errors that are not the statement's own: a cancel or a shutdown (57), the connection (08),
+ * resources (53), the system (58) or PostgreSQL itself (XX). Running the executions again one by one would meet
+ * the same trouble as many times over.
+ */
+const NOT_THE_STATEMENTS = new Set(['57', '08', '53', '58', 'XX']);
 
 /**
  * Group commit for the hot autocommit statements (open a job with its hold, settle it). An execution that finds
  * its statement idle is sent at once, alone, as before: a lone request waits for nothing. Executions that arrive
  * while IN_FLIGHT round trips of their statement are running queue up, and the next round trip carries all of them
  * (up to MAX_BATCH) to a PL/pgSQL function that runs the same statement once per execution, in order of the row
- * each locks first, each in a subtransaction of its own, and commits them together: one round trip, one commit
- * and one WAL flush for the lot. So the wait is at most one statement's time, and batches grow only under load.
+ * each locks first, and commits them together: one round trip, one commit and one WAL flush for the lot. So the
+ * wait is at most one statement's time, and batches grow only under load.
  *
  * Each execution sees the ones before it (a new snapshot per statement, as separate statements would), so the
- * balance checks that sell 20 of 50 jobs to a 20-credit team hold within a batch as between batches. One that
- * fails is rolled back alone and run again on its own, which gives its caller the same error (or result) as
- * without batching; a batch that fails as a whole (the connection lost) fails each of its executions, as a lost
- * single statement would. The functions are generated at start-up from the statements' own SQL, named by its
- * hash, so instances of different versions never share one.
+ * balance checks that sell 20 of 50 jobs to a 20-credit team hold within a batch as between batches. The executions
+ * share the batch's transaction, with no subtransaction each: a subtransaction that waited for the balance row
+ * keeps a lock on it that every later execution of the batch has to carry in a MultiXact, and every reader of the
+ * row's versions then looks the MultiXact up (a third of PostgreSQL's CPU at saturation, bench/README.md). So an
+ * execution that fails fails the batch: its statement's error rolls the whole batch back, and each execution is
+ * then run again on its own, which gives every caller the answer it would have had without batching. A batch that
+ * fails for another reason (its connection lost, a cancel) fails each of its executions, as a lost single
+ * statement would. The functions are generated at start-up from the statements' own SQL, named by its hash, so
+ * instances of different versions never share one.
  */
 export class GroupCommit implements StatementRunner {
-  /** Round trips that carried more than one execution, the executions they carried and the most in one. */
-  readonly stats = { batches: 0, batchedExecutions: 0, largestBatch: 0, alone: 0 };
+  /**
+   * Round trips that carried more than one execution, the executions they carried, the most in one, executions
+   * sent alone, and batches that failed and had their executions run again one by one.
+   */
+  readonly stats = { batches: 0, batchedExecutions: 0, largestBatch: 0, alone: 0, batchesRetried: 0 };
   private readonly lanes = new Map<CompiledStatement<any>, Lane>();
 
   private constructor(
@@ -118,29 +129,25 @@ export class GroupCommit implements StatementRunner {
       const items = ordered.map(({ pending }) => lane.statement.params(pending.values).map(asText));
       const result = await this.pool.query<BatchRow>({
         name: lane.functionName,
-        text: `SELECT cg_index, cg_ok, cg_error, cg_row FROM ${lane.functionName}($1::jsonb)`,
+        text: `SELECT cg_index, cg_row FROM ${lane.functionName}($1::jsonb)`,
         values: [JSON.stringify(items)],
       });
       rows = result.rows;
     } catch (error) {
-      for (const { pending } of ordered) pending.reject(error);
+      const code = sqlState(error);
+      if (code === undefined || NOT_THE_STATEMENTS.has(code.slice(0, 2))) {
+        for (const { pending } of ordered) pending.reject(error);
+        return;
+      }
+      // Rolled back as a whole, nothing of it written: each execution runs on its own, as without batching.
+      this.stats.batchesRetried++;
+      this.log.debug({ statement: lane.statement.name, batch: batch.length, err: error }, 'group commit: a batch failed, its executions run alone');
+      await Promise.all(ordered.map(({ pending }) => lane.statement.runAlone(this.db, pending.values).then(pending.resolve, pending.reject)));
       return;
     }
-    const outcomes = ordered.map(() => ({ rows: [] as unknown[], failed: false }));
-    for (const row of rows) {
-      const outcome = outcomes[row.cg_index]!;
-      if (row.cg_ok) outcome.rows.push(row.cg_row);
-      else outcome.failed = true;
-    }
-    const retries: Promise<void>[] = [];
-    ordered.forEach(({ pending }, position) => {
-      const outcome = outcomes[position]!;
-      if (!outcome.failed) return pending.resolve(outcome.rows);
-      // Rolled back alone in the batch: run on its own, its caller gets what it would have got without batching.
-      retries.push(lane.statement.runAlone(this.db, pending.values).then(pending.resolve, pending.reject));
-    });
-    if (retries.length > 0) this.log.debug({ statement: lane.statement.name, retried: retries.length, batch: batch.length }, 'group commit: executions retried alone');
-    await Promise.all(retries);
+    const outcomes = ordered.map(() => [] as unknown[]);
+    for (const row of rows) outcomes[row.cg_index]!.push(row.cg_row);
+    ordered.forEach(({ pending }, position) => pending.resolve(outcomes[position]!));
   }
 }
 
@@ -159,7 +166,8 @@ function asText(value: unknown): string | null {
  */
 async function installBatchFunction(pool: pg.Pool, statement: CompiledStatement<any>): Promise<string> {
   const text = statement.query.sql;
-  const hash = createHash('sha256').update(text).digest('hex').slice(0, 12);
+  // Named by its own SQL (its parameters' types follow from the statement's), so a new way of batching is a new name.
+  const hash = createHash('sha256').update(batchFunctionSql('', statement.name, text, [])).digest('hex').slice(0, 12);
   const functionName = `cg_batch_${hash}`;
   const client = await pool.connect();
   try {
@@ -190,11 +198,11 @@ async function installBatchFunction(pool: pg.Pool, statement: CompiledStatement<
 function batchFunctionSql(functionName: string, statementName: string, text: string, types: string[]): string {
   if (text.includes('$cg_body$')) throw new Error(`statement ${statementName} cannot be put in a function body`);
   const declarations = types.map((type, index) => `cg_p${index + 1} ${type};`).join('\n  ');
-  const assignments = types.map((type, index) => `cg_p${index + 1} := (cg_item->>${index})::${type};`).join('\n      ');
+  const assignments = types.map((type, index) => `cg_p${index + 1} := (cg_item->>${index})::${type};`).join('\n    ');
   // `$12` must not be read as `$1` followed by `2`: the whole number is replaced.
   const body = text.replace(/\$(\d+)/g, (_, n: string) => `cg_p${n}`);
   return `CREATE FUNCTION ${functionName}(cg_items jsonb)
-RETURNS TABLE (cg_index int, cg_ok boolean, cg_error text, cg_row jsonb)
+RETURNS TABLE (cg_index int, cg_row jsonb)
 LANGUAGE plpgsql AS $cg_body$
 #variable_conflict use_column
 DECLARE
@@ -205,16 +213,11 @@ DECLARE
 BEGIN
   -- ${statementName}: group commit of its executions (src/db/group-commit.ts)
   FOR cg_item IN SELECT value FROM jsonb_array_elements(cg_items) LOOP
-    BEGIN
-      ${assignments}
-      FOR cg_rec IN ${body} LOOP
-        cg_index := cg_position; cg_ok := true; cg_error := NULL; cg_row := to_jsonb(cg_rec);
-        RETURN NEXT;
-      END LOOP;
-    EXCEPTION WHEN others THEN
-      cg_index := cg_position; cg_ok := false; cg_error := SQLSTATE || ': ' || SQLERRM; cg_row := NULL;
+    ${assignments}
+    FOR cg_rec IN ${body} LOOP
+      cg_index := cg_position; cg_row := to_jsonb(cg_rec);
       RETURN NEXT;
-    END;
+    END LOOP;
     cg_position := cg_position + 1;
   END LOOP;
 END
