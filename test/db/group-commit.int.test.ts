@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { connectDatabase, sqlState, type DatabaseHandle } from '../../src/db/client.js';
 import { CompiledStatement } from '../../src/db/compiled-statement.js';
 import { GroupCommit, MAX_BATCH } from '../../src/db/group-commit.js';
@@ -22,6 +23,13 @@ const ADD_ORGANIZATION = new CompiledStatement<{ id: string; prefix: string }>(
   (v) => sql`WITH added AS (INSERT INTO ${organizations} (id, name) VALUES (${v.id}::text, ${v.id}::text) RETURNING id)
     SELECT added.id, (SELECT count(*) FROM ${organizations} WHERE id LIKE ${v.prefix}::text || '%')::int AS before FROM added`,
   { groupBy: (values) => values.prefix },
+);
+
+/** Renames organization `id` (a row that every execution of a batch of one key writes, as a team's balance row). */
+const RENAME_ORGANIZATION = new CompiledStatement<{ id: string }>(
+  'cg_test_rename_organization',
+  (v) => sql`UPDATE ${organizations} SET name = name || '.' WHERE id = ${v.id}::text RETURNING id, name`,
+  { groupBy: (values) => values.id },
 );
 
 describe('group commit of a statement', () => {
@@ -80,6 +88,43 @@ describe('group commit of a statement', () => {
     expect(rows.flat().map((row) => row.id).sort()).toEqual(ids);
     expect(groupCommit.stats.largestBatch).toBe(MAX_BATCH);
     expect(groupCommit.stats.batches - before.batches).toBeGreaterThanOrEqual(3);
+  });
+
+  it('a batch that waited for its row leaves no MultiXact on the row’s versions', async () => {
+    // A subtransaction per execution made one: the first execution, having waited for the row, locked it before
+    // updating it and kept the lock on the new version, so each later update had to record that lock and itself.
+    await query(handle.pool, `INSERT INTO organizations (id, name) VALUES ('waiter-a', 'a'), ('waiter-b', 'b')`);
+    await query(handle.pool, 'CREATE EXTENSION IF NOT EXISTS pageinspect');
+    const holders = [new pg.Client(database.url), new pg.Client(database.url)] as const;
+    await Promise.all(holders.map((holder) => holder.connect()));
+    try {
+      // Row a is held while an execution alone waits for it; row b while the batch queued behind that one waits.
+      await holders[0].query(`BEGIN; UPDATE organizations SET name = name || '!' WHERE id = 'waiter-a'`);
+      await holders[1].query(`BEGIN; UPDATE organizations SET name = name || '!' WHERE id = 'waiter-b'`);
+      const before = { ...groupCommit.stats };
+      const alone = RENAME_ORGANIZATION.rows(handle.db, { id: 'waiter-a' });
+      await vi.waitFor(() => expect(groupCommit.stats.alone).toBe(before.alone + 1));
+      const batched = Array.from({ length: 10 }, () => RENAME_ORGANIZATION.rows(handle.db, { id: 'waiter-b' }));
+      await holders[0].query('COMMIT');
+      await alone;
+      await vi.waitFor(async () => {
+        const waiting = await query(handle.pool, `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%cg_batch_%'`);
+        expect(waiting).toHaveLength(1);
+      });
+      await holders[1].query('COMMIT');
+      const rows = (await Promise.all(batched)).flat() as { name: string }[];
+      expect(rows.map((row) => row.name).sort().at(-1)).toBe('b!..........');
+      expect(groupCommit.stats.batches).toBe(before.batches + 1);
+    } finally {
+      await Promise.all(holders.map((holder) => holder.end()));
+    }
+    const [versions] = await query(
+      handle.pool,
+      `SELECT count(*) FILTER (WHERE t_infomask & 4096 <> 0)::int AS multixacts
+         FROM generate_series(0, pg_relation_size('organizations') / 8192 - 1) AS page,
+              heap_page_items(get_raw_page('organizations', page::int))`,
+    );
+    expect(versions).toEqual({ multixacts: 0 });
   });
 
   it('runs in the caller’s transaction, never batched, when given one', async () => {
