@@ -56,12 +56,12 @@ const NOT_THE_STATEMENTS = new Set(['57', '08', '53', '58', 'XX']);
  * balance checks that sell 20 of 50 jobs to a 20-credit team hold within a batch as between batches. The executions
  * share the batch's transaction, with no subtransaction each: a subtransaction that waited for the balance row
  * keeps a lock on it that every later execution of the batch has to carry in a MultiXact, and every reader of the
- * row's versions then looks the MultiXact up (a third of PostgreSQL's CPU at saturation, bench/README.md). So an
- * execution that fails fails the batch: its statement's error rolls the whole batch back, and each execution is
- * then run again on its own, which gives every caller the answer it would have had without batching. A batch that
- * fails for another reason (its connection lost, a cancel) fails each of its executions, as a lost single
- * statement would. The functions are generated at start-up from the statements' own SQL, named by its hash, so
- * instances of different versions never share one.
+ * row's versions then looks the MultiXact up (a fifth to a third of PostgreSQL's CPU at saturation, and growing
+ * with the run: bench/README.md). So an execution that fails fails the batch: its statement's error rolls the
+ * whole batch back, and each execution is then run again on its own, which gives every caller the answer it would
+ * have had without batching. A batch that fails for another reason (its connection lost, a cancel) fails each of
+ * its executions, as a lost single statement would. The functions are generated at start-up from the statements'
+ * own SQL, named by its hash, so instances of different versions never share one.
  */
 export class GroupCommit implements StatementRunner {
   /**
