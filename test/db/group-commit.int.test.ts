@@ -108,7 +108,7 @@ describe('group commit of a statement', () => {
       await holders[0].query('COMMIT');
       await alone;
       await vi.waitFor(async () => {
-        const waiting = await query(handle.pool, `SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%cg_batch_%'`);
+        const waiting = await query(handle.pool, `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%cg_batch_%'`);
         expect(waiting).toHaveLength(1);
       });
       await holders[1].query('COMMIT');
@@ -118,6 +118,7 @@ describe('group commit of a statement', () => {
     } finally {
       await Promise.all(holders.map((holder) => holder.end()));
     }
+    // 4096: HEAP_XMAX_IS_MULTI, the version's xmax is a MultiXact.
     const [versions] = await query(
       handle.pool,
       `SELECT count(*) FILTER (WHERE t_infomask & 4096 <> 0)::int AS multixacts
