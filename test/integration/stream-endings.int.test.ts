@@ -222,8 +222,10 @@ describe('a call abandoned while its stream still runs', () => {
       expect(parsed.endsWithDone).toBe(true);
       expect(parsed.content).toBe(Array.from({ length: 10 }, (_, i) => `w${i} `).join(''));
       expect(await settledJob(lone, jobId)).toEqual({ status: 'completed', charged_micro: hold });
-      const [call] = await query(lone, 'SELECT status::text, usage_source::text FROM llm_calls WHERE job_id = $1', [jobId]);
-      expect(call).toEqual({ status: 'failed', usage_source: 'reserved' });
+      // Its record is the reservation's: the prompt's bound and the completion limit the whole hold paid for.
+      const [call] = await query(lone, 'SELECT status::text, usage_source::text, prompt_tokens, completion_tokens, prompt_bound_tokens FROM llm_calls WHERE job_id = $1', [jobId]);
+      expect(call).toMatchObject({ status: 'failed', usage_source: 'reserved', completion_tokens: 100 });
+      expect(call.prompt_tokens).toBe(call.prompt_bound_tokens);
       expect((await jobLedger(lone, jobId)).map((entry) => entry.type)).toEqual(['hold', 'charge']);
       const [counts] = await query(lone, 'SELECT open_jobs, calls_in_flight FROM credit_balances WHERE team_id = $1', [team.teamId]);
       expect(counts).toEqual({ open_jobs: 0, calls_in_flight: 0 });

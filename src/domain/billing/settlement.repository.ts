@@ -72,6 +72,7 @@ interface OpenJobValues extends Record<string, unknown> {
   promptBoundTokens?: number;
   callReservesHold?: boolean;
   callMaxTokens?: number | null;
+  callMaxTokensIfWholeHold?: number | null;
 }
 
 function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
@@ -81,7 +82,8 @@ function openJobSql(v: Placeholders<OpenJobValues>, withCall: boolean): SQL {
                                  prompt_bound_tokens, reserved_micro, max_tokens)
         SELECT ${v.callId}::text, ${v.jobId}::text, ${v.teamId}::text, ${v.keyId}::text, ${v.streamed}::boolean, ${v.modelRequested}::text,
                ${v.requestMessages}::jsonb, ${v.requestParams}::jsonb, ${v.promptBoundTokens}::int,
-               CASE WHEN ${v.callReservesHold}::boolean THEN entry.held_delta_micro ELSE 0 END, ${v.callMaxTokens}::int
+               CASE WHEN ${v.callReservesHold}::boolean THEN entry.held_delta_micro ELSE 0 END,
+               coalesce(${v.callMaxTokens}::int, CASE WHEN entry.held_delta_micro >= ${v.holdUpTo}::bigint THEN ${v.callMaxTokensIfWholeHold}::int END)
           FROM entry
       )`
     : sql``;
@@ -138,8 +140,13 @@ export interface FirstCall {
   call: NewCall;
   promptBoundTokens: number;
   reservesHold: boolean;
-  /** Known up front in job_based mode; in the consumption modes it follows from the hold and is recorded later. */
+  /** Known up front in job_based mode and for an early start; otherwise it follows from the hold. */
   maxTokens: number | null;
+  /**
+   * The limit the whole hold (`hold.upToMicro`) pays for, written when the hold is whole; a partial hold's smaller
+   * limit is written with the call's record. A call abandoned before its record shows it as its completion tokens.
+   */
+  maxTokensIfWholeHold: number | null;
 }
 
 /**
@@ -172,6 +179,7 @@ export async function insertJobWithHold(db: DbOrTx, job: NewJob, hold: HoldRange
       promptBoundTokens: first.promptBoundTokens,
       callReservesHold: first.reservesHold,
       callMaxTokens: first.maxTokens,
+      callMaxTokensIfWholeHold: first.maxTokensIfWholeHold,
     }),
   };
   const [row] = await (first ? OPEN_JOB_WITH_CALL : OPEN_JOB).rows<Record<string, string | number | Date>>(db, values);

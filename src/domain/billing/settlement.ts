@@ -225,7 +225,13 @@ export async function openOneShot(ctx: ServiceContext, team: BillingTeam, job: N
     range = { atLeastMicro: range.upToMicro, upToMicro: range.upToMicro };
     if (rate) limitCompletion(handle, bounds.limit, bounds.field);
   }
-  const first = { call: call.record, promptBoundTokens: bounds.promptBound, reservesHold: rate !== undefined, maxTokens: handle.maxTokens };
+  const first = {
+    call: call.record,
+    promptBoundTokens: bounds.promptBound,
+    reservesHold: rate !== undefined,
+    maxTokens: handle.maxTokens,
+    maxTokensIfWholeHold: rate ? bounds.limit : null,
+  };
   const admission = await admitRate(ctx, job.teamId, team, bounds.promptBound + bounds.limit);
   const open = async () => {
     const opened = await insertJobWithHold(ctx.db, job, range, limits, first).catch((error: unknown) => {
