@@ -108,11 +108,15 @@ export class GroupCommit implements StatementRunner {
     }
   }
 
+  /** One execution in a round trip of its own; its caller gets its rows or its error. */
+  private runAlone(lane: Lane, pending: Pending): Promise<void> {
+    return lane.statement.runAlone(this.db, pending.values).then(pending.resolve, pending.reject);
+  }
+
   private async send(lane: Lane, batch: Pending[]): Promise<void> {
     if (batch.length === 1) {
       this.stats.alone++;
-      const [only] = batch as [Pending];
-      await lane.statement.runAlone(this.db, only.values).then(only.resolve, only.reject);
+      await this.runAlone(lane, batch[0]!);
       return;
     }
     this.stats.batches++;
@@ -142,7 +146,7 @@ export class GroupCommit implements StatementRunner {
       // Rolled back as a whole, nothing of it written: each execution runs on its own, as without batching.
       this.stats.batchesRetried++;
       this.log.debug({ statement: lane.statement.name, batch: batch.length, err: error }, 'group commit: a batch failed, its executions run alone');
-      await Promise.all(ordered.map(({ pending }) => lane.statement.runAlone(this.db, pending.values).then(pending.resolve, pending.reject)));
+      await Promise.all(ordered.map(({ pending }) => this.runAlone(lane, pending)));
       return;
     }
     const outcomes = ordered.map(() => [] as unknown[]);
