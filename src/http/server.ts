@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, IncomingMessage, ServerResponse, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Express } from 'express';
 import type { Config } from '../config.js';
@@ -14,6 +14,7 @@ import { guardConnections } from './connection-guard.js';
 export function createHttpServer(app: Express, config: Pick<Config, 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS'>): Server {
   const server = createServer(
     {
+      ...shapedLikeTheApp(app),
       headersTimeout: config.HEADERS_TIMEOUT_MS,
       requestTimeout: config.REQUEST_TIMEOUT_MS,
       // Node checks both timeouts only this often (30 s by default): a slow client would get 30 s more than allowed.
@@ -32,6 +33,25 @@ export function createHttpServer(app: Express, config: Pick<Config, 'HEADERS_TIM
     socket.end(`HTTP/1.1 ${refusal.status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   return server;
+}
+
+/**
+ * The request and response classes of `app`'s server. Express gives each request and response its app's prototype
+ * as it arrives (Object.setPrototypeOf); V8 then gives that object, and each property it gains later, hidden classes
+ * of its own, so no two requests share one: every property access of Node's HTTP code and creditgate's on them
+ * missed its inline cache, and each response carried a kilobyte of descriptors of its own. These classes make them
+ * with the app's prototypes from the start (they become the app's prototypes, above express's own), so express's
+ * change is a no-op and all requests share their shapes. (A plain function calling Node's constructors on `this`
+ * would share them too, but as slow dictionary objects.)
+ */
+function shapedLikeTheApp(app: Express) {
+  class Request extends IncomingMessage {}
+  class Response extends ServerResponse {}
+  Object.setPrototypeOf(Request.prototype, app.request);
+  Object.setPrototypeOf(Response.prototype, app.response);
+  app.request = Request.prototype as Express['request'];
+  app.response = Response.prototype as Express['response'];
+  return { IncomingMessage: Request, ServerResponse: Response };
 }
 
 interface ClientErrorAnswer {
