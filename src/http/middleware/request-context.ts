@@ -8,6 +8,8 @@ declare module 'express-serve-static-core' {
     log: Logger;
     /** Aborted when the client goes away before its response finished, whenever that happens. */
     clientGone: AbortSignal;
+    /** Aborts `clientGone` now for `reason`: a client that stopped reading counts as gone. */
+    treatClientAsGone(reason: unknown): void;
   }
 }
 
@@ -28,6 +30,7 @@ export function requestContext(log: Logger) {
       if (!res.writableFinished) gone.abort();
     });
     req.clientGone = gone.signal;
+    req.treatClientAsGone = (reason) => gone.abort(reason);
     res.setHeader('X-Request-Id', req.requestId);
     next();
   };
