@@ -44,7 +44,7 @@ describe('the HTTP server', () => {
   it('makes requests and responses with the app prototypes, so express keeps them and they share fast hidden classes', async () => {
     for (let i = 0; i < 4; i++) expect(await post({ i })).toEqual({ status: 200, json: { body: { i }, sameApp: true } });
 
-    const [, first, ...later] = seen as [unknown, { req: IncomingMessage; res: ServerResponse }, ...{ req: IncomingMessage; res: ServerResponse }[]];
+    const [first, ...later] = seen as [{ req: IncomingMessage; res: ServerResponse }, ...{ req: IncomingMessage; res: ServerResponse }[]];
     expect(Object.getPrototypeOf(first.req)).toBe(app.request);
     expect(Object.getPrototypeOf(first.res)).toBe(app.response);
     expect(hasFastProperties(first.req)).toBe(true);
