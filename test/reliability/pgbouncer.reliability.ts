@@ -83,7 +83,7 @@ async function startPgBouncer(database: FreshDatabase): Promise<PgBouncer> {
     ini,
     [
       '[databases]',
-      `creditgate = host=${server.hostname} port=${server.port} dbname=${database.name} user=${decodeURIComponent(server.username)} password='${password}'`,
+      `creditgate = host=${server.hostname} port=${server.port} dbname=${database.name} user=${decodeURIComponent(server.username)}${password ? ` password='${password}'` : ''}`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
