@@ -156,6 +156,9 @@ describe('ChatStreamTransport: a normal stream', () => {
     expect(request!.headers.authorization).toBe('Bearer k');
     expect(request!.headers.accept).toBe('text/event-stream');
     expect(request!.headers['content-type']).toBe('application/json');
+    expect(request!.headers['user-agent']).toBe('creditgate');
+    expect(request!.headers.host).toBe(new URL(upstream.baseURL).host);
+    expect(Number(request!.headers['content-length'])).toBe(Buffer.byteLength(JSON.stringify(request!.body)));
     await upstream.waitForClosed(request!.id, 1000);
     expect(upstream.requests[0]!.abortedByClient).toBe(false);
   });
