@@ -766,7 +766,7 @@ describe('keepalive comments while the upstream is silent', () => {
 describe('upstream timeouts', () => {
   let slow: TestApp;
   beforeAll(async () => {
-    slow = await createTestApp({ UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '300', UPSTREAM_CHUNK_TIMEOUT_MS: '300', STREAM_KEEPALIVE_MS: '60000' });
+    slow = await createTestApp({ UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '300', UPSTREAM_CHUNK_TIMEOUT_MS: '300', UPSTREAM_TIMEOUT_MS: '300', STREAM_KEEPALIVE_MS: '60000' });
   });
   afterAll(() => slow?.close());
 
@@ -831,6 +831,23 @@ describe('upstream timeouts', () => {
     ]);
     const [call] = await query<CallRow>(slow, 'SELECT * FROM llm_calls WHERE job_id = $1', [jobs[0]!.id]);
     expect(call).toMatchObject({ status: 'failed', response_content: null });
+    expect(await balanceOf(slow, team.teamId)).toEqual({ balance: 5, held: 0 });
+  });
+
+  it('a lone model hanging on a non-streamed create-and-call: 504 upstream_timeout, its request closed, the job failed, nothing charged', async () => {
+    const team = await setupTeam(slow, { credits: 5 });
+    const script = scripted(slow, { steps: [{ type: 'hang' }] });
+    const response = await slow.request('POST', '/api/jobs/create-and-call', { token: team.key, body: { team_id: team.teamId, job_type: 'hang', messages: script.messages } });
+    expect(response.status).toBe(504);
+    expect((response.body as any).error.code).toBe('upstream_timeout');
+    const [request] = script.requests();
+    expect(script.requests()).toHaveLength(1);
+    const closed = await slow.upstream.waitForClosed(request!.id);
+    expect(closed.abortedByClient).toBe(true);
+    expect(closed.closedAt! - closed.startedAt).toBeLessThan(300 + AT_ONCE_MS);
+    const [job] = await query<JobRow>(slow, 'SELECT id, status::text, hold_micro::text, charged_micro::text FROM jobs WHERE team_id = $1', [team.teamId]);
+    expect(job).toMatchObject({ status: 'failed', hold_micro: '0' });
+    expect(Number(job!.charged_micro ?? 0)).toBe(0);
     expect(await balanceOf(slow, team.teamId)).toEqual({ balance: 5, held: 0 });
   });
 

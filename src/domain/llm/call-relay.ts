@@ -119,7 +119,6 @@ function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal
   const unregister = ctx.inflight.register([handle.jobId], controller);
   return {
     controller,
-    signal: controller.signal,
     failure(error: unknown, model: string): UpstreamError {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
       return reason instanceof UpstreamError ? reason : toUpstreamError(error, model);
@@ -149,7 +148,7 @@ export async function relayCompletion(
       ctx.upstream,
       handle.route.candidates,
       handle.params,
-      upstream.signal,
+      upstream.controller,
       ctx.config.UPSTREAM_TIMEOUT_MS,
       ctx.log,
     );
@@ -197,7 +196,7 @@ export async function relayStream(ctx: ServiceContext, handle: CallHandle, sink:
       ctx.upstream,
       handle.route.candidates,
       handle.params,
-      upstream.signal,
+      upstream.controller,
       { firstTokenMs: config.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS, chunkMs: config.UPSTREAM_CHUNK_TIMEOUT_MS },
       ctx.log,
     );
