@@ -100,12 +100,12 @@ export function tokensCostMicro(rate: TokenRate, promptTokens: number, completio
 }
 
 /**
- * The most completion tokens a budget of `budgetMicro` pays for after a prompt of `promptTokens` (negative when
- * not even the prompt fits; Infinity when output is free).
+ * The most completion tokens a budget of `budgetMicro` pays for after a prompt of `promptTokens`: negative when not
+ * even the prompt fits (-Infinity if output is free), Infinity when output is free and the prompt fits.
  */
 export function affordableCompletionTokens(rate: TokenRate, promptTokens: number, budgetMicro: number): number {
-  if (rate.output === 0n) return Number.POSITIVE_INFINITY;
   const spendable = BigInt(budgetMicro) * rate.per - BigInt(promptTokens) * rate.input;
+  if (rate.output === 0n) return spendable >= 0n ? Number.POSITIVE_INFINITY : Number.NEGATIVE_INFINITY;
   // Floor division that stays correct for a negative dividend.
   const tokens = spendable >= 0n ? spendable / rate.output : -ceilDiv(-spendable, rate.output);
   return Number(tokens);

@@ -81,9 +81,13 @@ describe('the completion limit', () => {
     );
   });
 
-  it('affordable tokens are negative when not even the prompt fits, infinite when output is free', () => {
+  it('affordable tokens are negative when not even the prompt fits, infinite when output is free and the prompt fits', () => {
     expect(affordableCompletionTokens(tokensRate(10), 100, 5 * 1_000_000)).toBe(-50);
-    expect(affordableCompletionTokens(usdRate('1', '0', '1000'), 100, 1)).toBe(Number.POSITIVE_INFINITY);
+    // $1 per million input tokens at 1,000 credits per dollar: 1,000 micro-credits a prompt token.
+    expect(affordableCompletionTokens(usdRate('1', '0', '1000'), 100, 100_000)).toBe(Number.POSITIVE_INFINITY);
+    expect(affordableCompletionTokens(usdRate('1', '0', '1000'), 100, 99_999)).toBe(Number.NEGATIVE_INFINITY);
+    // The property test's counterexample: free output, a prompt that costs 1 micro-credit, nothing reserved.
+    expect(completionLimitWithin(usdRate('1', '0', '1'), 1, 1, 0)).toBe(0);
   });
 
   it('under a job_based cap: what is left after used tokens, calls in flight and the prompt', () => {
