@@ -63,13 +63,13 @@ export class ChatStreamTransport {
    */
   private attempt(request: ChatStreamRequest, body: { payload?: string }, mayRetry: boolean): Promise<UpstreamChunkStream> {
     const { model, signal } = request;
-    if (signal.aborted) return Promise.reject(abortError(signal));
+    if (signal.aborted) return Promise.reject(UpstreamError.ofAbort(signal));
     return new Promise((resolve, reject) => {
       const payload = body.payload ?? '';
       const req = this.send({ ...this.target, headers: [...this.headers, 'Content-Length', String(Buffer.byteLength(payload))] });
       const onAbort = () => {
         req.destroy();
-        reject(abortError(signal));
+        reject(UpstreamError.ofAbort(signal));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       let responded = false;
@@ -101,10 +101,6 @@ export class ChatStreamTransport {
   close(): void {
     this.agent.destroy();
   }
-}
-
-function abortError(signal: AbortSignal): UpstreamError {
-  return signal.reason instanceof UpstreamError ? signal.reason : new UpstreamError('request aborted', 'aborted');
 }
 
 async function readErrorBody(res: IncomingMessage): Promise<string> {
@@ -144,7 +140,7 @@ export class UpstreamChunkStream {
     private readonly request: ChatStreamRequest,
   ) {
     this.parser = createParser({ onEvent: (event) => this.onEvent(event) });
-    this.onAbort = () => this.fail(abortError(request.signal));
+    this.onAbort = () => this.fail(UpstreamError.ofAbort(request.signal));
     request.signal.addEventListener('abort', this.onAbort, { once: true });
     res.setEncoding('utf8');
     res.on('data', (text: string) => {

@@ -21,6 +21,11 @@ export class UpstreamError extends Error {
     this.code = code ?? (kind === 'timeout' ? 'upstream_timeout' : kind === 'aborted' ? 'aborted' : 'upstream_error');
   }
 
+  /** What an aborted `signal` stopped: its reason when creditgate gave one, else a plain abort. */
+  static ofAbort(signal: AbortSignal): UpstreamError {
+    return signal.reason instanceof UpstreamError ? signal.reason : new UpstreamError('request aborted', 'aborted');
+  }
+
   /** Why creditgate itself stopped a call (the client left, a cancel, a shutdown). */
   static aborted(code: string, message: string): UpstreamError {
     return new UpstreamError(message, 'aborted', undefined, undefined, code);

@@ -83,7 +83,7 @@ async function withFallback<T>(
       log.warn({ model, err: error }, 'upstream model failed before its first byte; trying the next one');
     }
   }
-  if (signal.aborted) throw signal.reason instanceof UpstreamError ? signal.reason : new UpstreamError('request aborted', 'aborted');
+  if (signal.aborted) throw UpstreamError.ofAbort(signal);
   throw lastError ?? new UpstreamError('no model to call', 'connection');
 }
 
