@@ -14,7 +14,7 @@ import {
 import { createAndCall, createAndCallStream } from '../../domain/jobs/create-and-call.service.js';
 import { callInJob, streamInJob } from '../../domain/jobs/job-calls.service.js';
 import { cancelJob, completeJob, createJob, getJob, getJobCosts } from '../../domain/jobs/jobs.service.js';
-import { createSseSink, finishStream } from '../sse-response.js';
+import { finishStream, SseSink } from '../sse-response.js';
 import { defineRoute } from '../route.js';
 
 const tags = ['Jobs'];
@@ -82,7 +82,7 @@ export const jobRoutes = [
     response: { description: streamDescription, contentType: SSE },
     errors: [402, 404, 409, 429, 502, 504],
     handler: async ({ ctx, params, body, req, res, answered }) => {
-      const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+      const sink = new SseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
       return finishStream(sink, await streamInJob(ctx, params.job_id, body, sink), answered);
     },
   }),
@@ -137,7 +137,7 @@ export const jobRoutes = [
     },
     errors: [402, 404, 429, 502, 504],
     handler: async ({ ctx, body, req, res, answered }) => {
-      const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+      const sink = new SseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
       return finishStream(sink, await createAndCallStream(ctx, body, sink), answered);
     },
   }),

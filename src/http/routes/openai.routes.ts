@@ -1,6 +1,6 @@
 import { ChatCompletion, ChatCompletionRequest, ModelList } from '../../contracts/index.js';
 import { chatCompletion, chatCompletionStream, listTeamModels } from '../../domain/jobs/openai-compat.service.js';
-import { createSseSink, finishStream } from '../sse-response.js';
+import { finishStream, SseSink } from '../sse-response.js';
 import { defineRoute } from '../route.js';
 
 const tags = ['OpenAI-compatible'];
@@ -21,7 +21,7 @@ export const openAiRoutes = [
     errors: [402, 429, 502, 504],
     handler: async ({ ctx, body, req, res, answered }) => {
       if (body.stream) {
-        const sink = createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
+        const sink = new SseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
         return finishStream(sink, await chatCompletionStream(ctx, body, sink), answered);
       }
       const { response, jobId, callId } = await chatCompletion(ctx, body, req.clientGone);

@@ -1,6 +1,6 @@
 import { QueueIdRequest, QueueItem, QueueParams, QueueSubmitRequest, QueueSubmitResponse } from '../../contracts/index.js';
 import { cancelQueued, getQueued, streamQueued, submitQueued } from '../../domain/queue/queue.service.js';
-import { createSseSink } from '../sse-response.js';
+import { SseSink } from '../sse-response.js';
 import { defineRoute } from '../route.js';
 
 const tags = ['Queue'];
@@ -32,7 +32,7 @@ export const queueRoutes = [
     },
     errors: [404],
     handler: async ({ ctx, body, req, res }) => {
-      await streamQueued(ctx, body.queueId, createSseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS }));
+      await streamQueued(ctx, body.queueId, new SseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS }));
       return undefined;
     },
   }),
