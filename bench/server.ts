@@ -1,11 +1,12 @@
 /**
  * The server side of the benchmark, forked by bench/run.ts so its CPU and RSS are creditgate's own (not the load
- * generator's): creditgate built in-process exactly as src/main.ts builds it (loadConfig, createLogger on stdout,
- * createDeps, createApp) on 127.0.0.1; or, with `proxyOnly`, the minimal pass-through proxy alone (its own process,
- * so that its CPU and RSS are not mixed with an idle creditgate's background work). Only the connection settings
- * and the variant's own variables (bench/arms.ts, SERVER_VARIANTS) are set: everything else, logging and the
- * database pool included, is src/config.ts's default, as with `npm start`. The bench points this process's stdout
- * (where the logger writes, as in production) at a file. It answers the parent's stats/gc/close requests over IPC.
+ * generator's): creditgate built in-process exactly as src/main.ts builds it (the garbage collector's settings,
+ * loadConfig, createLogger on stdout, createDeps, createApp) on 127.0.0.1; or, with `proxyOnly`, the minimal
+ * pass-through proxy alone (its own process, so that its CPU and RSS are not mixed with an idle creditgate's
+ * background work). Only the connection settings and the variant's own variables (bench/arms.ts, SERVER_VARIANTS)
+ * are set: everything else, logging and the database pool included, is src/config.ts's default, as with `npm start`.
+ * The bench points this process's stdout (where the logger writes, as in production) at a file. It answers the
+ * parent's stats/gc/close requests over IPC.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -17,6 +18,7 @@ import { createApp } from '../src/app.js';
 import { createHttpServer } from '../src/http/server.js';
 import { loadConfig } from '../src/config.js';
 import { createDeps } from '../src/deps.js';
+import { tuneGarbageCollector } from '../src/lib/gc-tuning.js';
 import { createLogger } from '../src/lib/logger.js';
 
 export interface ServerOptions {
@@ -146,6 +148,8 @@ async function main(): Promise<void> {
     serve([proxy], async () => undefined, { type: 'ready', creditgateUrl: '', proxyUrl: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, config: null });
     return;
   }
+  // As src/main.ts (the proxy, the floor, runs on Node's defaults).
+  tuneGarbageCollector();
   const config = loadConfig({
     DATABASE_URL: options.databaseUrl,
     LLM_BASE_URL: options.upstreamBaseURL,

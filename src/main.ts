@@ -5,9 +5,11 @@ import { ConfigError, loadConfig } from './config.js';
 import { createDeps } from './deps.js';
 import { createHttpServer } from './http/server.js';
 import { shutDownGracefully } from './http/shutdown.js';
+import { tuneGarbageCollector } from './lib/gc-tuning.js';
 import { createLogger } from './lib/logger.js';
 
 async function main(): Promise<void> {
+  tuneGarbageCollector();
   // A .env file is optional; variables already set in the environment win over it.
   if (existsSync('.env')) process.loadEnvFile('.env');
   const config = loadConfig();
