@@ -10,6 +10,7 @@
 """
 
 from ._async_client import AsyncAdminClient, AsyncClient, AsyncJobContext
+from ._async_streaming import AsyncChatStream, AsyncQueueStream
 from ._client import AdminClient, Client, JobContext
 from ._errors import (
     APIConnectionError,
@@ -25,7 +26,7 @@ from ._errors import (
     RateLimitError,
     UpstreamError,
 )
-from ._streaming import AsyncChatStream, AsyncQueueStream, ChatStream, QueueStream
+from ._streaming import ChatStream, QueueStream
 from ._types import (
     AddCreditsResponse,
     AdminIdentity,

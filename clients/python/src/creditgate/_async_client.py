@@ -1,4 +1,5 @@
-"""The asyncio clients: AsyncClient and AsyncAdminClient, the twins of Client and AdminClient."""
+"""The asyncio clients: AsyncClient (a team's virtual key) and AsyncAdminClient (the MASTER_KEY or an admin JWT).
+The sync clients (_client.py) are generated from this file by scripts/generate_sync.py: change them here."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ._base import (
     transport_error,
 )
 from ._errors import ConflictError, CreditgateError
-from ._streaming import AsyncChatStream, AsyncQueueStream
+from ._async_streaming import AsyncChatStream, AsyncQueueStream
 from ._types import (
     AddCreditsResponse,
     AdminIdentity,
