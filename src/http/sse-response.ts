@@ -12,7 +12,7 @@ const slowReader = (ms: number) => UpstreamError.aborted('slow_reader', `the cli
  * An express response as a StreamSink: headers on demand, per-frame writes that honour backpressure. Frames
  * written in the same tick (the upstream delivered them in one read) leave in one socket write: node's chunked
  * writes cork the socket until the next tick, and the headers are held back the same way to go with the first frame.
- * The sink is closed as soon as the client is gone (the request's own signal, set when it arrived), or when the
+ * The sink is closed as soon as the client is gone (the request's own signal, watched since it arrived), or when the
  * client leaves the socket full for `writeTimeoutMs`: a reader that stopped reading is a client that left.
  *
  * A class, not an object literal: a literal's getters are closures of each request, and V8 keeps them (and all a
@@ -30,7 +30,7 @@ export class SseSink implements StreamSink {
     private readonly res: Response,
     private readonly options: { writeTimeoutMs: number },
   ) {
-    this.signal = req.clientGone;
+    this.signal = req.clientWatch.signal;
   }
 
   get opened(): boolean {
@@ -61,7 +61,7 @@ export class SseSink implements StreamSink {
     const { writeTimeoutMs } = this.options;
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        req.treatClientAsGone(slowReader(writeTimeoutMs));
+        req.clientWatch.treatAsGone(slowReader(writeTimeoutMs));
         res.destroy();
       }, writeTimeoutMs);
       const settle = () => {

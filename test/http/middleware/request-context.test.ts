@@ -1,0 +1,85 @@
+import { once } from 'node:events';
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClientWatch, requestContext } from '../../../src/http/middleware/request-context.js';
+import { createHttpServer } from '../../../src/http/server.js';
+
+describe('ClientWatch', () => {
+  it('aborts a signal made before the client left, with the reason given', () => {
+    const watch = new ClientWatch();
+    const signal = watch.signal;
+    expect(signal.aborted).toBe(false);
+    const reason = new Error('slow reader');
+    watch.treatAsGone(reason);
+    expect(signal.aborted).toBe(true);
+    expect(signal.reason).toBe(reason);
+  });
+
+  it('makes a signal already aborted when asked after the client left, and keeps the first reason', () => {
+    const watch = new ClientWatch();
+    const first = new Error('first');
+    watch.treatAsGone(first);
+    watch.treatAsGone(new Error('second'));
+    expect(watch.signal.aborted).toBe(true);
+    expect(watch.signal.reason).toBe(first);
+    expect(watch.signal).toBe(watch.signal);
+  });
+
+  it('gives an AbortError when the connection closed without a reason', () => {
+    const watch = new ClientWatch();
+    watch.treatAsGone();
+    expect(watch.signal.aborted).toBe(true);
+    expect((watch.signal.reason as Error).name).toBe('AbortError');
+  });
+});
+
+describe('requestContext', () => {
+  const app = express();
+  const log = pino({ level: 'silent' });
+  let seen: ((watch: ClientWatch) => void) | undefined;
+  app.use(requestContext(log));
+  // Answers only after the client left (never, if it stays): the watch must see the close however late it asks.
+  app.get('/hang', (req) => seen?.(req.clientWatch));
+  app.get('/quick', (req, res) => {
+    seen?.(req.clientWatch);
+    res.json({ id: req.requestId });
+  });
+  const server = createHttpServer(app, { HEADERS_TIMEOUT_MS: 5_000, REQUEST_TIMEOUT_MS: 5_000, MAX_UNAUTHENTICATED_CONNECTIONS_PER_ADDRESS: 100 });
+
+  beforeAll(async () => {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+  });
+  afterAll(() => {
+    server.close();
+  });
+
+  const port = () => (server.address() as AddressInfo).port;
+
+  it('sees a client that leaves before its response, though the signal is asked for only afterwards', async () => {
+    const arrived = new Promise<ClientWatch>((resolve) => (seen = resolve));
+    const req = request({ port: port(), host: '127.0.0.1', path: '/hang' });
+    req.on('error', () => undefined);
+    req.end();
+    const watch = await arrived;
+    req.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(watch.signal.aborted).toBe(true);
+  });
+
+  it('does not count a client whose response finished as gone', async () => {
+    const arrived = new Promise<ClientWatch>((resolve) => (seen = resolve));
+    const req = request({ port: port(), host: '127.0.0.1', path: '/quick', headers: { 'x-request-id': 'req-mine' } });
+    req.end();
+    const [res] = await once(req, 'response');
+    let text = '';
+    for await (const part of res) text += String(part);
+    expect(JSON.parse(text)).toEqual({ id: 'req-mine' });
+    const watch = await arrived;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(watch.signal.aborted).toBe(false);
+  });
+});
