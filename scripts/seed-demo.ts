@@ -123,7 +123,6 @@ async function pool(count: number, concurrency: number, work: (index: number) =>
 
 /** A stream's reader that takes every frame at once, as a fast client would. */
 function readingSink(): StreamSink {
-  const controller = new AbortController();
   let opened = false;
   return {
     open: () => void (opened = true),
@@ -132,7 +131,7 @@ function readingSink(): StreamSink {
     },
     write: () => undefined,
     end: () => undefined,
-    signal: controller.signal,
+    onAbort: () => () => undefined,
     closed: false,
   };
 }

@@ -9,8 +9,11 @@ export interface StreamSink {
   readonly opened: boolean;
   write(frame: string): Promise<void> | undefined;
   end(): void;
-  /** Aborts the upstream request: the client went away, or the call was cancelled. Its reason says which. */
-  readonly signal: AbortSignal;
+  /**
+   * Calls `listener` once the client goes away or the call is cancelled (at once if it already did), with the reason,
+   * which says which; returns what stops it. The relay aborts its upstream request with it.
+   */
+  onAbort(listener: (reason: unknown) => void): () => void;
   /** Nothing can be written any more (the client went away). */
   readonly closed: boolean;
 }

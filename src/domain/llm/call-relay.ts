@@ -1,5 +1,6 @@
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { LlmCallRequest } from '../../contracts/index.js';
+import { whenAborted } from '../../lib/abort.js';
 import { AppError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
@@ -108,14 +109,13 @@ const ignore = () => undefined;
 const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
 
 /**
- * The upstream request's abort controller: aborted when the client goes away, the job is cancelled (through the
- * in-flight registry) or the server shuts down, with the reason kept so the call is recorded for what happened.
+ * The upstream request's abort controller: aborted when the client goes away (`watchClient`: a stream's sink, or a
+ * request's signal), the job is cancelled (through the in-flight registry) or the server shuts down, with the
+ * reason kept so the call is recorded for what happened.
  */
-function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal: AbortSignal) {
+function abortableUpstream(ctx: ServiceContext, handle: CallHandle, watchClient: StreamSink['onAbort']) {
   const controller = new AbortController();
-  const onClientGone = () => controller.abort(clientSignal.reason instanceof UpstreamError ? clientSignal.reason : CLIENT_GONE());
-  if (clientSignal.aborted) onClientGone();
-  else clientSignal.addEventListener('abort', onClientGone, { once: true });
+  const stopWatching = watchClient((reason) => controller.abort(reason instanceof UpstreamError ? reason : CLIENT_GONE()));
   const unregister = ctx.inflight.register([handle.jobId], controller);
   return {
     controller,
@@ -124,7 +124,7 @@ function abortableUpstream(ctx: ServiceContext, handle: CallHandle, clientSignal
       return reason instanceof UpstreamError ? reason : toUpstreamError(error, model);
     },
     release() {
-      clientSignal.removeEventListener('abort', onClientGone);
+      stopWatching();
       unregister();
     },
   };
@@ -141,7 +141,7 @@ export async function relayCompletion(
   notBefore?: Promise<unknown>,
 ): Promise<{ outcome: CallOutcome; completion: ChatCompletion | null }> {
   const accumulator = new StreamAccumulator();
-  const upstream = abortableUpstream(ctx, handle, clientSignal);
+  const upstream = abortableUpstream(ctx, handle, (listener) => whenAborted(clientSignal, listener));
   const admitted = whenAdmitted(notBefore, upstream.controller);
   try {
     const { model, completion } = await completeWithFallback(
@@ -177,12 +177,12 @@ export interface RelayStreamOptions {
  * sink resolves only when the socket drained, which is what pauses the upstream read for a slow client), while
  * the accumulator keeps the text, tool calls and usage for the record. The response is committed with the first
  * chunk, so a failure before it can still be a real HTTP error; a failure after it is for the caller to report
- * in-band. A client that goes away aborts the upstream request through the sink's signal.
+ * in-band. A client that goes away aborts the upstream request (the sink's onAbort).
  * The caller ends the stream (error event, [DONE]) after recording the call.
  */
 export async function relayStream(ctx: ServiceContext, handle: CallHandle, sink: StreamSink, options: RelayStreamOptions = {}): Promise<CallOutcome> {
   const accumulator = new StreamAccumulator();
-  const upstream = abortableUpstream(ctx, handle, sink.signal);
+  const upstream = abortableUpstream(ctx, handle, (listener) => sink.onAbort(listener));
   const headers = { ...options.headers, 'X-Call-Id': handle.callId };
   const format = options.format ?? openAiFormat;
   const admitted = whenAdmitted(options.notBefore, upstream.controller);

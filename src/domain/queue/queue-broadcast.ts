@@ -1,3 +1,4 @@
+import { whenAborted } from '../../lib/abort.js';
 import type { StreamSink } from '../../sse/sink.js';
 
 /** Bytes of replay frames all queued calls of this process may keep together, shared by their broadcasts. */
@@ -49,6 +50,10 @@ export class QueueBroadcast implements StreamSink {
   ) {}
 
   open(): void {}
+
+  onAbort(listener: (reason: unknown) => void): () => void {
+    return whenAborted(this.signal, listener);
+  }
 
   write(frame: string): undefined {
     if (this.keeping) this.keep(frame);

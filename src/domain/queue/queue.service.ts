@@ -231,8 +231,7 @@ async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: n
     }
     wake?.();
   });
-  const onAbort = () => wake?.();
-  sink.signal.addEventListener('abort', onAbort);
+  const stopWatching = sink.onAbort(() => wake?.());
   try {
     for (;;) {
       if (pending.length === 0) {
@@ -256,7 +255,7 @@ async function relay(broadcast: QueueBroadcast, sink: StreamSink, keepaliveMs: n
     }
   } finally {
     unsubscribe();
-    sink.signal.removeEventListener('abort', onAbort);
+    stopWatching();
   }
 }
 

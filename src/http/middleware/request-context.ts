@@ -12,18 +12,25 @@ declare module 'express-serve-static-core' {
 }
 
 const CLIENT_REQUEST_ID = /^[\w.:-]{1,128}$/;
+const noop = () => undefined;
 
 /**
  * Whether a request's client is gone: its connection closed before the response finished, or the request was
- * declared gone (a client that stopped reading counts as gone). The AbortSignal is made only for a request that
- * asks for it (the routes that call the upstream): Node gives every AbortSignal hidden classes of its own, about
- * 2 µs and half a kilobyte that V8's young collections keep until a full one (bench/README.md), which most
- * requests (creating a job, completing it, the admin API) would pay for nothing.
+ * declared gone (a client that stopped reading counts as gone). Streams watch it with `onGone`; an AbortSignal is
+ * made only for a request that asks for one (a non-streamed upstream call, for the upstream client). Node gives every
+ * AbortSignal hidden classes of its own, about 2 µs and half a kilobyte that V8's young collections keep until a
+ * full one (bench/README.md), which most requests (creating a job, completing it, the admin API) and every stream
+ * would pay for nothing.
  */
 export class ClientWatch {
   private controller: AbortController | undefined;
+  private listeners: Set<(reason: unknown) => void> | undefined;
   private gone = false;
   private reason: unknown;
+
+  get isGone(): boolean {
+    return this.gone;
+  }
 
   /** Aborted once the client is gone (at once if it already is). */
   get signal(): AbortSignal {
@@ -34,12 +41,28 @@ export class ClientWatch {
     return this.controller.signal;
   }
 
+  /**
+   * Calls `listener` with the reason once the client is gone (at once if it already is); returns what stops it. The
+   * streaming routes watch their client this way, without an AbortSignal.
+   */
+  onGone(listener: (reason: unknown) => void): () => void {
+    if (this.gone) {
+      listener(this.reason);
+      return noop;
+    }
+    (this.listeners ??= new Set()).add(listener);
+    return () => this.listeners?.delete(listener);
+  }
+
   /** The client counts as gone from now on, for `reason` (undefined: its connection closed). */
   treatAsGone(reason?: unknown): void {
     if (this.gone) return;
     this.gone = true;
     this.reason = reason;
     this.controller?.abort(reason);
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    if (listeners) for (const listener of listeners) listener(reason);
   }
 }
 

@@ -28,6 +28,24 @@ describe('ClientWatch', () => {
     expect(watch.signal).toBe(watch.signal);
   });
 
+  it('tells its listeners once, with the reason, and at once a listener that comes after', () => {
+    const watch = new ClientWatch();
+    const heard: unknown[] = [];
+    const stopped: unknown[] = [];
+    watch.onGone((reason) => heard.push(reason));
+    const stop = watch.onGone((reason) => stopped.push(reason));
+    stop();
+    const reason = new Error('gone');
+    watch.treatAsGone(reason);
+    watch.treatAsGone(new Error('again'));
+    expect(heard).toEqual([reason]);
+    expect(stopped).toEqual([]);
+    expect(watch.isGone).toBe(true);
+    const late: unknown[] = [];
+    watch.onGone((why) => late.push(why));
+    expect(late).toEqual([reason]);
+  });
+
   it('gives an AbortError when the connection closed without a reason', () => {
     const watch = new ClientWatch();
     watch.treatAsGone();
