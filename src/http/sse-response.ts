@@ -69,6 +69,8 @@ export class SseSink implements StreamSink {
         watch.treatAsGone(slowReader(writeTimeoutMs));
         res.destroy();
       }, writeTimeoutMs);
+      // Assigned below; onGone calls its listener at once when the client is already gone.
+      let stopWatching = (): void => undefined;
       const settle = () => {
         clearTimeout(timer);
         res.off('drain', onDrain);
@@ -83,7 +85,7 @@ export class SseSink implements StreamSink {
         reject(new Error('client disconnected'));
       };
       res.once('drain', onDrain);
-      const stopWatching = watch.onGone(onAbort);
+      stopWatching = watch.onGone(onAbort);
     });
   }
 
