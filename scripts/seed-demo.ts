@@ -207,7 +207,7 @@ export async function seedDemo(deps: Deps, setUpstream: (responder: (request: Re
     const team = pickTeam();
     const ctx = teamContext(deps, team);
     const jobType = JOB_TYPES[Math.floor(next() * JOB_TYPES.length)]!;
-    const never = new AbortController().signal;
+    const never = () => () => undefined;
     const kind = next();
     try {
       if (kind < 0.4) {

@@ -1,4 +1,10 @@
 /**
+ * How a request's client is watched: `listener` is called once the client goes away or the call is cancelled (at
+ * once if it already did), with the reason, which says which; the function returned stops it.
+ */
+export type WatchClient = (listener: (reason: unknown) => void) => () => void;
+
+/**
  * Where a stream goes, without the domain knowing it is HTTP. `write` hands the frame to the socket and returns
  * undefined, or, when the socket is full, a promise that resolves once it drained: a slow reader slows the
  * upstream read instead of growing a buffer, and the common case costs no promise.
@@ -9,11 +15,8 @@ export interface StreamSink {
   readonly opened: boolean;
   write(frame: string): Promise<void> | undefined;
   end(): void;
-  /**
-   * Calls `listener` once the client goes away or the call is cancelled (at once if it already did), with the reason,
-   * which says which; returns what stops it. The relay aborts its upstream request with it.
-   */
-  onAbort(listener: (reason: unknown) => void): () => void;
+  /** Watches the reader (see WatchClient): the relay aborts its upstream request when it is gone. */
+  onAbort: WatchClient;
   /** Nothing can be written any more (the client went away). */
   readonly closed: boolean;
 }

@@ -1,5 +1,5 @@
 import type { CreateAndCallRequest, CreateAndCallResponse, LlmCallResponse } from '../../contracts/index.js';
-import type { StreamSink } from '../../sse/sink.js';
+import type { StreamSink, WatchClient } from '../../sse/sink.js';
 import type { FinalJobStatus } from '../billing/billing-policy.models.js';
 import { openOneShot, settleOneShot, settleJob, type OpenedOneShot, type RecordedCall } from '../billing/settlement.js';
 import { type ServiceContext } from '../context.js';
@@ -66,9 +66,9 @@ async function recordAndSettle(ctx: ServiceContext, shot: OneShot, outcome: Call
  * Create, call and complete in one request. A failed call ends its job `failed`, free unless the upstream produced
  * output for it; a client that left after the answer was made still pays for it.
  */
-export async function createAndCall(ctx: ServiceContext, input: CreateAndCallRequest, signal: AbortSignal): Promise<CreateAndCallResponse> {
+export async function createAndCall(ctx: ServiceContext, input: CreateAndCallRequest, watchClient: WatchClient): Promise<CreateAndCallResponse> {
   const shot = await openOneShotJob(ctx, input, false);
-  const { outcome, completion } = await relayCompletion(ctx, shot.call, signal, shot.early ? shot.held : undefined).catch((error: unknown) =>
+  const { outcome, completion } = await relayCompletion(ctx, shot.call, watchClient, shot.early ? shot.held : undefined).catch((error: unknown) =>
     logRefusedEarlyHold(ctx, shot, error),
   );
   const { record } = await recordAndSettle(ctx, shot, outcome);

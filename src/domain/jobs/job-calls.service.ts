@@ -1,5 +1,5 @@
 import type { LlmCallRequest, LlmCallResponse } from '../../contracts/index.js';
-import type { StreamSink } from '../../sse/sink.js';
+import type { StreamSink, WatchClient } from '../../sse/sink.js';
 import { recordCall, reserveCall, type PreparedCall } from '../billing/settlement.js';
 import type { RateAdmission } from '../limits/rate-limiter.js';
 import { type ServiceContext } from '../context.js';
@@ -30,9 +30,9 @@ async function reserve(
   return { team: snapshot.team, call, admission };
 }
 
-export async function callInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, signal: AbortSignal): Promise<LlmCallResponse> {
+export async function callInJob(ctx: ServiceContext, jobId: string, request: LlmCallRequest, watchClient: WatchClient): Promise<LlmCallResponse> {
   const { team, call, admission } = await reserve(ctx, jobId, request, false);
-  const { outcome, completion } = await relayCompletion(ctx, call.handle, signal);
+  const { outcome, completion } = await relayCompletion(ctx, call.handle, watchClient);
   const { record } = await recordCall(ctx, team, call.handle, admission, await callUsageOf(call.handle, outcome), actorLabel(ctx.actor));
   if (!completion) throw toAppError(outcome.error!);
   return callAnswer(call.handle, completion, record);

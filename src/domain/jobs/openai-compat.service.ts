@@ -1,5 +1,5 @@
 import type { ChatCompletionRequest, CreateAndCallRequest, ModelList } from '../../contracts/index.js';
-import type { StreamSink } from '../../sse/sink.js';
+import type { StreamSink, WatchClient } from '../../sse/sink.js';
 import { type ServiceContext } from '../context.js';
 import { teamOf } from '../actor.js';
 import { createAndCall, createAndCallStream } from './create-and-call.service.js';
@@ -14,8 +14,8 @@ function asJobRequest(ctx: ServiceContext, request: ChatCompletionRequest): Crea
   return { ...params, team_id: teamOf(ctx.actor), job_type: CHAT_COMPLETION_JOB_TYPE };
 }
 
-export async function chatCompletion(ctx: ServiceContext, request: ChatCompletionRequest, signal: AbortSignal) {
-  const result = await createAndCall(ctx, asJobRequest(ctx, request), signal);
+export async function chatCompletion(ctx: ServiceContext, request: ChatCompletionRequest, watchClient: WatchClient) {
+  const result = await createAndCall(ctx, asJobRequest(ctx, request), watchClient);
   return { response: result.response, jobId: result.job_id, callId: result.call_id };
 }
 

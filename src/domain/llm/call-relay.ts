@@ -1,10 +1,9 @@
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { LlmCallRequest } from '../../contracts/index.js';
-import { whenAborted } from '../../lib/abort.js';
 import { AppError } from '../../lib/errors.js';
 import { newId } from '../../lib/ids.js';
 import { openAiFormat, type StreamFormat } from '../../sse/formats.js';
-import type { StreamSink } from '../../sse/sink.js';
+import type { StreamSink, WatchClient } from '../../sse/sink.js';
 import { UpstreamError, toUpstreamError, type UpstreamChunk, type UpstreamChunkStream } from '../../upstream/client.js';
 import type { ServiceContext } from '../context.js';
 import type { NewCall } from './calls.repository.js';
@@ -109,11 +108,10 @@ const ignore = () => undefined;
 const statusOf = (error: UpstreamError): CallStatus => (error.kind === 'aborted' ? 'cancelled' : 'failed');
 
 /**
- * The upstream request's abort controller: aborted when the client goes away (`watchClient`: a stream's sink, or a
- * request's signal), the job is cancelled (through the in-flight registry) or the server shuts down, with the
+ * The upstream request's abort controller: aborted when the client goes away (`watchClient`), the job is cancelled (through the in-flight registry) or the server shuts down, with the
  * reason kept so the call is recorded for what happened.
  */
-function abortableUpstream(ctx: ServiceContext, handle: CallHandle, watchClient: StreamSink['onAbort']) {
+function abortableUpstream(ctx: ServiceContext, handle: CallHandle, watchClient: WatchClient) {
   const controller = new AbortController();
   const stopWatching = watchClient((reason) => controller.abort(reason instanceof UpstreamError ? reason : CLIENT_GONE()));
   const unregister = ctx.inflight.register([handle.jobId], controller);
@@ -137,11 +135,11 @@ function abortableUpstream(ctx: ServiceContext, handle: CallHandle, watchClient:
 export async function relayCompletion(
   ctx: ServiceContext,
   handle: CallHandle,
-  clientSignal: AbortSignal,
+  watchClient: WatchClient,
   notBefore?: Promise<unknown>,
 ): Promise<{ outcome: CallOutcome; completion: ChatCompletion | null }> {
   const accumulator = new StreamAccumulator();
-  const upstream = abortableUpstream(ctx, handle, (listener) => whenAborted(clientSignal, listener));
+  const upstream = abortableUpstream(ctx, handle, watchClient);
   const admitted = whenAdmitted(notBefore, upstream.controller);
   try {
     const { model, completion } = await completeWithFallback(

@@ -1,4 +1,3 @@
-import { whenAborted } from '../../lib/abort.js';
 import type { StreamSink } from '../../sse/sink.js';
 
 /** Bytes of replay frames all queued calls of this process may keep together, shared by their broadcasts. */
@@ -52,7 +51,14 @@ export class QueueBroadcast implements StreamSink {
   open(): void {}
 
   onAbort(listener: (reason: unknown) => void): () => void {
-    return whenAborted(this.signal, listener);
+    const { signal } = this;
+    const onAbort = () => listener(signal.reason);
+    if (signal.aborted) {
+      onAbort();
+      return () => undefined;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    return () => signal.removeEventListener('abort', onAbort);
   }
 
   write(frame: string): undefined {

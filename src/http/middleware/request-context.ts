@@ -16,14 +16,11 @@ const noop = () => undefined;
 
 /**
  * Whether a request's client is gone: its connection closed before the response finished, or the request was
- * declared gone (a client that stopped reading counts as gone). Streams watch it with `onGone`; an AbortSignal is
- * made only for a request that asks for one (a non-streamed upstream call, for the upstream client). Node gives every
- * AbortSignal hidden classes of its own, about 2 µs and half a kilobyte that V8's young collections keep until a
- * full one (bench/README.md), which most requests (creating a job, completing it, the admin API) and every stream
- * would pay for nothing.
+ * declared gone (a client that stopped reading counts as gone). The routes that call the upstream watch it with
+ * `onGone`. Not an AbortSignal: Node gives every AbortSignal hidden classes of its own, about 2 µs and half a
+ * kilobyte that V8's young collections keep until a full one (bench/README.md), which every request would pay for.
  */
 export class ClientWatch {
-  private controller: AbortController | undefined;
   private listeners: Set<(reason: unknown) => void> | undefined;
   private gone = false;
   private reason: unknown;
@@ -32,18 +29,9 @@ export class ClientWatch {
     return this.gone;
   }
 
-  /** Aborted once the client is gone (at once if it already is). */
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.gone) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
   /**
-   * Calls `listener` with the reason once the client is gone (at once if it already is); returns what stops it. The
-   * streaming routes watch their client this way, without an AbortSignal.
+   * Calls `listener` with the reason once the client is gone (at once if it already is); returns what stops it (a
+   * WatchClient).
    */
   onGone(listener: (reason: unknown) => void): () => void {
     if (this.gone) {
@@ -59,7 +47,6 @@ export class ClientWatch {
     if (this.gone) return;
     this.gone = true;
     this.reason = reason;
-    this.controller?.abort(reason);
     const listeners = this.listeners;
     this.listeners = undefined;
     if (listeners) for (const listener of listeners) listener(reason);

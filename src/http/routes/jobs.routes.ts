@@ -68,7 +68,7 @@ export const jobRoutes = [
     idempotent: 'long',
     response: { schema: LlmCallResponse, description: 'the upstream chat.completion and the call record' },
     errors: [402, 404, 409, 429, 502, 504],
-    handler: ({ ctx, params, body, req }) => callInJob(ctx, params.job_id, body, req.clientWatch.signal),
+    handler: ({ ctx, params, body, req }) => callInJob(ctx, params.job_id, body, (listener) => req.clientWatch.onGone(listener)),
   }),
   defineRoute({
     method: 'post',
@@ -121,7 +121,7 @@ export const jobRoutes = [
     idempotent: 'long',
     response: { status: 201, schema: CreateAndCallResponse, description: 'the call and the settled job' },
     errors: [402, 404, 429, 502, 504],
-    handler: ({ ctx, body, req }) => createAndCall(ctx, body, req.clientWatch.signal),
+    handler: ({ ctx, body, req }) => createAndCall(ctx, body, (listener) => req.clientWatch.onGone(listener)),
   }),
   defineRoute({
     method: 'post',

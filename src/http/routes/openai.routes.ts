@@ -24,7 +24,7 @@ export const openAiRoutes = [
         const sink = new SseSink(req, res, { writeTimeoutMs: ctx.config.STREAM_WRITE_TIMEOUT_MS });
         return finishStream(sink, await chatCompletionStream(ctx, body, sink), answered);
       }
-      const { response, jobId, callId } = await chatCompletion(ctx, body, req.clientWatch.signal);
+      const { response, jobId, callId } = await chatCompletion(ctx, body, (listener) => req.clientWatch.onGone(listener));
       res.setHeader('X-Job-Id', jobId);
       res.setHeader('X-Call-Id', callId);
       return response;
